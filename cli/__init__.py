@@ -1,0 +1,1 @@
+"""The ``isonet-pl`` command line (installed as ``isonet_pl.cli``)."""

@@ -1,0 +1,162 @@
+"""``isonet-pl``: the command line. Each command parses, builds its settings, calls one workflow.
+
+Errors in the input end the program with one line on stderr and exit code 1 (2 for a
+usage error); ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from isonet_pl import __version__
+from isonet_pl.config import (
+    PrepareStarConfig,
+    PrepareSubtomoStarConfig,
+    Section,
+    SimulateConfig,
+    load_config,
+    with_overrides,
+)
+from isonet_pl.errors import IsoNetError
+from isonet_pl.cli.options import section_options
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+_state = {"debug": False}
+
+
+class _Group(click.Group):
+    """Accepts ``prepare-star`` as well as IsoNet's ``prepare_star``."""
+
+    def get_command(self, ctx, cmd_name):
+        return super().get_command(ctx, cmd_name.replace("-", "_"))
+
+    def list_commands(self, ctx):
+        return list(self.commands)  # in the order of the workflow, not alphabetical
+
+
+@click.group(cls=_Group, context_settings=CONTEXT)
+@click.version_option(__version__, "--version", prog_name="isonet-pl")
+@click.option("-v", "--verbose", count=True, help="More log output (-v: debug messages).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.option("--debug", is_flag=True, help="Show the full traceback of errors.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="YAML settings file (sections named after the commands; see conf/default.yaml).")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool, config_path: str | None) -> None:
+    """isonet-pl: missing-wedge correction and denoising of cryo-ET tomograms (the IsoNet workflow).
+
+    \b
+    Workflow: prepare_star -> deconv -> make_mask -> extract -> refine -> predict
+    Try it on synthetic data:  isonet-pl simulate sim && isonet-pl prepare_star sim/tomos
+    """
+    _state["debug"] = debug
+    level = logging.DEBUG if (verbose or debug) else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr, force=True)
+    for noisy in ("asyncio", "numcodecs", "fsspec", "PIL", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    ctx.obj = {"config_path": config_path}
+
+
+def settings(ctx: click.Context, section: str, options: dict) -> Section:
+    """The settings of one command: defaults < ``--config`` file < command-line options."""
+    cfg = ctx.obj.get("config") or load_config(ctx.obj.get("config_path"))
+    ctx.obj["config"] = cfg
+    return with_overrides(getattr(cfg, section), options)
+
+
+@cli.command("prepare_star", context_settings=CONTEXT)
+@click.argument("folder_name", type=click.Path())
+@section_options(PrepareStarConfig)
+@click.pass_context
+def prepare_star_cmd(ctx: click.Context, folder_name: str, **options) -> None:
+    """Make a tomogram STAR file from FOLDER_NAME (all .mrc/.rec files in it)."""
+    from isonet_pl.workflows import prepare_star
+
+    prepare_star(folder_name, settings(ctx, "prepare_star", options))
+
+
+@cli.command("prepare_subtomo_star", context_settings=CONTEXT)
+@click.argument("folder_name", type=click.Path())
+@section_options(PrepareSubtomoStarConfig)
+@click.pass_context
+def prepare_subtomo_star_cmd(ctx: click.Context, folder_name: str, **options) -> None:
+    """Make a subtomogram STAR file from FOLDER_NAME (cubic MRC subtomograms made elsewhere)."""
+    from isonet_pl.workflows import prepare_subtomo_star
+
+    prepare_subtomo_star(folder_name, settings(ctx, "prepare_subtomo_star", options))
+
+
+@cli.command("simulate", context_settings=CONTEXT)
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@section_options(SimulateConfig)
+@click.pass_context
+def simulate_cmd(ctx: click.Context, out_dir: str, **options) -> None:
+    """Write synthetic tomograms, their ground truth and a tomograms.star to OUT_DIR."""
+    from isonet_pl.workflows import simulate
+
+    simulate(out_dir, settings(ctx, "simulate", options))
+
+
+@cli.command("check", context_settings=CONTEXT)
+def check_cmd() -> None:
+    """Show the versions of the stack, CPU threads and CUDA devices."""
+    from isonet_pl.system import system_report
+
+    report = system_report()
+    click.echo(f"isonet-pl {__version__} on Python {report['python']} ({report['platform']})")
+    click.echo(f"CPU threads usable: {report['cpu_threads']}; torch threads: {report['torch_threads']}")
+    click.echo(f"torch CUDA build: {report['torch_cuda_build']}")
+    if report["cuda_devices"]:
+        click.echo("CUDA devices:\n  " + "\n  ".join(report["cuda_devices"]))
+    else:
+        click.echo("CUDA devices: none (training and prediction run on the CPU)")
+    click.echo("packages: " + ", ".join(f"{k} {v}" for k, v in report["packages"].items()))
+
+
+@cli.command("demo", context_settings=CONTEXT)
+@click.argument("out_dir", type=click.Path(file_okay=False), default="demo_out")
+@click.pass_context
+def demo_cmd(ctx: click.Context, out_dir: str) -> None:
+    """Run the workflow end to end on a synthetic tomogram in OUT_DIR and report the result."""
+    from isonet_pl.workflows import run_demo
+
+    for line in run_demo(out_dir, ctx.obj.get("config") or load_config(ctx.obj.get("config_path"))):
+        click.echo(line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: runs :data:`cli` and turns errors into one line and an exit code."""
+    try:
+        cli.main(args=argv, prog_name="isonet-pl", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except KeyboardInterrupt:
+        if _state["debug"]:
+            raise
+        click.echo("Interrupted; completed outputs are kept (refine resumes with --continue_from).", err=True)
+        return 130
+    except IsoNetError as exc:
+        if _state["debug"]:
+            raise
+        click.echo(f"Error: {exc}", err=True)
+        return 1
+    except Exception as exc:  # an unexpected failure: still one line unless --debug
+        if _state["debug"]:
+            raise
+        click.echo(f"Error: {exc.__class__.__name__}: {exc} (run with --debug for the traceback)", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""YAML presets shipped with isonet-pl (``default.yaml``, ``smoke.yaml``)."""

@@ -1,0 +1,187 @@
+"""Settings of every command, each defined once: type, default, range and help text.
+
+One pydantic model per command (a *section*), composed into :class:`IsoNetConfig`.
+Precedence, later wins: defaults here < a YAML file (``--config``, sections named after
+the commands, see ``conf/default.yaml``) < command-line options. The click options and
+the GUI forms are generated from these models, so nothing is written twice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from isonet_pl.errors import InputError
+
+
+class Section(BaseModel):
+    """Base of the per-command settings: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _split_ints(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(int(v) for v in value.replace(",", " ").split())
+    if isinstance(value, int):
+        return (value,) * 3
+    return value
+
+
+class TiltRange(Section):
+    """Mixin: a tilt range in degrees (tilt axis Y), asymmetric allowed."""
+
+    tilt_min: float = Field(-60.0, ge=-90, le=90, description="Lowest tilt angle of the tilt series (degrees).")
+    tilt_max: float = Field(60.0, ge=-90, le=90, description="Highest tilt angle of the tilt series (degrees).")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.tilt_min >= self.tilt_max:
+            raise ValueError(f"tilt_min ({self.tilt_min}) must be below tilt_max ({self.tilt_max})")
+        return self
+
+
+class IOConfig(Section):
+    """How tomograms are stored as Zarr (shared by all commands)."""
+
+    zarr_folder: str = Field("zarr", description="Folder of the Zarr copies of the tomograms, relative to the "
+                                                 "STAR file's folder (converted once, reused while the MRC is "
+                                                 "unchanged).")
+    zarr_chunks: tuple[int, int, int] = Field((64, 64, 64), description="Zarr chunk shape z,y,x (voxels).")
+    zarr_levels: int = Field(3, ge=1, le=8, description="Resolution levels in each Zarr store (1 = full "
+                                                        "resolution only; more help viewers).")
+    compression_level: int = Field(1, ge=0, le=22, description="Zstandard compression level of Zarr chunks.")
+
+    _split = field_validator("zarr_chunks", mode="before")(_split_ints)
+
+    @field_validator("zarr_chunks")
+    @classmethod
+    def _positive(cls, v):
+        if len(v) != 3 or min(v) < 8:
+            raise ValueError("needs three sizes z,y,x of at least 8 voxels")
+        return v
+
+
+class PrepareStarConfig(TiltRange):
+    """prepare_star: build a tomogram STAR file from a folder of tomograms."""
+
+    output_star: str = Field("tomograms.star", description="STAR file to write.")
+    pixel_size: float = Field(10.0, gt=0, description="Pixel size of the tomograms (Å).")
+    defocus: float = Field(0.0, ge=0, description="Defocus at 0° tilt (Å, underfocus positive); 0 = no CTF "
+                                                  "deconvolution (e.g. phase plate).")
+    number_subtomos: int = Field(100, ge=1, description="Subtomograms to extract per tomogram.")
+
+
+class PrepareSubtomoStarConfig(TiltRange):
+    """prepare_subtomo_star: build a subtomogram STAR file from a folder of subtomograms."""
+
+    output_star: str = Field("subtomo.star", description="STAR file to write.")
+    pixel_size: float = Field(10.0, gt=0, description="Pixel size of the subtomograms (Å).")
+    cube_size: int | None = Field(None, ge=8, description="Training cube edge; default (or when not below the "
+                                                          "subtomogram edge): int(crop/1.5 + 1)//16*16, as IsoNet.")
+
+
+class SimulateConfig(TiltRange):
+    """simulate: synthetic tomograms with their ground truth, for tests and the demo."""
+
+    shape: tuple[int, int, int] = Field((96, 256, 256), description="Tomogram shape z,y,x (voxels).")
+    n_tomograms: int = Field(1, ge=1, le=100, description="Number of tomograms (seeds seed, seed+1, ...).")
+    pixel_size: float = Field(10.0, gt=0, description="Pixel size (Å).")
+    tilt_step: float = Field(3.0, gt=0, le=30, description="Tilt increment (degrees).")
+    snr: float = Field(0.2, gt=0, description="Signal-to-noise ratio (variance ratio) of each projection.")
+    defocus: float = Field(0.0, ge=0, description="Defocus (Å, underfocus positive) of a CTF applied to the "
+                                                  "projections; 0 = no CTF.")
+    voltage: float = Field(300.0, gt=0, description="Acceleration voltage (kV), for the CTF.")
+    cs: float = Field(2.7, ge=0, description="Spherical aberration (mm), for the CTF.")
+    halves: bool = Field(False, description="Also write even/odd half tomograms with independent noise.")
+    number_subtomos: int = Field(100, ge=1, description="Subtomograms per tomogram written to the STAR file.")
+    seed: int = Field(0, ge=0, description="Random seed.")
+
+    _split = field_validator("shape", mode="before")(_split_ints)
+
+    @field_validator("shape")
+    @classmethod
+    def _shape(cls, v):
+        if len(v) != 3 or min(v) < 16:
+            raise ValueError("needs three sizes z,y,x of at least 16 voxels")
+        return v
+
+
+class IsoNetConfig(Section):
+    """All settings, one section per command."""
+
+    io: IOConfig = Field(default_factory=IOConfig)
+    prepare_star: PrepareStarConfig = Field(default_factory=PrepareStarConfig)
+    prepare_subtomo_star: PrepareSubtomoStarConfig = Field(default_factory=PrepareSubtomoStarConfig)
+    simulate: SimulateConfig = Field(default_factory=SimulateConfig)
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line that names each bad setting and why, e.g. ``--pixel_size -1: must be > 0``."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, int))
+        value = err.get("input")
+        msg = err["msg"].replace("Value error, ", "")
+        shown = f" {value!r}" if not isinstance(value, (dict, BaseModel)) and loc else ""
+        parts.append(f"{source}{loc}{shown}: {msg}" if loc else f"{source.rstrip('.')}: {msg}")
+    return "; ".join(parts)
+
+
+def load_config(path: str | Path | None = None) -> IsoNetConfig:
+    """Defaults, overridden by a YAML file with sections named after the commands."""
+    if path is None:
+        return IsoNetConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("config file does not exist", path, "check --config")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"not valid YAML ({str(exc).splitlines()[0]})", path, "fix the file") from None
+    if not isinstance(data, dict):
+        raise InputError("expected sections (mapping) at the top level", path, "see conf/default.yaml")
+    try:
+        return IsoNetConfig.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(format_validation_error(exc, ""), path, "see conf/default.yaml for the keys") from None
+
+
+def save_config(cfg: IsoNetConfig, path: str | Path) -> None:
+    """Write all settings to a YAML file that :func:`load_config` reads back."""
+    Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+
+def with_overrides(section: Section, overrides: dict[str, Any], source: str = "--") -> Section:
+    """A copy of ``section`` with the non-None ``overrides`` applied and validated.
+
+    Raises
+    ------
+    InputError
+        Naming the option and the rule it breaks.
+    """
+    values = section.model_dump()
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return type(section).model_validate(values)
+    except ValidationError as exc:
+        raise InputError(format_validation_error(exc, source), fix="see --help") from None
+
+
+def default_yaml() -> str:
+    """The text of ``conf/default.yaml``: every section and key, with its help as a comment."""
+    lines = ["# isonet-pl settings: every command's options with their defaults.",
+             "# Use with `isonet-pl --config FILE <command>`; command-line options override it.", ""]
+    cfg = IsoNetConfig()
+    for name, field in IsoNetConfig.model_fields.items():
+        section = getattr(cfg, name)
+        lines.append(f"{name}:  # {type(section).__doc__.splitlines()[0]}")
+        for key, info in type(section).model_fields.items():
+            value = yaml.safe_dump(section.model_dump(mode="json")[key], default_flow_style=True).strip()
+            value = value.removesuffix("\n...").removesuffix("...").strip()
+            lines.append(f"  {key}: {value}  # {info.description}")
+        lines.append("")
+    return "\n".join(lines)

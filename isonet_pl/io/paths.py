@@ -1,0 +1,102 @@
+"""File-system helpers: input checks with clear errors, and atomic outputs.
+
+Every output of isonet-pl (MRC, Zarr store, STAR file) is written under a temporary
+name in the destination folder and renamed into place only when complete, so an
+interrupted or failed run never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from isonet_pl.errors import InputError
+
+
+def check_readable_file(path: str | Path, what: str = "file", option: str | None = None) -> Path:
+    """Return ``path`` as a Path if it is an existing, readable file, else raise InputError."""
+    path = Path(path)
+    hint = f"check {option}" if option else "check the path"
+    if not path.exists():
+        raise InputError(f"{what} does not exist", path, hint)
+    if path.is_dir():
+        raise InputError(f"expected a {what}, found a folder", path, hint)
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{what} is not readable", path, "fix its permissions")
+    return path
+
+
+def check_output_dir(path: str | Path, option: str | None = None) -> Path:
+    """Create the output folder ``path`` if needed and check that it is writable."""
+    path = Path(path)
+    hint = f"choose another {option}" if option else "choose another output location"
+    if path.exists() and not path.is_dir():
+        raise InputError("output folder is an existing file", path, hint)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create output folder ({exc.strerror})", path, hint) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InputError("output folder is not writable", path, hint)
+    return path
+
+
+def check_output_file(path: str | Path, option: str | None = None) -> Path:
+    """Check that the file ``path`` can be written (its folder is created if needed)."""
+    path = Path(path)
+    hint = f"choose another {option}" if option else "choose another output file"
+    if path.is_dir():
+        raise InputError("output file is an existing folder", path, hint)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError("output file is not writable", path, hint)
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        check_output_dir(parent)
+    except InputError as exc:
+        raise InputError(f"cannot write here: {exc.problem}", path, hint) from None
+    return path
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A unique hidden name next to ``path`` for writing before the final rename."""
+    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it to ``path`` if the block succeeds.
+
+    Works for files and folders (Zarr stores). An existing ``path`` is replaced only
+    after the new one is complete. On an exception the temporary is deleted.
+    """
+    path = Path(path)
+    tmp = temporary_sibling(path)
+    try:
+        yield tmp
+    except BaseException:
+        remove(tmp)
+        raise
+    replace(tmp, path)
+
+
+def replace(src: Path, dst: Path) -> None:
+    """Move ``src`` onto ``dst``, replacing a file or folder already there."""
+    if dst.is_dir() and not dst.is_symlink():
+        old = temporary_sibling(dst)
+        os.replace(dst, old)
+        os.replace(src, dst)
+        remove(old)
+    else:
+        os.replace(src, dst)
+
+
+def remove(path: Path) -> None:
+    """Delete a file or folder if it exists."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()

@@ -1,0 +1,290 @@
+"""Tomogram and subtomogram STAR tables, read and written through ``starfile``.
+
+Columns keep IsoNet 0.2's names (``rlnMicrographName``, ``rlnPixelSize``, ... without
+the leading underscore, as ``starfile`` gives them). isonet-pl adds the per-tomogram
+tilt range ``rlnTiltMin`` / ``rlnTiltMax`` (degrees; default -60 / +60).
+
+Conventions that match IsoNet-written files:
+
+- the literal ``None`` (or an empty value) means "no file";
+- relative paths (``tomos/a.mrc``, ``./deconv/a.mrc``) are relative to the folder of the
+  STAR file; a path found only relative to the current folder is accepted too (IsoNet
+  resolves against the folder it was run from);
+- unknown columns are kept as they are and written back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import starfile
+
+from isonet_pl.errors import InputError
+from isonet_pl.io.paths import atomic_path, check_output_file, check_readable_file
+
+logger = logging.getLogger(__name__)
+
+NONE = "None"
+DEFAULT_TILT_RANGE = (-60.0, 60.0)
+
+#: Columns of a tomogram table, in IsoNet's order, with the value of a new column.
+TOMOGRAM_COLUMNS: dict[str, object] = {
+    "rlnIndex": None,
+    "rlnMicrographName": NONE,
+    "rlnPixelSize": 10.0,
+    "rlnDefocus": 0.0,
+    "rlnNumberSubtomo": 100,
+    "rlnMaskBoundary": NONE,
+    "rlnSnrFalloff": 1.0,
+    "rlnDeconvStrength": 1.0,
+    "rlnDeconvTomoName": NONE,
+    "rlnMaskDensityPercentage": 50.0,
+    "rlnMaskStdPercentage": 50.0,
+    "rlnMaskName": NONE,
+    "rlnCorrectedTomoName": NONE,
+    "rlnTiltMin": DEFAULT_TILT_RANGE[0],
+    "rlnTiltMax": DEFAULT_TILT_RANGE[1],
+}
+SUBTOMO_COLUMNS: dict[str, object] = {
+    "rlnSubtomoIndex": None,
+    "rlnImageName": NONE,
+    "rlnCubeSize": 64,
+    "rlnCropSize": 80,
+    "rlnPixelSize": 10.0,
+    "rlnTiltMin": DEFAULT_TILT_RANGE[0],
+    "rlnTiltMax": DEFAULT_TILT_RANGE[1],
+}
+INT_COLUMNS = {"rlnIndex", "rlnSubtomoIndex", "rlnNumberSubtomo", "rlnCubeSize", "rlnCropSize"}
+FLOAT_COLUMNS = {"rlnPixelSize", "rlnDefocus", "rlnSnrFalloff", "rlnDeconvStrength", "rlnMaskDensityPercentage",
+                 "rlnMaskStdPercentage", "rlnTiltMin", "rlnTiltMax"}
+PATH_COLUMNS = {"rlnMicrographName", "rlnImageName", "rlnMaskBoundary", "rlnDeconvTomoName", "rlnMaskName",
+                "rlnCorrectedTomoName", "rlnTomoReconstructedTomogramHalf1", "rlnTomoReconstructedTomogramHalf2"}
+
+
+def is_none(value: object) -> bool:
+    """True for IsoNet's "no value": None, NaN, ``""`` or the string ``"None"``."""
+    if value is None:
+        return True
+    if isinstance(value, float) and np.isnan(value):
+        return True
+    return isinstance(value, str) and value.strip() in ("", NONE)
+
+
+@dataclass
+class StarTable:
+    """A STAR table and the file it belongs to (paths inside resolve against its folder).
+
+    Attributes
+    ----------
+    df : pandas.DataFrame
+        One row per tomogram or subtomogram; columns named as ``starfile`` reads them.
+    path : Path
+        The STAR file (it need not exist yet).
+    """
+
+    df: pd.DataFrame
+    path: Path
+
+    @property
+    def folder(self) -> Path:
+        """Folder that relative paths in the table refer to."""
+        return self.path.parent
+
+    def resolve(self, value: object) -> Path | None:
+        """A path value of the table as a usable Path, or None for ``None``."""
+        if is_none(value):
+            return None
+        p = Path(str(value).strip())
+        if p.is_absolute():
+            return p
+        here = self.folder / p
+        if not here.exists() and p.exists():
+            return p
+        return here
+
+    def relative(self, path: str | Path) -> str:
+        """How a path is stored in this table: relative to its folder when below it, else absolute."""
+        return relative_to(path, self.folder)
+
+    def get_path(self, row: int, column: str, required: bool = True) -> Path | None:
+        """The resolved path in ``column`` of row position ``row`` (checked to exist if required)."""
+        value = self.df[column].iloc[row] if column in self.df.columns else None
+        path = self.resolve(value)
+        if path is None:
+            if required:
+                raise InputError(f"row {row + 1} has no {column}", self.path, f"fill in _{column}")
+            return None
+        if required and not path.exists():
+            raise InputError(f"row {row + 1} points to a missing file {path}", self.path,
+                             f"fix _{column} of that row or restore the file")
+        return path
+
+    def ensure_column(self, column: str, default: object) -> None:
+        """Add ``column`` filled with ``default`` if absent (keeps existing values)."""
+        if column not in self.df.columns:
+            self.df[column] = default
+
+    def set_value(self, row: int, column: str, value: object) -> None:
+        """Set one cell, creating the column (``None`` elsewhere) if needed."""
+        if column not in self.df.columns:
+            self.df[column] = TOMOGRAM_COLUMNS.get(column, SUBTOMO_COLUMNS.get(column, NONE))
+        if column in PATH_COLUMNS or isinstance(value, str):
+            self.df[column] = self.df[column].astype(object)
+        self.df.loc[self.df.index[row], column] = value
+
+    def select(self, tomo_idx: str | None) -> list[int]:
+        """Row positions selected by a ``tomo_idx`` string such as ``"1,3-4"`` (all if None)."""
+        if tomo_idx is None or str(tomo_idx).strip() == "":
+            return list(range(len(self.df)))
+        wanted = parse_tomo_idx(tomo_idx)
+        index = [str(v) for v in self.df["rlnIndex"]]
+        missing = [w for w in wanted if w not in index]
+        if missing:
+            raise InputError(f"tomo_idx {','.join(missing)} not in the table (rlnIndex: {', '.join(index)})",
+                             self.path, "choose indices from _rlnIndex")
+        return [i for i, v in enumerate(index) if v in wanted]
+
+    def tilt_range(self, row: int) -> tuple[float, float]:
+        """(tilt_min, tilt_max) of a row in degrees; -60/+60 when the columns are absent."""
+        lo = float(self.df["rlnTiltMin"].iloc[row]) if "rlnTiltMin" in self.df.columns else DEFAULT_TILT_RANGE[0]
+        hi = float(self.df["rlnTiltMax"].iloc[row]) if "rlnTiltMax" in self.df.columns else DEFAULT_TILT_RANGE[1]
+        return lo, hi
+
+    def write(self, path: str | Path | None = None) -> Path:
+        """Write the table (atomically) to ``path`` or to its own file."""
+        target = Path(path) if path is not None else self.path
+        write_star(self.df, target)
+        return target
+
+
+def parse_tomo_idx(text: str | int) -> list[str]:
+    """Parse IsoNet's ``tomo_idx`` syntax: comma/space separated integers and ``a-b`` ranges.
+
+    Returns the indices as strings (IsoNet compares them as strings with ``rlnIndex``).
+    """
+    out: list[str] = []
+    for token in re.split(r"[,\s]+", str(text).strip()):
+        if not token:
+            continue
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", token)
+        if not m:
+            raise InputError(f"invalid tomo_idx {text!r}: {token!r} is not a number or a range a-b",
+                             fix="use e.g. --tomo_idx 1,3-4")
+        a = int(m.group(1))
+        b = int(m.group(2)) if m.group(2) else a
+        if b < a:
+            raise InputError(f"invalid tomo_idx {text!r}: range {token} runs backwards", fix="write it as low-high")
+        out.extend(str(i) for i in range(a, b + 1))
+    if not out:
+        raise InputError(f"invalid tomo_idx {text!r}: no index given", fix="use e.g. --tomo_idx 1,3-4")
+    return out
+
+
+def read_star(path: str | Path, required: tuple[str, ...] = (), what: str = "STAR file") -> StarTable:
+    """Read a single-table STAR file (IsoNet's or RELION's) into a :class:`StarTable`.
+
+    For files with several data blocks (RELION-5), the first block with all ``required``
+    columns is used.
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file, no table, or a required column missing.
+    """
+    path = check_readable_file(path, what=what)
+    try:
+        data = starfile.read(path, always_dict=True)
+    except Exception as exc:
+        raise InputError(f"not a readable STAR file ({exc.__class__.__name__}: {exc})", path,
+                         "check the file format") from None
+    tables = [df for df in data.values() if isinstance(df, pd.DataFrame)]
+    if not tables:
+        raise InputError("no table (loop_) in the STAR file", path, "check the file")
+    chosen = next((df for df in tables if all(c in df.columns for c in required)), None)
+    if chosen is None:
+        cols = ", ".join("_" + c for c in required if c not in tables[0].columns)
+        raise InputError(f"missing required column(s) {cols}", path, "add them or make the file with prepare_star")
+    df = chosen.reset_index(drop=True).copy()
+    for col in df.columns:
+        if df[col].dtype != object and not np.issubdtype(df[col].dtype, np.number):
+            df[col] = df[col].astype(object)
+    return StarTable(df=df, path=path)
+
+
+def read_tomogram_star(path: str | Path) -> StarTable:
+    """Read a tomogram STAR file; adds ``rlnIndex`` (1..n) if absent."""
+    table = read_star(path, required=("rlnMicrographName",), what="tomogram STAR file")
+    if "rlnIndex" not in table.df.columns:
+        table.df.insert(0, "rlnIndex", np.arange(1, len(table.df) + 1))
+    if len(table.df) == 0:
+        raise InputError("the tomogram table is empty", table.path, "add tomograms with prepare_star")
+    _check_numbers(table, ("rlnPixelSize", "rlnDefocus", "rlnNumberSubtomo", "rlnTiltMin", "rlnTiltMax"))
+    return table
+
+
+def read_subtomo_star(path: str | Path) -> StarTable:
+    """Read a subtomogram STAR file (``extract`` or ``prepare_subtomo_star``)."""
+    table = read_star(path, required=("rlnImageName",), what="subtomogram STAR file")
+    if len(table.df) == 0:
+        raise InputError("the subtomogram table is empty", table.path, "run extract first")
+    _check_numbers(table, ("rlnCubeSize", "rlnCropSize", "rlnPixelSize", "rlnTiltMin", "rlnTiltMax"))
+    return table
+
+
+def _check_numbers(table: StarTable, columns: tuple[str, ...]) -> None:
+    for col in columns:
+        if col not in table.df.columns:
+            continue
+        values = pd.to_numeric(table.df[col], errors="coerce")
+        bad = np.flatnonzero(values.isna().to_numpy())
+        if bad.size:
+            raise InputError(f"_{col} of row {bad[0] + 1} is not a number ({table.df[col].iloc[bad[0]]!r})",
+                             table.path, "fix that value")
+        table.df[col] = values.astype(int) if col in INT_COLUMNS else values.astype(float)
+    if "rlnTiltMin" in table.df.columns and "rlnTiltMax" in table.df.columns:
+        lo, hi = table.df["rlnTiltMin"].to_numpy(float), table.df["rlnTiltMax"].to_numpy(float)
+        bad = np.flatnonzero((lo >= hi) | (lo < -90) | (hi > 90))
+        if bad.size:
+            raise InputError(f"row {bad[0] + 1} has an invalid tilt range {lo[bad[0]]}..{hi[bad[0]]}", table.path,
+                             "use -90 <= _rlnTiltMin < _rlnTiltMax <= 90")
+
+
+def write_star(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write a table as a STAR file that ``starfile`` and IsoNet 0.2 read back.
+
+    Missing values become ``None``; integer columns are written as integers. The file
+    is written under a temporary name and renamed, so a failure leaves the old file.
+    """
+    path = check_output_file(path, option="output STAR file")
+    out = df.copy()
+    for col in out.columns:
+        if col in INT_COLUMNS:
+            out[col] = pd.to_numeric(out[col]).astype(int)
+        elif col in FLOAT_COLUMNS:
+            out[col] = pd.to_numeric(out[col]).astype(float)
+        elif not np.issubdtype(out[col].dtype, np.number):
+            out[col] = [NONE if is_none(v) else str(v) for v in out[col]]
+    with atomic_path(path) as tmp:
+        starfile.write(out, tmp, overwrite=True)
+    return path
+
+
+def new_table(columns: dict[str, object], rows: list[dict], path: str | Path) -> StarTable:
+    """A table with ``columns`` (in order, filled with their defaults) and the given rows."""
+    records = [{c: row.get(c, d) for c, d in columns.items()} for row in rows]
+    return StarTable(df=pd.DataFrame.from_records(records, columns=list(columns)), path=Path(path))
+
+
+def relative_to(path: str | Path, folder: str | Path) -> str:
+    """``path`` relative to ``folder`` when below it, else absolute (for writing into STAR files)."""
+    path, folder = Path(path).resolve(), Path(folder).resolve()
+    try:
+        return str(path.relative_to(folder))
+    except ValueError:
+        return os.path.abspath(path)

@@ -1,0 +1,312 @@
+"""Tomograms as chunked, compressed OME-Zarr stores, read lazily with dask.
+
+Layout of a store ``<name>.zarr`` (Zarr format 3, OME-NGFF 0.5):
+
+- arrays ``0``, ``1``, ... : the tomogram (ZYX) at full resolution and binned 2x, 4x, ...
+  (mean of 2x2x2 voxels, float32), so napari and other OME-Zarr readers open it;
+- attribute ``ome``: the NGFF ``multiscales`` metadata (axes z, y, x in angstrom, a scale
+  per level from the voxel size, and a translation from the MRC origin);
+- attribute ``isonet_pl``: voxel size and origin (ZYX, Å), and the source file's path,
+  size and modification time, which key the conversion cache.
+
+Conversion from MRC is streamed: blocks of one chunk depth and a bounded number of
+rows are read with positional file reads and written chunk-aligned, so peak memory is
+set by the chunk shape and the tomogram's width, never by its size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import zarr
+from zarr.codecs import ZstdCodec
+
+from isonet_pl.errors import InputError
+from isonet_pl.io.mrc import MrcWriter, iter_blocks, read_mrc_info
+from isonet_pl.io.paths import atomic_path
+
+logger = logging.getLogger(__name__)
+
+#: Default chunk shape (ZYX); chosen with bench/io.py (see bench/RESULTS.md).
+DEFAULT_CHUNKS = (64, 64, 64)
+#: Zstandard level: level 1 costs little time and still shrinks real tomograms.
+DEFAULT_COMPRESSION_LEVEL = 1
+#: Stop adding pyramid levels once the smallest edge would fall below this.
+MIN_LEVEL_EDGE = 32
+#: Upper bound on the bytes of one MRC block read during conversion.
+BLOCK_BYTES = 64 << 20
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TomogramStore:
+    """An opened tomogram store.
+
+    Attributes
+    ----------
+    path : Path
+        The ``.zarr`` folder.
+    voxel_size : tuple of float
+        (z, y, x) in Å.
+    origin : tuple of float
+        (z, y, x) in Å.
+    levels : int
+        Number of resolution levels.
+    """
+
+    path: Path
+    voxel_size: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    levels: int
+
+    def zarr_array(self, level: int = 0) -> zarr.Array:
+        """The Zarr array of one resolution level."""
+        return zarr.open_array(self.path / str(level), mode="r")
+
+    def dask(self, level: int = 0) -> da.Array:
+        """The tomogram at ``level`` as a lazy dask array (z, y, x), one task per chunk."""
+        arr = self.zarr_array(level)
+        return da.from_zarr(arr, chunks=arr.chunks)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(nz, ny, nx) at full resolution."""
+        return tuple(self.zarr_array(0).shape)  # type: ignore[return-value]
+
+
+def open_tomogram(path: str | Path) -> TomogramStore:
+    """Open a store written by :func:`mrc_to_zarr` or :func:`write_tomogram`."""
+    path = Path(path)
+    try:
+        group = zarr.open_group(path, mode="r")
+        meta = dict(group.attrs["isonet_pl"])
+    except Exception:
+        raise InputError("not an isonet-pl Zarr tomogram", path, "convert the MRC file again") from None
+    return TomogramStore(path=path, voxel_size=tuple(meta["voxel_size"]), origin=tuple(meta["origin"]),
+                         levels=int(meta["levels"]))
+
+
+def _level_shapes(shape: tuple[int, ...], max_levels: int) -> list[tuple[int, ...]]:
+    shapes = [tuple(shape)]
+    while len(shapes) < max_levels:
+        nxt = tuple(s // 2 for s in shapes[-1])
+        if min(nxt) < MIN_LEVEL_EDGE:
+            break
+        shapes.append(nxt)
+    return shapes
+
+
+def _ngff_metadata(name: str, n_levels: int, voxel_size, origin) -> dict:
+    datasets = []
+    for level in range(n_levels):
+        f = 2**level
+        scale = [float(v) * f for v in voxel_size]
+        # a binned voxel's centre sits half an original voxel further in
+        shift = [float(o) + 0.5 * (f - 1) * float(v) for o, v in zip(origin, voxel_size)]
+        datasets.append({"path": str(level), "coordinateTransformations": [
+            {"type": "scale", "scale": scale}, {"type": "translation", "translation": shift}]})
+    axes = [{"name": ax, "type": "space", "unit": "angstrom"} for ax in "zyx"]
+    return {"version": "0.5", "multiscales": [{"name": name, "axes": axes, "datasets": datasets}]}
+
+
+class _StoreBuilder:
+    """Creates the arrays of a store and fills the pyramid from full-resolution blocks."""
+
+    def __init__(self, path: Path, shape, dtype, chunks, voxel_size, origin, levels: int,
+                 compression_level: int, extra: dict | None = None):
+        self.group = zarr.open_group(path, mode="w", zarr_format=3)
+        self.shapes = _level_shapes(shape, levels)
+        compressors = [ZstdCodec(level=compression_level)]
+        self.arrays = []
+        for level, lshape in enumerate(self.shapes):
+            ldtype = np.dtype(dtype) if level == 0 else np.dtype(np.float32)
+            lchunks = tuple(min(c, s) for c, s in zip(chunks, lshape))
+            self.arrays.append(self.group.create_array(
+                str(level), shape=lshape, chunks=lchunks, dtype=ldtype, compressors=compressors,
+                fill_value=0, dimension_names=("z", "y", "x")))
+        meta = {"voxel_size": [float(v) for v in voxel_size], "origin": [float(o) for o in origin],
+                "levels": len(self.shapes), "format": FORMAT_VERSION}
+        meta.update(extra or {})
+        self.group.attrs.update({"ome": _ngff_metadata(path.stem, len(self.shapes), voxel_size, origin),
+                                 "isonet_pl": meta})
+
+    def write(self, block: np.ndarray, z0: int, y0: int) -> None:
+        """Write a full-width block at (z0, y0) to level 0 and its binned versions."""
+        dz, dy, _ = block.shape
+        self.arrays[0][z0:z0 + dz, y0:y0 + dy, :] = block
+        current = block.astype(np.float32, copy=False)
+        for level in range(1, len(self.shapes)):
+            f = 2**level
+            if z0 % f or y0 % f:
+                raise ValueError("blocks must start on multiples of 2**levels")
+            current = _bin2(current)
+            lz, ly, lx = self.shapes[level]
+            bz0, by0 = z0 // f, y0 // f
+            part = current[:max(0, min(current.shape[0], lz - bz0)), :max(0, min(current.shape[1], ly - by0)), :lx]
+            if part.size:
+                self.arrays[level][bz0:bz0 + part.shape[0], by0:by0 + part.shape[1], :part.shape[2]] = part
+
+
+def _bin2(block: np.ndarray) -> np.ndarray:
+    """Mean of 2x2x2 voxels; an odd trailing slice is dropped (as ``coarsen(trim_excess=True)``)."""
+    z, y, x = (s // 2 * 2 for s in block.shape)
+    b = block[:z, :y, :x]
+    return b.reshape(z // 2, 2, y // 2, 2, x // 2, 2).mean(axis=(1, 3, 5), dtype=np.float32)
+
+
+def _block_rows(chunks, nx: int, itemsize: int, levels: int) -> int:
+    """Rows per conversion block: chunk-aligned, a multiple of 2**levels, within BLOCK_BYTES."""
+    cz, cy, _ = chunks
+    per_row = cz * nx * itemsize
+    rows = max(cy, (BLOCK_BYTES // max(per_row, 1)) // cy * cy)
+    return max(rows, 2**levels)
+
+
+def mrc_to_zarr(mrc_path: str | Path, zarr_path: str | Path, chunks: tuple[int, int, int] = DEFAULT_CHUNKS,
+                levels: int = 3, compression_level: int = DEFAULT_COMPRESSION_LEVEL) -> TomogramStore:
+    """Convert an MRC tomogram to an OME-Zarr store, streamed block by block.
+
+    Parameters
+    ----------
+    mrc_path : str or Path
+        3-D MRC file (any MRC mode); its dtype is kept at level 0, bit for bit.
+    zarr_path : str or Path
+        Output ``.zarr`` folder, written under a temporary name and renamed when complete.
+    chunks : tuple of int
+        Chunk shape (z, y, x) in voxels.
+    levels : int
+        Maximum number of resolution levels (1 = full resolution only).
+    compression_level : int
+        Zstandard level.
+
+    Returns
+    -------
+    TomogramStore
+    """
+    info = read_mrc_info(mrc_path)
+    zarr_path = Path(zarr_path)
+    chunks = tuple(int(c) for c in chunks)
+    n_levels = len(_level_shapes(info.shape, levels))
+    # block depth: one chunk, rounded up to a multiple of the coarsest binning
+    depth = -(-chunks[0] // 2 ** (n_levels - 1)) * 2 ** (n_levels - 1)
+    rows = _block_rows((depth, chunks[1], chunks[2]), info.shape[2], info.dtype.itemsize, n_levels - 1)
+    rows = -(-rows // 2 ** (n_levels - 1)) * 2 ** (n_levels - 1)
+    with atomic_path(zarr_path) as tmp:
+        builder = _StoreBuilder(tmp, info.shape, info.dtype.newbyteorder("="), chunks, info.voxel_size,
+                                info.origin, levels, compression_level, extra={"source": source_key(info.path)})
+        for (z0, _), (y0, _), block in iter_blocks(info, depth, rows):
+            builder.write(block, z0, y0)
+    logger.debug("converted %s -> %s (%d levels)", info.path, zarr_path, n_levels)
+    return open_tomogram(zarr_path)
+
+
+def source_key(path: str | Path) -> dict:
+    """What identifies a source file's content cheaply: absolute path, size, mtime (ns)."""
+    path = Path(path).resolve()
+    st = path.stat()
+    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def cached_zarr_path(mrc_path: str | Path, cache_dir: str | Path) -> Path:
+    """Where :func:`ensure_zarr` keeps the store of ``mrc_path``: ``<stem>_<hash of path>.zarr``."""
+    mrc_path = Path(mrc_path).resolve()
+    digest = hashlib.sha1(str(mrc_path).encode()).hexdigest()[:8]
+    return Path(cache_dir) / f"{mrc_path.stem}_{digest}.zarr"
+
+
+def ensure_zarr(mrc_path: str | Path, cache_dir: str | Path, chunks: tuple[int, int, int] = DEFAULT_CHUNKS,
+                levels: int = 3, compression_level: int = DEFAULT_COMPRESSION_LEVEL) -> TomogramStore:
+    """Return the Zarr store of an MRC tomogram, converting it only if needed.
+
+    A store is reused when its recorded source path, size and modification time match
+    the file's; a changed source file is converted again.
+    """
+    target = cached_zarr_path(mrc_path, cache_dir)
+    key = source_key(mrc_path)
+    if target.exists():
+        try:
+            group = zarr.open_group(target, mode="r")
+            meta = dict(group.attrs["isonet_pl"])
+            if meta.get("source") == key and meta.get("format") == FORMAT_VERSION:
+                logger.debug("reusing %s for %s", target, mrc_path)
+                return open_tomogram(target)
+        except Exception:  # an unreadable cache entry is simply rebuilt
+            pass
+        logger.info("%s changed since its conversion; converting it again", mrc_path)
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    logger.info("converting %s to Zarr (%s)", mrc_path, target)
+    return mrc_to_zarr(mrc_path, target, chunks=chunks, levels=levels, compression_level=compression_level)
+
+
+def write_tomogram(arr: da.Array | np.ndarray, zarr_path: str | Path, voxel_size, origin=(0.0, 0.0, 0.0),
+                   chunks: tuple[int, int, int] | None = None, levels: int = 1,
+                   compression_level: int = DEFAULT_COMPRESSION_LEVEL, extra: dict | None = None) -> TomogramStore:
+    """Compute a (lazy) volume and store it as an OME-Zarr tomogram, block by block.
+
+    Parameters
+    ----------
+    arr : dask.array.Array or numpy.ndarray
+        Shape (nz, ny, nx).
+    zarr_path : str or Path
+        Output ``.zarr`` folder (atomic).
+    voxel_size, origin : tuple of float
+        (z, y, x) in Å.
+    chunks : tuple of int, optional
+        Output chunks; default: those of ``arr`` (capped at :data:`DEFAULT_CHUNKS` depth).
+    levels : int
+        Maximum number of resolution levels.
+    """
+    arr = arr if isinstance(arr, da.Array) else da.from_array(arr, chunks=chunks or DEFAULT_CHUNKS)
+    chunks = tuple(chunks or DEFAULT_CHUNKS)
+    n_levels = len(_level_shapes(arr.shape, levels))
+    align = 2 ** (n_levels - 1)
+    depth = -(-chunks[0] // align) * align
+    rows = -(-chunks[1] // align) * align
+    zarr_path = Path(zarr_path)
+    with atomic_path(zarr_path) as tmp:
+        builder = _StoreBuilder(tmp, arr.shape, arr.dtype, chunks, voxel_size, origin, levels,
+                                compression_level, extra=extra)
+        nz, ny, _ = arr.shape
+        for z0 in range(0, nz, depth):
+            for y0 in range(0, ny, rows):
+                block = np.asarray(arr[z0:z0 + depth, y0:y0 + rows, :].compute())
+                builder.write(block, z0, y0)
+    return open_tomogram(zarr_path)
+
+
+def dask_to_mrc(arr: da.Array, mrc_path: str | Path, voxel_size, origin=(0.0, 0.0, 0.0),
+                dtype=None, rows: int | None = None) -> Path:
+    """Stream a lazy volume (shape (nz, ny, nx)) into an MRC file, one block of rows at a time.
+
+    The array is computed in full-width blocks of one z-chunk by ``rows`` rows (default:
+    the array's own y-chunk), each written with positional writes; the file appears under
+    its final name only when complete.
+    """
+    dtype = np.dtype(dtype or arr.dtype)
+    nz, ny, nx = arr.shape
+    depth = arr.chunks[0][0]
+    rows = rows or arr.chunks[1][0]
+    with MrcWriter(mrc_path, arr.shape, dtype, voxel_size, origin) as writer:
+        for z0 in range(0, nz, depth):
+            for y0 in range(0, ny, rows):
+                block = np.asarray(arr[z0:z0 + depth, y0:y0 + rows, :].compute())
+                writer.write(block.astype(dtype, copy=False), z0, y0)
+    return Path(mrc_path)
+
+
+def zarr_to_mrc(zarr_path: str | Path, mrc_path: str | Path, level: int = 0) -> Path:
+    """Write one level of a tomogram store back to MRC, streamed, with its voxel size and origin."""
+    store = open_tomogram(zarr_path)
+    f = 2**level
+    vs = tuple(v * f for v in store.voxel_size)
+    return dask_to_mrc(store.dask(level), mrc_path, vs, store.origin)
+
+
+__all__ = ["DEFAULT_CHUNKS", "TomogramStore", "open_tomogram", "mrc_to_zarr", "ensure_zarr", "cached_zarr_path",
+           "write_tomogram", "dask_to_mrc", "zarr_to_mrc", "source_key"]

@@ -1,0 +1,121 @@
+"""prepare_star and prepare_subtomo_star: STAR files from folders of volumes."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from isonet_pl.config import PrepareStarConfig, PrepareSubtomoStarConfig
+from isonet_pl.errors import InputError
+from isonet_pl.io.mrc import read_mrc_info
+from isonet_pl.io.star import SUBTOMO_COLUMNS, TOMOGRAM_COLUMNS, StarTable, new_table, relative_to
+
+logger = logging.getLogger(__name__)
+
+TOMOGRAM_SUFFIXES = (".mrc", ".rec")
+#: Columns prepare_star writes, in IsoNet's order, followed by the tilt range.
+PREPARE_STAR_COLUMNS = ("rlnIndex", "rlnMicrographName", "rlnPixelSize", "rlnDefocus", "rlnNumberSubtomo",
+                        "rlnMaskBoundary", "rlnTiltMin", "rlnTiltMax")
+
+
+def list_tomograms(folder: str | Path) -> list[Path]:
+    """The ``.mrc`` / ``.rec`` files of ``folder``, sorted by name (checked to be 3-D MRC)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("folder does not exist" if not folder.exists() else "not a folder", folder,
+                         "give the folder that holds the tomograms")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in TOMOGRAM_SUFFIXES)
+    if not files:
+        raise InputError("no .mrc or .rec files in this folder", folder,
+                         "give the folder that holds the tomograms (MRC format, .mrc or .rec)")
+    for f in files:
+        read_mrc_info(f)
+    return files
+
+
+def tomogram_table(files: list[Path], output_star: str | Path, cfg: PrepareStarConfig) -> StarTable:
+    """A tomogram table with one row per file and the settings of ``cfg``."""
+    folder = Path(output_star).parent
+    columns = {c: TOMOGRAM_COLUMNS[c] for c in PREPARE_STAR_COLUMNS}
+    rows = [{"rlnIndex": i + 1, "rlnMicrographName": relative_to(f, folder), "rlnPixelSize": cfg.pixel_size,
+             "rlnDefocus": cfg.defocus, "rlnNumberSubtomo": cfg.number_subtomos,
+             "rlnTiltMin": cfg.tilt_min, "rlnTiltMax": cfg.tilt_max} for i, f in enumerate(files)]
+    return new_table(columns, rows, output_star)
+
+
+def prepare_star(folder_name: str | Path, cfg: PrepareStarConfig | None = None) -> Path:
+    """Write a tomogram STAR file (IsoNet's columns plus the tilt range) for a folder of tomograms.
+
+    Parameters
+    ----------
+    folder_name : str or Path
+        Folder of tomograms (``.mrc`` / ``.rec``, 3-D, Z = thickness, Y = tilt axis).
+    cfg : PrepareStarConfig
+        Output file, pixel size (Å), defocus (Å), subtomograms per tomogram, tilt range.
+
+    Returns
+    -------
+    Path
+        The STAR file written.
+    """
+    cfg = cfg or PrepareStarConfig()
+    files = list_tomograms(folder_name)
+    for f in files:
+        header_vs = read_mrc_info(f).voxel_size[2]
+        if header_vs > 0 and abs(header_vs - 1.0) > 1e-6 and abs(header_vs - cfg.pixel_size) > 0.01 * cfg.pixel_size:
+            logger.warning("%s: header pixel size %.3g Å differs from --pixel_size %.3g Å; the STAR file uses %.3g",
+                           f, header_vs, cfg.pixel_size, cfg.pixel_size)
+    table = tomogram_table(files, cfg.output_star, cfg)
+    table.write()
+    logger.info("wrote %s: %d tomogram(s), pixel size %g Å, tilt range %g..%g°", cfg.output_star, len(files),
+                cfg.pixel_size, cfg.tilt_min, cfg.tilt_max)
+    return Path(cfg.output_star)
+
+
+def default_cube_size(crop_size: int) -> int:
+    """IsoNet's training cube for a subtomogram edge: ``int(crop/1.5 + 1) // 16 * 16``."""
+    return int(crop_size / 1.5 + 1) // 16 * 16
+
+
+def prepare_subtomo_star(folder_name: str | Path, cfg: PrepareSubtomoStarConfig | None = None) -> Path:
+    """Write a subtomogram STAR file for a folder of cubic subtomograms made elsewhere.
+
+    Files that are not readable cubic 3-D MRC volumes are skipped with a warning.
+    ``rlnCropSize`` is each file's edge; ``rlnCubeSize`` is ``cfg.cube_size`` or, if unset
+    or not below the edge, IsoNet's default (e.g. 96 -> 64).
+    """
+    cfg = cfg or PrepareSubtomoStarConfig()
+    folder = Path(folder_name)
+    if not folder.is_dir():
+        raise InputError("folder does not exist" if not folder.exists() else "not a folder", folder,
+                         "give the folder of subtomograms")
+    out_folder = Path(cfg.output_star).parent
+    rows = []
+    for f in sorted(p for p in folder.iterdir() if p.is_file()):
+        try:
+            info = read_mrc_info(f)
+        except InputError as exc:
+            logger.warning("skipping %s", exc)
+            continue
+        if len(set(info.shape)) != 1:
+            logger.warning("skipping %s: not a cube (%s)", f, "x".join(map(str, info.shape)))
+            continue
+        crop = info.shape[2]
+        cube = cfg.cube_size
+        if cube is None or cube >= crop:
+            if cube is not None:
+                logger.warning("cube_size %d is not below the subtomogram edge %d; using %d", cube, crop,
+                               default_cube_size(crop))
+            cube = default_cube_size(crop)
+        if cube < 8:
+            logger.warning("skipping %s: too small (%d voxels) for a training cube", f, crop)
+            continue
+        rows.append({"rlnSubtomoIndex": len(rows) + 1, "rlnImageName": relative_to(f, out_folder),
+                     "rlnCubeSize": cube, "rlnCropSize": crop, "rlnPixelSize": cfg.pixel_size,
+                     "rlnTiltMin": cfg.tilt_min, "rlnTiltMax": cfg.tilt_max})
+    if not rows:
+        raise InputError("no readable cubic MRC subtomograms in this folder", folder,
+                         "give the folder of subtomograms (MRC, cubic)")
+    new_table(SUBTOMO_COLUMNS, rows, cfg.output_star).write()
+    logger.info("wrote %s: %d subtomogram(s)", cfg.output_star, len(rows))
+    return Path(cfg.output_star)
