@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,8 +78,10 @@ def read_mrc_info(path: str | Path, min_size: int = 2) -> MrcInfo:
     """
     path = check_readable_file(path, what="MRC file")
     try:
-        with mrcfile.open(path, header_only=True, permissive=True) as mrc:
-            header = mrc.header.copy()
+        with warnings.catch_warnings():  # permissive mode warns about what we check below
+            warnings.simplefilter("ignore")
+            with mrcfile.open(path, header_only=True, permissive=True) as mrc:
+                header = mrc.header.copy()
     except Exception as exc:  # mrcfile raises ValueError/struct errors on garbage
         raise InputError(f"not a readable MRC file ({exc})", path, "check the file or convert it to MRC") from None
     if header is None or bytes(header.map) not in (b"MAP ", b"MAP\x00") and not _plausible(header):
@@ -260,12 +263,17 @@ class MrcWriter:
         s[4] += values.size
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc_type is None:
+        if exc_type is None:
+            try:
                 self._finish_header()
-        finally:
-            os.close(self._fd)
-            self._atomic.__exit__(exc_type, exc, tb)
+            except BaseException as error:  # an incomplete file must not be renamed into place
+                exc_type, exc, tb = type(error), error, error.__traceback__
+        os.close(self._fd)
+        if exc is None:
+            self._atomic.__exit__(None, None, None)
+        else:
+            self._atomic.__exit__(exc_type, exc, tb)  # removes the temporary and re-raises
+            raise exc
 
     def _finish_header(self) -> None:
         vmin, vmax, total, total_sq, count = self._stats

@@ -212,7 +212,7 @@ def read_star(path: str | Path, required: tuple[str, ...] = (), what: str = "STA
         raise InputError(f"missing required column(s) {cols}", path, "add them or make the file with prepare_star")
     df = chosen.reset_index(drop=True).copy()
     for col in df.columns:
-        if df[col].dtype != object and not np.issubdtype(df[col].dtype, np.number):
+        if not pd.api.types.is_numeric_dtype(df[col]):
             df[col] = df[col].astype(object)
     return StarTable(df=df, path=path)
 
@@ -268,7 +268,7 @@ def write_star(df: pd.DataFrame, path: str | Path) -> Path:
             out[col] = pd.to_numeric(out[col]).astype(int)
         elif col in FLOAT_COLUMNS:
             out[col] = pd.to_numeric(out[col]).astype(float)
-        elif not np.issubdtype(out[col].dtype, np.number):
+        elif not pd.api.types.is_numeric_dtype(out[col]):
             out[col] = [NONE if is_none(v) else str(v) for v in out[col]]
     with atomic_path(path) as tmp:
         starfile.write(out, tmp, overwrite=True)

@@ -1,0 +1,117 @@
+"""STAR tables: IsoNet's files read as written, round trips, selections, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import starfile
+
+from isonet_pl.errors import InputError
+from isonet_pl.io.star import parse_tomo_idx, read_subtomo_star, read_tomogram_star, write_star
+
+PROJECT = "isonet_project"
+
+
+def test_reads_isonet_tomogram_star_as_written(reference):
+    """IsoNet's tomograms.star: columns, None, ./ prefixes and paths relative to the STAR folder."""
+    table = read_tomogram_star(reference / PROJECT / "tomograms.star")
+    assert list(table.df["rlnIndex"]) == [1, 2]
+    assert table.get_path(0, "rlnMicrographName") == reference / PROJECT / "tomos" / "TS_01.mrc"
+    assert table.get_path(1, "rlnDeconvTomoName").resolve() == (reference / PROJECT / "deconv" / "TS_02.mrc")
+    assert table.get_path(0, "rlnMaskBoundary", required=False) is None
+    assert table.tilt_range(0) == (-60.0, 60.0)
+
+
+@pytest.mark.parametrize("name", ["subtomo.star", "subtomo_from_folder.star"])
+def test_reads_isonet_subtomo_stars(reference, name):
+    """Both of IsoNet's subtomogram tables read, with integer sizes and existing files."""
+    table = read_subtomo_star(reference / PROJECT / name)
+    assert len(table.df) == 16
+    assert table.df["rlnCubeSize"].iloc[0] == 32 and table.df["rlnCropSize"].iloc[0] == 48
+    assert all(table.get_path(i, "rlnImageName").exists() for i in range(16))
+
+
+def test_written_star_reads_back_and_keeps_isonet_format(tmp_path, reference):
+    """Our output reads back equal in starfile, keeps IsoNet's labels, ints, None and unknown columns."""
+    table = read_tomogram_star(reference / PROJECT / "tomograms.star")
+    table.df["myColumn"] = ["x", "y"]
+    out = write_star(table.df, tmp_path / "t.star")
+    back = starfile.read(out)
+    pd.testing.assert_frame_equal(back.astype(str), table.df.astype(str).reset_index(drop=True),
+                                  check_dtype=False)
+    text = out.read_text()
+    assert "_rlnMicrographName" in text and "_myColumn" in text
+    rows = [line.split() for line in text.splitlines() if line.split()[:1] == ["1"]]
+    assert rows[0][4] == "8"  # rlnNumberSubtomo stays an integer
+    assert rows[0][5] == "None"
+
+
+def test_isonet_style_parser_reads_our_output(tmp_path, reference):
+    """IsoNet's own rules (labels start with _rln, whitespace split) parse what we write."""
+    table = read_tomogram_star(reference / PROJECT / "tomograms.star")
+    text = write_star(table.df, tmp_path / "t.star").read_text().splitlines()
+    labels, rows = [], []
+    for line in text:
+        tokens = line.split()
+        if tokens and tokens[0].startswith("_rln"):
+            labels.append(tokens[0][1:])
+        elif labels and tokens:
+            rows.append(dict(zip(labels, tokens)))
+    assert len(rows) == 2 and rows[1]["rlnMicrographName"] == "tomos/TS_02.mrc"
+    assert int(rows[0]["rlnNumberSubtomo"]) == 8 and float(rows[0]["rlnPixelSize"]) == 10.0
+
+
+@pytest.mark.parametrize("text,expected", [("1,3-4", ["1", "3", "4"]), ("2", ["2"]), ("5-7 9", ["5", "6", "7", "9"]),
+                                           (3, ["3"])])
+def test_parse_tomo_idx(text, expected):
+    """IsoNet's tomo_idx syntax: commas, spaces and inclusive ranges."""
+    assert parse_tomo_idx(text) == expected
+
+
+@pytest.mark.parametrize("text", ["a", "3-1", "1,,x", "-2", ""])
+def test_invalid_tomo_idx_is_a_clear_error(text):
+    """Malformed selections are rejected with the fix in the message."""
+    with pytest.raises(InputError, match="tomo_idx"):
+        parse_tomo_idx(text)
+
+
+def test_select_rows_and_unknown_index(reference):
+    """select() maps rlnIndex values to rows; an index not in the table is an error."""
+    table = read_tomogram_star(reference / PROJECT / "tomograms.star")
+    assert table.select("2") == [1] and table.select(None) == [0, 1]
+    with pytest.raises(InputError, match="not in the table"):
+        table.select("1-3")
+
+
+def test_missing_required_column_is_a_clear_error(tmp_path):
+    """A tomogram table without _rlnMicrographName names the column."""
+    starfile.write(pd.DataFrame({"rlnIndex": [1], "rlnPixelSize": [10.0]}), tmp_path / "t.star")
+    with pytest.raises(InputError, match="rlnMicrographName"):
+        read_tomogram_star(tmp_path / "t.star")
+
+
+def test_row_pointing_to_missing_file_is_a_clear_error(tmp_path):
+    """get_path names the STAR file, the row and the column to fix."""
+    starfile.write(pd.DataFrame({"rlnIndex": [1], "rlnMicrographName": ["gone.mrc"]}), tmp_path / "t.star")
+    table = read_tomogram_star(tmp_path / "t.star")
+    with pytest.raises(InputError, match="row 1 points to a missing file"):
+        table.get_path(0, "rlnMicrographName")
+
+
+def test_non_numeric_value_is_a_clear_error(tmp_path):
+    """A pixel size that is not a number is reported with its row."""
+    starfile.write(pd.DataFrame({"rlnMicrographName": ["a.mrc", "b.mrc"], "rlnPixelSize": ["10", "ten"]}),
+                   tmp_path / "t.star")
+    with pytest.raises(InputError, match="rlnPixelSize of row 2"):
+        read_tomogram_star(tmp_path / "t.star")
+
+
+def test_asymmetric_tilt_range_is_kept(tmp_path):
+    """Per-tomogram tilt columns are read per row."""
+    df = pd.DataFrame({"rlnMicrographName": ["a.mrc", "b.mrc"], "rlnTiltMin": [-50.0, -60.0],
+                       "rlnTiltMax": [65.0, 60.0]})
+    starfile.write(df, tmp_path / "t.star")
+    table = read_tomogram_star(tmp_path / "t.star")
+    assert table.tilt_range(0) == (-50.0, 65.0) and table.tilt_range(1) == (-60.0, 60.0)
+    assert pd.api.types.is_integer_dtype(table.df["rlnIndex"])

@@ -1,0 +1,54 @@
+"""Settings: the shipped YAML presets, precedence and validation."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+import pytest
+
+from isonet_pl.config import IsoNetConfig, PrepareStarConfig, default_yaml, load_config, save_config, with_overrides
+from isonet_pl.errors import InputError
+
+CONF = files("isonet_pl.conf")
+
+
+def test_default_yaml_matches_the_models():
+    """conf/default.yaml is exactly what the settings models say (regenerate it with default_yaml())."""
+    assert CONF.joinpath("default.yaml").read_text() == default_yaml()
+
+
+@pytest.mark.parametrize("name", ["default.yaml", "smoke.yaml"])
+def test_every_preset_loads_and_round_trips(tmp_path, name):
+    """Each shipped preset validates, and save -> load gives the same settings."""
+    cfg = load_config(CONF.joinpath(name))
+    save_config(cfg, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == cfg
+
+
+def test_unknown_key_is_an_error(tmp_path):
+    """A misspelt key in a config file is rejected, naming it."""
+    (tmp_path / "c.yaml").write_text("prepare_star:\n  pixelsize: 5\n")
+    with pytest.raises(InputError, match="pixelsize"):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_cli_values_override_file_values(tmp_path):
+    """defaults < file < command line; None on the command line keeps the file value."""
+    (tmp_path / "c.yaml").write_text("prepare_star:\n  pixel_size: 5\n  defocus: 20000\n")
+    section = load_config(tmp_path / "c.yaml").prepare_star
+    merged = with_overrides(section, {"pixel_size": 7.5, "defocus": None})
+    assert merged.pixel_size == 7.5 and merged.defocus == 20000 and merged.number_subtomos == 100
+
+
+@pytest.mark.parametrize("overrides,word", [({"pixel_size": -1}, "pixel_size"), ({"tilt_min": 70}, "tilt_min"),
+                                            ({"number_subtomos": 0}, "number_subtomos")])
+def test_invalid_values_name_the_option(overrides, word):
+    """Out-of-range values give an error naming the option."""
+    with pytest.raises(InputError, match=word):
+        with_overrides(PrepareStarConfig(), overrides)
+
+
+def test_tuple_settings_accept_comma_strings():
+    """zarr_chunks / shape accept "32,64,64" as on the command line."""
+    cfg = IsoNetConfig.model_validate({"io": {"zarr_chunks": "32,64,64"}, "simulate": {"shape": "32 48 48"}})
+    assert cfg.io.zarr_chunks == (32, 64, 64) and cfg.simulate.shape == (32, 48, 48)
