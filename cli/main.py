@@ -13,6 +13,7 @@ import click
 
 from isonet_pl import __version__
 from isonet_pl.config import (
+    IOConfig,
     PrepareStarConfig,
     PrepareSubtomoStarConfig,
     Section,
@@ -21,7 +22,7 @@ from isonet_pl.config import (
     with_overrides,
 )
 from isonet_pl.errors import IsoNetError
-from isonet_pl.cli.options import section_options
+from isonet_pl.cli.options import section_options, tomo_idx_option
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 _state = {"debug": False}
@@ -74,7 +75,7 @@ def settings(ctx: click.Context, section: str, options: dict) -> Section:
 @click.pass_context
 def prepare_star_cmd(ctx: click.Context, folder_name: str, **options) -> None:
     """Make a tomogram STAR file from FOLDER_NAME (all .mrc/.rec files in it)."""
-    from isonet_pl.workflows import prepare_star
+    from isonet_pl.workflows.prepare import prepare_star
 
     prepare_star(folder_name, settings(ctx, "prepare_star", options))
 
@@ -85,7 +86,7 @@ def prepare_star_cmd(ctx: click.Context, folder_name: str, **options) -> None:
 @click.pass_context
 def prepare_subtomo_star_cmd(ctx: click.Context, folder_name: str, **options) -> None:
     """Make a subtomogram STAR file from FOLDER_NAME (cubic MRC subtomograms made elsewhere)."""
-    from isonet_pl.workflows import prepare_subtomo_star
+    from isonet_pl.workflows.prepare import prepare_subtomo_star
 
     prepare_subtomo_star(folder_name, settings(ctx, "prepare_subtomo_star", options))
 
@@ -96,9 +97,29 @@ def prepare_subtomo_star_cmd(ctx: click.Context, folder_name: str, **options) ->
 @click.pass_context
 def simulate_cmd(ctx: click.Context, out_dir: str, **options) -> None:
     """Write synthetic tomograms, their ground truth and a tomograms.star to OUT_DIR."""
-    from isonet_pl.workflows import simulate
+    from isonet_pl.workflows.simulate import simulate
 
     simulate(out_dir, settings(ctx, "simulate", options))
+
+
+@cli.command("convert", context_settings=CONTEXT)
+@click.argument("star_file", type=click.Path())
+@tomo_idx_option
+@section_options(IOConfig)
+@click.pass_context
+def convert_cmd(ctx: click.Context, star_file: str, tomo_idx: str | None, **options) -> None:
+    """Convert the tomograms of STAR_FILE to chunked OME-Zarr now (other commands do it on first use)."""
+    from isonet_pl.workflows.convert import convert
+
+    convert(star_file, settings(ctx, "io", options), tomo_idx)
+
+
+@cli.command("config", context_settings=CONTEXT)
+def config_cmd() -> None:
+    """Print every setting with its default as YAML (a starting point for --config)."""
+    from isonet_pl.config import default_yaml
+
+    click.echo(default_yaml())
 
 
 @cli.command("check", context_settings=CONTEXT)
@@ -122,7 +143,7 @@ def check_cmd() -> None:
 @click.pass_context
 def demo_cmd(ctx: click.Context, out_dir: str) -> None:
     """Run the workflow end to end on a synthetic tomogram in OUT_DIR and report the result."""
-    from isonet_pl.workflows import run_demo
+    from isonet_pl.workflows.demo import run_demo
 
     for line in run_demo(out_dir, ctx.obj.get("config") or load_config(ctx.obj.get("config_path"))):
         click.echo(line)

@@ -60,3 +60,9 @@ def section_options(section: type[BaseModel], exclude: tuple[str, ...] = ()) -> 
         return func
 
     return decorator
+
+
+#: ``--tomo_idx``, shared by every command that walks a tomogram STAR file.
+tomo_idx_option = click.option(
+    "--tomo_idx", "--tomo-idx", "tomo_idx", default=None,
+    help="Rows of the STAR file to process, by _rlnIndex, e.g. 1,3-4 [default: all].")

@@ -1,7 +1,25 @@
-"""The Python API: one function per ``isonet-pl`` command (paths and settings in, files out)."""
+"""The Python API: one function per ``isonet-pl`` command (paths and settings in, files out).
 
-from isonet_pl.workflows.demo import run_demo
-from isonet_pl.workflows.prepare import prepare_star, prepare_subtomo_star
-from isonet_pl.workflows.simulate import simulate
+Imported lazily, so that ``import isonet_pl.workflows`` (and the command line) does not
+load torch or dask until a command needs them.
+"""
 
-__all__ = ["prepare_star", "prepare_subtomo_star", "simulate", "run_demo"]
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {
+    "prepare_star": "prepare",
+    "prepare_subtomo_star": "prepare",
+    "simulate": "simulate",
+    "convert": "convert",
+    "run_demo": "demo",
+}
+
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"isonet_pl.workflows.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'isonet_pl.workflows' has no attribute {name!r}")

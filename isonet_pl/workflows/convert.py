@@ -1,0 +1,50 @@
+"""convert: make (or refresh) the Zarr copies of the tomograms of a STAR file ahead of time."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from isonet_pl.config import IOConfig
+from isonet_pl.io.star import StarTable, read_tomogram_star
+from isonet_pl.io.zarr_store import TomogramStore, ensure_zarr
+
+logger = logging.getLogger(__name__)
+
+#: Tomogram columns that hold volumes to convert, when present.
+VOLUME_COLUMNS = ("rlnMicrographName", "rlnDeconvTomoName", "rlnTomoReconstructedTomogramHalf1",
+                  "rlnTomoReconstructedTomogramHalf2")
+
+
+def tomogram_store(table: StarTable, row: int, column: str, io: IOConfig) -> TomogramStore:
+    """The Zarr store of the volume in ``column`` of ``row``, converted on first use.
+
+    Stores live in ``io.zarr_folder`` relative to the STAR file's folder.
+    """
+    path = table.get_path(row, column)
+    folder = Path(io.zarr_folder)
+    cache = folder if folder.is_absolute() else table.folder / folder
+    return ensure_zarr(path, cache, chunks=io.zarr_chunks, levels=io.zarr_levels,
+                       compression_level=io.compression_level)
+
+
+def convert(star_file: str | Path, io: IOConfig | None = None, tomo_idx: str | None = None) -> list[Path]:
+    """Convert every volume of the selected rows (raw, deconvolved, halves) to Zarr.
+
+    Returns
+    -------
+    list of Path
+        The stores, in row order.
+    """
+    io = io or IOConfig()
+    table = read_tomogram_star(star_file)
+    stores = []
+    for row in table.select(tomo_idx):
+        for column in VOLUME_COLUMNS:
+            if column == "rlnMicrographName" or table.get_path(row, column, required=False) is not None:
+                t0 = time.perf_counter()
+                store = tomogram_store(table, row, column, io)
+                logger.info("%s row %d: %s ready (%.1f s)", column, row + 1, store.path, time.perf_counter() - t0)
+                stores.append(store.path)
+    return stores

@@ -1,0 +1,210 @@
+"""The isonet-pl command line: help, both option spellings, commands end to end, bad input."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import pytest
+import starfile
+
+from isonet_pl.io.mrc import write_mrc
+
+COMMANDS = ["prepare_star", "prepare_subtomo_star", "simulate", "convert", "check", "config", "demo"]
+
+
+def assert_clean_error(code: int, err: str, *words: str) -> None:
+    """A failure: non-zero exit, one line on stderr naming the problem, no traceback."""
+    assert code != 0
+    lines = [line for line in err.strip().splitlines() if line.strip() and not line[:2].isdigit()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def no_temporaries(folder: Path) -> bool:
+    """True when no hidden temporary output is left anywhere below ``folder``."""
+    return not any(".tmp-" in p.name for p in folder.rglob("*"))
+
+
+def test_help_lists_every_subcommand(run_cli):
+    """isonet-pl --help names all subcommands."""
+    code, out, _ = run_cli(["--help"])
+    assert code == 0
+    for cmd in COMMANDS:
+        assert cmd in out
+
+
+def test_version(run_cli):
+    """--version prints the package version."""
+    from isonet_pl import __version__
+
+    code, out, _ = run_cli(["--version"])
+    assert code == 0 and __version__ in out
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_every_command_has_help(run_cli, cmd):
+    """--help and -h work on every subcommand; dashed command names work too."""
+    assert run_cli([cmd, "--help"])[0] == 0
+    assert run_cli([cmd.replace("_", "-"), "-h"])[0] == 0
+
+
+def test_prepare_star_with_both_spellings(run_cli, tomo_folder, tmp_path):
+    """--pixel_size and --pixel-size are the same option; rows are sorted, tilt range written."""
+    code, _, err = run_cli(["prepare_star", tomo_folder, "--pixel_size", "7.5", "--number-subtomos", "12",
+                            "--tilt_min", "-50", "--tilt-max", "65", "--output_star", tmp_path / "t.star"])
+    assert code == 0, err
+    df = starfile.read(tmp_path / "t.star")
+    assert list(df["rlnMicrographName"]) == ["tomos/a_tomo.mrc", "tomos/b_tomo.rec"]
+    assert list(df.columns[:6]) == ["rlnIndex", "rlnMicrographName", "rlnPixelSize", "rlnDefocus",
+                                    "rlnNumberSubtomo", "rlnMaskBoundary"]
+    assert (df["rlnPixelSize"] == 7.5).all() and (df["rlnNumberSubtomo"] == 12).all()
+    assert (df["rlnTiltMin"] == -50).all() and (df["rlnTiltMax"] == 65).all()
+    assert (df["rlnMaskBoundary"] == "None").all()
+
+
+def test_config_file_then_command_line(run_cli, tomo_folder, tmp_path):
+    """--config values apply; command-line options override them."""
+    (tmp_path / "c.yaml").write_text("prepare_star:\n  pixel_size: 5.0\n  defocus: 25000\n")
+    code, _, err = run_cli(["--config", tmp_path / "c.yaml", "prepare_star", tomo_folder, "--defocus", "30000",
+                            "--output_star", tmp_path / "t.star"])
+    assert code == 0, err
+    df = starfile.read(tmp_path / "t.star")
+    assert (df["rlnPixelSize"] == 5.0).all() and (df["rlnDefocus"] == 30000).all()
+
+
+def test_prepare_subtomo_star_matches_isonet(run_cli, reference, tmp_path):
+    """On IsoNet's subtomogram folder we write the rows IsoNet wrote (crop 48 -> cube 32)."""
+    shutil.copytree(reference / "isonet_project" / "subtomo", tmp_path / "subtomo")
+    code, _, err = run_cli(["prepare_subtomo_star", "subtomo"], cwd=tmp_path)
+    assert code == 0, err
+    ours = starfile.read(tmp_path / "subtomo.star")
+    theirs = starfile.read(reference / "isonet_project" / "subtomo_from_folder.star")
+    for col in theirs.columns:
+        assert list(ours[col]) == list(theirs[col]), col
+
+
+def test_convert_makes_zarr_stores_for_isonet_project(run_cli, reference, tmp_path):
+    """convert reads IsoNet's tomograms.star and converts raw and deconvolved tomograms."""
+    shutil.copytree(reference / "isonet_project", tmp_path / "p", ignore=shutil.ignore_patterns("subtomo*"))
+    code, _, err = run_cli(["convert", tmp_path / "p" / "tomograms.star", "--tomo_idx", "2",
+                            "--zarr_chunks", "32,32,32"])
+    assert code == 0, err
+    stores = sorted(p.name for p in (tmp_path / "p" / "zarr").iterdir())
+    assert len(stores) == 2 and all(s.startswith("TS_02_") for s in stores)
+
+
+def test_check_runs(run_cli):
+    """check reports versions and devices."""
+    code, out, _ = run_cli(["check"])
+    assert code == 0 and "torch" in out and "CUDA devices" in out
+
+
+def test_config_prints_defaults(run_cli):
+    """config prints a YAML with every section."""
+    code, out, _ = run_cli(["config"])
+    assert code == 0 and "prepare_star:" in out and "io:" in out
+
+
+# --- bad input: one line, non-zero exit, nothing half-written ------------------------------------------------
+
+def test_folder_without_tomograms(run_cli, tmp_path):
+    """A folder with no .mrc/.rec files."""
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(["prepare_star", tmp_path / "empty", "--output_star", tmp_path / "t.star"])
+    assert_clean_error(code, err, "empty", "no .mrc or .rec")
+    assert not (tmp_path / "t.star").exists()
+
+
+def test_non_mrc_named_mrc(run_cli, tomo_folder, tmp_path):
+    """A text file named .mrc is named in the error."""
+    (tomo_folder / "c_fake.mrc").write_text("this is text\n" * 200)
+    code, _, err = run_cli(["prepare_star", tomo_folder, "--output_star", tmp_path / "t.star"])
+    assert_clean_error(code, err, "c_fake.mrc", "MRC")
+    assert not (tmp_path / "t.star").exists()
+
+
+def test_truncated_mrc(run_cli, tomo_folder, tmp_path):
+    """A truncated tomogram is reported as truncated."""
+    path = tomo_folder / "a_tomo.mrc"
+    path.write_bytes(path.read_bytes()[:5000])
+    code, _, err = run_cli(["prepare_star", tomo_folder, "--output_star", tmp_path / "t.star"])
+    assert_clean_error(code, err, "a_tomo.mrc", "truncated")
+
+
+def test_2d_mrc(run_cli, tomo_folder, tmp_path):
+    """A 2-D image among the tomograms."""
+    with mrcfile.new(tomo_folder / "c_image.mrc") as m:
+        m.set_data(np.zeros((16, 16), np.float32))
+    code, _, err = run_cli(["prepare_star", tomo_folder, "--output_star", tmp_path / "t.star"])
+    assert_clean_error(code, err, "c_image.mrc", "2-D")
+
+
+def test_star_missing_required_column(run_cli, tmp_path):
+    """A tomogram STAR without _rlnMicrographName."""
+    starfile.write(pd.DataFrame({"rlnIndex": [1], "rlnPixelSize": [10.0]}), tmp_path / "t.star")
+    code, _, err = run_cli(["convert", tmp_path / "t.star"])
+    assert_clean_error(code, err, "t.star", "rlnMicrographName")
+
+
+def test_star_row_pointing_to_missing_file(run_cli, tmp_path):
+    """A row whose tomogram does not exist."""
+    starfile.write(pd.DataFrame({"rlnIndex": [1], "rlnMicrographName": ["tomos/gone.mrc"]}), tmp_path / "t.star")
+    code, _, err = run_cli(["convert", tmp_path / "t.star"])
+    assert_clean_error(code, err, "t.star", "gone.mrc", "row 1")
+
+
+@pytest.mark.parametrize("idx", ["x", "3", "2-1"])
+def test_invalid_tomo_idx(run_cli, tomo_folder, tmp_path, idx):
+    """Malformed or unknown tomo_idx values."""
+    assert run_cli(["prepare_star", tomo_folder, "--output_star", tmp_path / "t.star"])[0] == 0
+    code, _, err = run_cli(["convert", tmp_path / "t.star", "--tomo_idx", idx])
+    assert_clean_error(code, err, "tomo_idx")
+    assert not (tmp_path / "zarr").exists() or not any((tmp_path / "zarr").iterdir())
+
+
+def test_output_that_cannot_be_written(run_cli, tomo_folder, tmp_path):
+    """An output STAR below a regular file cannot be created."""
+    (tmp_path / "afile").write_text("x")
+    code, _, err = run_cli(["prepare_star", tomo_folder, "--output_star", tmp_path / "afile" / "t.star"])
+    assert_clean_error(code, err, "t.star", "choose another")
+    assert no_temporaries(tmp_path)
+
+
+def test_invalid_option_value(run_cli, tomo_folder, tmp_path):
+    """An out-of-range value names the option."""
+    code, _, err = run_cli(["prepare_star", tomo_folder, "--pixel_size", "-3"])
+    assert_clean_error(code, err, "pixel_size")
+
+
+def test_debug_shows_the_traceback(run_cli, tmp_path):
+    """--debug re-raises so the traceback is visible."""
+    from isonet_pl.errors import InputError
+
+    with pytest.raises(InputError):
+        run_cli(["--debug", "prepare_star", tmp_path / "nope"])
+
+
+def test_installed_console_script(tmp_path):
+    """The installed `isonet-pl` runs, and exits non-zero on bad input without a traceback."""
+    exe = Path(sys.executable).with_name("isonet-pl")
+    if not exe.exists():
+        pytest.skip("console script not installed in this environment")
+    ok = subprocess.run([exe, "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert ok.returncode == 0 and "prepare_star" in ok.stdout
+    bad = subprocess.run([exe, "prepare_star", "missing_folder"], capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr and "missing_folder" in bad.stderr
+
+
+def test_no_generic_cli_module_is_installed(tmp_path):
+    """Installing the package does not put a top-level `cli` or `conf` module on the path."""
+    code = "import importlib.util as u; print(u.find_spec('cli'), u.find_spec('conf'), u.find_spec('isonet_pl.cli'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path).stdout.split()
+    assert out[0] == "None" and out[1] == "None" and out[2] != "None"
