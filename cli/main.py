@@ -13,6 +13,8 @@ import click
 
 from isonet_pl import __version__
 from isonet_pl.config import (
+    MaskConfig,
+    DeconvConfig,
     IOConfig,
     PrepareStarConfig,
     PrepareSubtomoStarConfig,
@@ -100,6 +102,30 @@ def simulate_cmd(ctx: click.Context, out_dir: str, **options) -> None:
     from isonet_pl.workflows.simulate import simulate
 
     simulate(out_dir, settings(ctx, "simulate", options))
+
+
+@cli.command("deconv", context_settings=CONTEXT)
+@click.argument("star_file", type=click.Path())
+@tomo_idx_option
+@section_options(DeconvConfig)
+@click.pass_context
+def deconv_cmd(ctx: click.Context, star_file: str, tomo_idx: str | None, **options) -> None:
+    """CTF-deconvolve the tomograms of STAR_FILE (IsoNet's filter; chunked when memory is short)."""
+    from isonet_pl.workflows.deconv import deconv
+
+    deconv(star_file, settings(ctx, "deconv", options), settings(ctx, "io", {}), tomo_idx, progress=True)
+
+
+@cli.command("make_mask", context_settings=CONTEXT)
+@click.argument("star_file", type=click.Path())
+@tomo_idx_option
+@section_options(MaskConfig)
+@click.pass_context
+def make_mask_cmd(ctx: click.Context, star_file: str, tomo_idx: str | None, **options) -> None:
+    """Make sampling masks for the tomograms of STAR_FILE (where subtomograms are drawn)."""
+    from isonet_pl.workflows.mask import make_mask
+
+    make_mask(star_file, settings(ctx, "make_mask", options), settings(ctx, "io", {}), tomo_idx, progress=True)
 
 
 @cli.command("convert", context_settings=CONTEXT)

@@ -111,6 +111,58 @@ class SimulateConfig(TiltRange):
         return v
 
 
+class Compute(Section):
+    """Mixin: where dask computations run."""
+
+    ncpu: int | None = Field(None, ge=1, description="Worker threads; unset: all usable CPU cores.")
+    dask_scheduler: str | None = Field(None, description="Address of a dask.distributed scheduler to run on "
+                                                         "(e.g. tcp://host:8786); unset: local threads.")
+
+
+class DeconvConfig(Compute):
+    """deconv: CTF deconvolution of the tomograms (IsoNet's Wiener-like filter)."""
+
+    deconv_folder: str = Field("./deconv", description="Output folder of the deconvolved tomograms.")
+    voltage: float = Field(300.0, gt=0, description="Acceleration voltage (kV).")
+    cs: float = Field(2.7, ge=0, description="Spherical aberration (mm).")
+    snrfalloff: float | None = Field(None, gt=0, description="SNR fall-off; sets _rlnSnrFalloff of the selected rows "
+                                                            "(else the STAR value, 1.0 if absent).")
+    deconvstrength: float | None = Field(None, gt=0, description="Deconvolution strength; sets _rlnDeconvStrength "
+                                                                "of the selected rows (else the STAR value, 1.0).")
+    highpassnyquist: float = Field(0.02, gt=0, lt=1, description="Width of the low-frequency high-pass (fraction "
+                                                                 "of Nyquist).")
+    amplitude_contrast: float = Field(0.07, ge=0, lt=1, description="Amplitude contrast fraction.")
+    phaseshift: float = Field(0.0, ge=-180, le=180, description="Phase shift of a phase plate (degrees).")
+    chunk_size: int | None = Field(None, ge=16, description="Edge of the blocks of chunked mode (voxels); unset: "
+                                                            "the whole volume in one FFT when it fits "
+                                                            "memory_budget, else blocks of 256.")
+    overlap_rate: float = Field(0.25, ge=0, lt=1, description="Overlap of neighbouring blocks in chunked mode, as "
+                                                              "a fraction of chunk_size.")
+    memory_budget: float | None = Field(None, gt=0, description="Memory (GiB) the whole-volume mode may use; unset: "
+                                                                "half of the available RAM.")
+
+
+class MaskConfig(Compute):
+    """make_mask: masks of the sample-containing regions (where subtomograms are drawn)."""
+
+    mask_folder: str = Field("mask", description="Output folder of the masks.")
+    patch_size: int = Field(4, ge=1, le=32, description="Filter size (binned voxels): gaussian sigma = patch/2, "
+                                                        "max and std windows 2*patch+1.")
+    mask_boundary: str | None = Field(None, description="IMOD .mod polygon (or text file of x y z points) that "
+                                                        "bounds the mask; sets _rlnMaskBoundary of the selected "
+                                                        "rows.")
+    density_percentage: float | None = Field(None, gt=0, le=100, description="Percentage of voxels kept by the "
+                                                                             "density criterion; sets "
+                                                                             "_rlnMaskDensityPercentage (else the "
+                                                                             "STAR value, 50).")
+    std_percentage: float | None = Field(None, gt=0, le=100, description="Percentage of voxels kept by the local "
+                                                                         "std criterion; sets "
+                                                                         "_rlnMaskStdPercentage (else 50).")
+    use_deconv_tomo: bool = Field(True, description="Use the deconvolved tomogram when there is one.")
+    z_crop: float | None = Field(None, ge=0, lt=0.5, description="Fraction of Z to exclude at the top and at the "
+                                                                 "bottom.")
+
+
 class IsoNetConfig(Section):
     """All settings, one section per command."""
 
@@ -118,6 +170,8 @@ class IsoNetConfig(Section):
     prepare_star: PrepareStarConfig = Field(default_factory=PrepareStarConfig)
     prepare_subtomo_star: PrepareSubtomoStarConfig = Field(default_factory=PrepareSubtomoStarConfig)
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)
+    deconv: DeconvConfig = Field(default_factory=DeconvConfig)
+    make_mask: MaskConfig = Field(default_factory=MaskConfig)
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -251,40 +252,105 @@ def ensure_zarr(mrc_path: str | Path, cache_dir: str | Path, chunks: tuple[int, 
     return mrc_to_zarr(mrc_path, target, chunks=chunks, levels=levels, compression_level=compression_level)
 
 
+class VolumeStats:
+    """Running min, max, mean and standard deviation of the blocks written through :meth:`wrap`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.min, self.max, self._sum, self._sum_sq, self.count = np.inf, -np.inf, 0.0, 0.0, 0
+        self.nan = False
+
+    def update(self, block: np.ndarray) -> None:
+        """Add one block's values."""
+        b64 = np.asarray(block, dtype=np.float64)
+        lo, hi, total, total_sq = float(b64.min()), float(b64.max()), float(b64.sum()), float(np.square(b64).sum())
+        with self._lock:
+            self.nan = self.nan or bool(np.isnan(total))
+            self.min, self.max = min(self.min, lo), max(self.max, hi)
+            self._sum += total
+            self._sum_sq += total_sq
+            self.count += b64.size
+
+    @property
+    def mean(self) -> float:
+        """Mean of all values so far."""
+        return self._sum / max(self.count, 1)
+
+    @property
+    def std(self) -> float:
+        """Standard deviation of all values so far."""
+        return float(np.sqrt(max(self._sum_sq / max(self.count, 1) - self.mean**2, 0.0)))
+
+    def wrap(self, target):
+        """A ``__setitem__`` target for ``da.store`` that records statistics on the way to ``target``."""
+        stats = self
+
+        class _Target:
+            shape, dtype = target.shape, target.dtype
+
+            def __setitem__(self, key, value):
+                stats.update(value)
+                target[key] = value
+
+        return _Target()
+
+
+def _aligned(arr: da.Array, chunks: tuple[int, ...]) -> da.Array:
+    """``arr`` rechunked, if needed, so every dask chunk is a whole number of Zarr chunks."""
+    ok = all(all(c % z == 0 for c in axis[:-1]) for axis, z in zip(arr.chunks, chunks))
+    if ok:
+        return arr
+    return arr.rechunk(tuple(max(z, axis[0] // z * z) for axis, z in zip(arr.chunks, chunks)))
+
+
 def write_tomogram(arr: da.Array | np.ndarray, zarr_path: str | Path, voxel_size, origin=(0.0, 0.0, 0.0),
                    chunks: tuple[int, int, int] | None = None, levels: int = 1,
-                   compression_level: int = DEFAULT_COMPRESSION_LEVEL, extra: dict | None = None) -> TomogramStore:
-    """Compute a (lazy) volume and store it as an OME-Zarr tomogram, block by block.
+                   compression_level: int = DEFAULT_COMPRESSION_LEVEL, extra: dict | None = None,
+                   stats: VolumeStats | None = None) -> TomogramStore:
+    """Compute a (lazy) volume and store it as an OME-Zarr tomogram, each dask chunk computed once.
 
     Parameters
     ----------
     arr : dask.array.Array or numpy.ndarray
         Shape (nz, ny, nx).
     zarr_path : str or Path
-        Output ``.zarr`` folder (atomic).
+        Output ``.zarr`` folder (written under a temporary name, renamed when complete).
     voxel_size, origin : tuple of float
         (z, y, x) in Å.
     chunks : tuple of int, optional
-        Output chunks; default: those of ``arr`` (capped at :data:`DEFAULT_CHUNKS` depth).
+        Zarr chunks (default :data:`DEFAULT_CHUNKS`); dask chunks are aligned to them.
     levels : int
-        Maximum number of resolution levels.
+        Maximum number of resolution levels; the coarser ones are binned from level 0 afterwards.
+    extra : dict, optional
+        More entries for the store's ``isonet_pl`` attributes.
+    stats : VolumeStats, optional
+        Accumulates the statistics of the values as they are written.
     """
-    arr = arr if isinstance(arr, da.Array) else da.from_array(arr, chunks=chunks or DEFAULT_CHUNKS)
     chunks = tuple(chunks or DEFAULT_CHUNKS)
-    n_levels = len(_level_shapes(arr.shape, levels))
-    align = 2 ** (n_levels - 1)
-    depth = -(-chunks[0] // align) * align
-    rows = -(-chunks[1] // align) * align
+    arr = arr if isinstance(arr, da.Array) else da.from_array(arr, chunks=tuple(4 * c for c in chunks))
     zarr_path = Path(zarr_path)
     with atomic_path(zarr_path) as tmp:
         builder = _StoreBuilder(tmp, arr.shape, arr.dtype, chunks, voxel_size, origin, levels,
                                 compression_level, extra=extra)
-        nz, ny, _ = arr.shape
-        for z0 in range(0, nz, depth):
-            for y0 in range(0, ny, rows):
-                block = np.asarray(arr[z0:z0 + depth, y0:y0 + rows, :].compute())
-                builder.write(block, z0, y0)
+        target = builder.arrays[0] if stats is None else stats.wrap(builder.arrays[0])
+        da.store(_aligned(arr, chunks), target, lock=False)
+        for level in range(1, len(builder.shapes)):
+            prev = builder.arrays[level - 1]
+            even = tuple(s // 2 * 2 for s in prev.shape)
+            src = da.from_zarr(prev).rechunk(tuple(2 * c for c in builder.arrays[level].chunks))
+            binned = src[: even[0], : even[1], : even[2]].map_blocks(
+                _bin2, dtype=np.float32, chunks=tuple(tuple(c // 2 for c in axis) for axis in src[
+                    : even[0], : even[1], : even[2]].chunks))
+            da.store(binned, builder.arrays[level], lock=False)
     return open_tomogram(zarr_path)
+
+
+def stamp_source(zarr_path: str | Path, mrc_path: str | Path) -> None:
+    """Record ``mrc_path`` as the source of a store, so :func:`ensure_zarr` reuses it for that file."""
+    group = zarr.open_group(zarr_path, mode="r+")
+    meta = dict(group.attrs["isonet_pl"])
+    meta["source"] = source_key(mrc_path)
+    group.attrs["isonet_pl"] = meta
 
 
 def dask_to_mrc(arr: da.Array, mrc_path: str | Path, voxel_size, origin=(0.0, 0.0, 0.0),
@@ -315,5 +381,5 @@ def zarr_to_mrc(zarr_path: str | Path, mrc_path: str | Path, level: int = 0) -> 
     return dask_to_mrc(store.dask(level), mrc_path, vs, store.origin)
 
 
-__all__ = ["DEFAULT_CHUNKS", "TomogramStore", "open_tomogram", "mrc_to_zarr", "ensure_zarr", "cached_zarr_path",
+__all__ = ["DEFAULT_CHUNKS", "VolumeStats", "stamp_source", "TomogramStore", "open_tomogram", "mrc_to_zarr", "ensure_zarr", "cached_zarr_path",
            "write_tomogram", "dask_to_mrc", "zarr_to_mrc", "source_key"]

@@ -13,6 +13,8 @@ _WHERE = {
     "prepare_subtomo_star": "prepare",
     "simulate": "simulate",
     "convert": "convert",
+    "deconv": "deconv",
+    "make_mask": "mask",
     "run_demo": "demo",
 }
 

@@ -17,16 +17,16 @@ VOLUME_COLUMNS = ("rlnMicrographName", "rlnDeconvTomoName", "rlnTomoReconstructe
                   "rlnTomoReconstructedTomogramHalf2")
 
 
-def tomogram_store(table: StarTable, row: int, column: str, io: IOConfig) -> TomogramStore:
-    """The Zarr store of the volume in ``column`` of ``row``, converted on first use.
-
-    Stores live in ``io.zarr_folder`` relative to the STAR file's folder.
-    """
-    path = table.get_path(row, column)
+def zarr_cache(table: StarTable, io: IOConfig) -> Path:
+    """The folder of the Zarr copies: ``io.zarr_folder``, relative to the STAR file's folder."""
     folder = Path(io.zarr_folder)
-    cache = folder if folder.is_absolute() else table.folder / folder
-    return ensure_zarr(path, cache, chunks=io.zarr_chunks, levels=io.zarr_levels,
-                       compression_level=io.compression_level)
+    return folder if folder.is_absolute() else table.folder / folder
+
+
+def tomogram_store(table: StarTable, row: int, column: str, io: IOConfig) -> TomogramStore:
+    """The Zarr store of the volume in ``column`` of ``row``, converted on first use."""
+    return ensure_zarr(table.get_path(row, column), zarr_cache(table, io), chunks=io.zarr_chunks,
+                       levels=io.zarr_levels, compression_level=io.compression_level)
 
 
 def convert(star_file: str | Path, io: IOConfig | None = None, tomo_idx: str | None = None) -> list[Path]:

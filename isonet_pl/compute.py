@@ -1,0 +1,68 @@
+"""Where dask computations run: local threads (default) or a dask.distributed cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+
+import dask
+
+from isonet_pl.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+def usable_cpus() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def dask_context(ncpu: int | None = None, scheduler: str | None = None) -> Iterator[None]:
+    """Run the dask computations inside on ``ncpu`` local threads, or on the cluster at ``scheduler``.
+
+    Parameters
+    ----------
+    ncpu : int, optional
+        Local worker threads (default: all usable cores).
+    scheduler : str, optional
+        Address of a ``dask.distributed`` scheduler (``tcp://host:8786``).
+    """
+    if scheduler:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise InputError("--dask_scheduler needs the `distributed` package",
+                             fix="pip install distributed") from None
+        try:
+            client = Client(scheduler, timeout="10s", set_as_default=False)
+        except OSError as exc:
+            raise InputError(f"cannot reach the dask scheduler at {scheduler} ({exc})",
+                             fix="check --dask_scheduler") from None
+        logger.info("running on the dask cluster at %s (%d workers)", scheduler,
+                    len(client.scheduler_info().get("workers", {})))
+        try:
+            with dask.config.set(scheduler=client):
+                yield
+        finally:
+            client.close()
+        return
+    with dask.config.set(scheduler="threads", num_workers=ncpu or usable_cpus()):
+        yield
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool) -> Iterator[None]:
+    """dask's progress bar around the main computation of a step (local schedulers only)."""
+    if not enabled or not isinstance(dask.config.get("scheduler", None), str):
+        yield
+        return
+    from dask.diagnostics import ProgressBar
+
+    with ProgressBar(minimum=2.0, dt=0.2):
+        yield

@@ -1,0 +1,154 @@
+"""deconv: CTF-deconvolve the tomograms of a STAR file (Zarr for the pipeline, MRC for viewing)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from isonet_pl.compute import dask_context, progress_bar, usable_cpus
+from isonet_pl.config import DeconvConfig, IOConfig
+from isonet_pl.errors import InputError
+from isonet_pl.io.paths import check_output_dir, remove
+from isonet_pl.io.star import StarTable, read_tomogram_star
+from isonet_pl.io.zarr_store import (
+    TomogramStore,
+    VolumeStats,
+    cached_zarr_path,
+    stamp_source,
+    write_tomogram,
+    zarr_to_mrc,
+)
+from isonet_pl.preprocess.deconv import DeconvParams, deconvolve_chunked, deconvolve_volume, match_intensity
+from isonet_pl.workflows.convert import tomogram_store, zarr_cache
+
+logger = logging.getLogger(__name__)
+
+#: Bytes the whole-volume mode needs per voxel: input, spectrum, filter, output (float32/complex64).
+WHOLE_VOLUME_BYTES_PER_VOXEL = 20
+DEFAULT_CHUNK = 256
+
+
+def memory_budget_bytes(cfg: DeconvConfig) -> int:
+    """The memory the whole-volume mode may use: ``memory_budget`` GiB, or half of the available RAM."""
+    if cfg.memory_budget is not None:
+        return int(cfg.memory_budget * 2**30)
+    return int(psutil.virtual_memory().available // 2)
+
+
+def filter_params(table: StarTable, row: int, cfg: DeconvConfig) -> DeconvParams | None:
+    """The filter parameters of one row (None, with a warning, when its defocus is 0)."""
+    df = table.df
+    pixel_size = float(df["rlnPixelSize"].iloc[row]) if "rlnPixelSize" in df.columns else 0.0
+    if pixel_size <= 0:
+        raise InputError(f"row {row + 1} has pixel size {pixel_size} Å", table.path, "set _rlnPixelSize > 0")
+    defocus = float(df["rlnDefocus"].iloc[row]) if "rlnDefocus" in df.columns else 0.0
+    if defocus == 0:
+        logger.warning("row %d: defocus is 0, skipping its deconvolution (set _rlnDefocus in Å to deconvolve)",
+                       row + 1)
+        return None
+    if defocus < 0:
+        raise InputError(f"row {row + 1} has a negative defocus {defocus} Å", table.path,
+                         "give the defocus in Å, underfocus positive")
+    snrfalloff = float(df["rlnSnrFalloff"].iloc[row])
+    strength = float(df["rlnDeconvStrength"].iloc[row])
+    if snrfalloff <= 0:
+        raise InputError(f"row {row + 1} has snrfalloff {snrfalloff}", table.path, "use a value > 0 (e.g. 1.0)")
+    return DeconvParams(pixel_size=pixel_size, defocus=defocus, voltage=cfg.voltage, cs=cfg.cs, snrfalloff=snrfalloff,
+                        deconvstrength=strength, highpassnyquist=cfg.highpassnyquist,
+                        amplitude_contrast=cfg.amplitude_contrast, phaseshift=cfg.phaseshift)
+
+
+def _check_moments(mean: float, std: float, source: Path) -> None:
+    if not np.isfinite(mean) or not np.isfinite(std):
+        raise InputError("tomogram contains NaN or infinite values", source, "fix or re-reconstruct it")
+    if std == 0:
+        raise InputError("tomogram is constant (standard deviation 0)", source, "check the reconstruction")
+
+
+def deconvolve_store(store: TomogramStore, params: DeconvParams, out_zarr: Path, cfg: DeconvConfig, io: IOConfig,
+                     source: Path, progress: bool = False) -> str:
+    """Deconvolve one tomogram store into ``out_zarr``; returns the mode used ("whole volume" or "chunked")."""
+    shape = store.shape
+    need = WHOLE_VOLUME_BYTES_PER_VOXEL * int(np.prod(shape))
+    whole = cfg.chunk_size is None and need <= memory_budget_bytes(cfg)
+    common = {"voxel_size": store.voxel_size, "origin": store.origin, "chunks": io.zarr_chunks,
+              "levels": io.zarr_levels, "compression_level": io.compression_level,
+              "extra": {"deconv": params.as_dict()}}
+    if whole:
+        vol = np.asarray(store.dask().compute(), dtype=np.float32)
+        _check_moments(float(vol.mean(dtype=np.float64)), float(vol.std(dtype=np.float64)), source)
+        out = deconvolve_volume(vol, params, workers=cfg.ncpu or usable_cpus())
+        del vol
+        write_tomogram(out, out_zarr, **common)
+        return "whole volume"
+    chunk = cfg.chunk_size or DEFAULT_CHUNK
+    plan = deconvolve_chunked(store.dask(), params, chunk_size=chunk, overlap_rate=cfg.overlap_rate)
+    _check_moments(plan.mean, plan.std, source)
+    unscaled = out_zarr.with_name(out_zarr.name + ".unscaled")
+    try:
+        stats = VolumeStats()
+        with progress_bar(progress):
+            write_tomogram(plan.filtered, unscaled, store.voxel_size, store.origin, chunks=io.zarr_chunks, levels=1,
+                           compression_level=1, stats=stats)
+        raw = TomogramStore(unscaled, store.voxel_size, store.origin, 1).dask()
+        scaled = raw.map_blocks(match_intensity, stats.std, plan.mean, plan.std, dtype=np.float32)
+        write_tomogram(scaled, out_zarr, **common)
+    finally:
+        remove(unscaled)
+    return f"chunked ({chunk}^3 blocks, overlap {cfg.overlap_rate:g})"
+
+
+def deconv(star_file: str | Path, cfg: DeconvConfig | None = None, io: IOConfig | None = None,
+           tomo_idx: str | None = None, progress: bool = False) -> Path:
+    """CTF-deconvolve the selected tomograms of a STAR file, as IsoNet 0.2's ``deconv``.
+
+    For each selected row with a defocus: the filter of SPEC §3 (with the row's
+    ``_rlnSnrFalloff`` / ``_rlnDeconvStrength``, overridden by ``cfg``), applied to the whole
+    volume in one FFT when it fits ``cfg.memory_budget``, else in overlapping blocks. Writes
+    ``<deconv_folder>/<tomogram file name>`` (MRC) and its Zarr copy, and sets
+    ``_rlnDeconvTomoName``; the STAR file is rewritten (atomically) after each tomogram.
+
+    Returns
+    -------
+    Path
+        The STAR file.
+    """
+    cfg = cfg or DeconvConfig()
+    io = io or IOConfig()
+    table = read_tomogram_star(star_file)
+    rows = table.select(tomo_idx)
+    out_dir = check_output_dir(cfg.deconv_folder, option="--deconv_folder")
+    table.ensure_column("rlnSnrFalloff", 1.0)
+    table.ensure_column("rlnDeconvStrength", 1.0)
+    table.ensure_column("rlnDeconvTomoName", "None")
+    for row in rows:
+        if cfg.snrfalloff is not None:
+            table.set_value(row, "rlnSnrFalloff", cfg.snrfalloff)
+        if cfg.deconvstrength is not None:
+            table.set_value(row, "rlnDeconvStrength", cfg.deconvstrength)
+        params = filter_params(table, row, cfg)
+        if params is None:
+            continue
+        source = table.get_path(row, "rlnMicrographName")
+        out_mrc = out_dir / source.name
+        if out_mrc.resolve() == source.resolve():
+            raise InputError("the deconvolved tomogram would overwrite its source", out_mrc,
+                             "choose another --deconv_folder")
+        t0 = time.perf_counter()
+        store = tomogram_store(table, row, "rlnMicrographName", io)
+        out_zarr = cached_zarr_path(out_mrc, zarr_cache(table, io))
+        out_zarr.parent.mkdir(parents=True, exist_ok=True)
+        with dask_context(cfg.ncpu, cfg.dask_scheduler):
+            mode = deconvolve_store(store, params, out_zarr, cfg, io, source, progress)
+            zarr_to_mrc(out_zarr, out_mrc)
+        stamp_source(out_zarr, out_mrc)
+        table.set_value(row, "rlnDeconvTomoName", table.relative(out_mrc))
+        table.write()
+        logger.info("deconvolved %s -> %s in %.1f s (%s; defocus %.0f Å, snrfalloff %g, strength %g)", source.name,
+                    out_mrc, time.perf_counter() - t0, mode, params.defocus, params.snrfalloff, params.deconvstrength)
+    table.write()
+    return table.path
