@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -253,46 +252,43 @@ def ensure_zarr(mrc_path: str | Path, cache_dir: str | Path, chunks: tuple[int, 
 
 
 class VolumeStats:
-    """Running min, max, mean and standard deviation of the blocks written through :meth:`wrap`."""
+    """Min, max, mean and standard deviation of a volume, gathered from per-block partial sums."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self.min, self.max, self._sum, self._sum_sq, self.count = np.inf, -np.inf, 0.0, 0.0, 0
-        self.nan = False
 
-    def update(self, block: np.ndarray) -> None:
-        """Add one block's values."""
-        b64 = np.asarray(block, dtype=np.float64)
-        lo, hi, total, total_sq = float(b64.min()), float(b64.max()), float(b64.sum()), float(np.square(b64).sum())
-        with self._lock:
-            self.nan = self.nan or bool(np.isnan(total))
-            self.min, self.max = min(self.min, lo), max(self.max, hi)
-            self._sum += total
-            self._sum_sq += total_sq
-            self.count += b64.size
+    def add(self, partials: np.ndarray) -> None:
+        """Add rows of (min, max, sum, sum of squares, count)."""
+        partials = np.asarray(partials, dtype=np.float64).reshape(-1, 5)
+        self.min = min(self.min, float(partials[:, 0].min()))
+        self.max = max(self.max, float(partials[:, 1].max()))
+        self._sum += float(partials[:, 2].sum())
+        self._sum_sq += float(partials[:, 3].sum())
+        self.count += int(partials[:, 4].sum())
 
     @property
     def mean(self) -> float:
-        """Mean of all values so far."""
+        """Mean of all values."""
         return self._sum / max(self.count, 1)
 
     @property
     def std(self) -> float:
-        """Standard deviation of all values so far."""
+        """Standard deviation of all values."""
         return float(np.sqrt(max(self._sum_sq / max(self.count, 1) - self.mean**2, 0.0)))
 
-    def wrap(self, target):
-        """A ``__setitem__`` target for ``da.store`` that records statistics on the way to ``target``."""
-        stats = self
 
-        class _Target:
-            shape, dtype = target.shape, target.dtype
+def _store_block(block: np.ndarray, target, block_info=None) -> np.ndarray:
+    """Write one block into ``target`` at its place; return its partial statistics (shape (1, 1, 1, 5))."""
+    where = tuple(slice(lo, hi) for lo, hi in block_info[0]["array-location"])
+    target[where] = block
+    b64 = block.astype(np.float64)
+    return np.array([b64.min(), b64.max(), b64.sum(), np.square(b64).sum(), b64.size]).reshape(1, 1, 1, 5)
 
-            def __setitem__(self, key, value):
-                stats.update(value)
-                target[key] = value
 
-        return _Target()
+def _store_with_stats(arr: da.Array, target, stats: VolumeStats) -> None:
+    """Compute ``arr`` into ``target`` (aligned chunks), each chunk once, gathering its statistics."""
+    partials = arr.map_blocks(_store_block, target, dtype=np.float64, chunks=(1, 1, 1, 5), new_axis=3)
+    stats.add(partials.compute())
 
 
 def _aligned(arr: da.Array, chunks: tuple[int, ...]) -> da.Array:
@@ -332,8 +328,10 @@ def write_tomogram(arr: da.Array | np.ndarray, zarr_path: str | Path, voxel_size
     with atomic_path(zarr_path) as tmp:
         builder = _StoreBuilder(tmp, arr.shape, arr.dtype, chunks, voxel_size, origin, levels,
                                 compression_level, extra=extra)
-        target = builder.arrays[0] if stats is None else stats.wrap(builder.arrays[0])
-        da.store(_aligned(arr, chunks), target, lock=False)
+        if stats is None:
+            da.store(_aligned(arr, chunks), builder.arrays[0], lock=False)
+        else:
+            _store_with_stats(_aligned(arr, chunks), builder.arrays[0], stats)
         for level in range(1, len(builder.shapes)):
             prev = builder.arrays[level - 1]
             even = tuple(s // 2 * 2 for s in prev.shape)

@@ -227,8 +227,8 @@ def _smooth_part(small: np.ndarray, shape: tuple[int, int, int], params: DeconvP
     r = np.sqrt(r)
     spectrum *= np.exp(-0.5 * (r / sigma) ** 2)
     g, w = params.curve()
-    smooth = np.fft.irfftn(spectrum, s=small.shape)
-    smooth_deconvolved = np.fft.irfftn(spectrum * np.interp(np.minimum(r, 1.0), g, w), s=small.shape)
+    smooth = np.fft.irfftn(spectrum, s=small.shape, axes=(0, 1, 2))
+    smooth_deconvolved = np.fft.irfftn(spectrum * np.interp(np.minimum(r, 1.0), g, w), s=small.shape, axes=(0, 1, 2))
     return (ndi.spline_filter(smooth, order=3, mode="grid-wrap"),
             ndi.spline_filter(smooth_deconvolved, order=3, mode="grid-wrap"))
 

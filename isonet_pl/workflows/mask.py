@@ -78,8 +78,15 @@ def make_mask(star_file: str | Path, cfg: MaskConfig | None = None, io: IOConfig
         out_zarr.parent.mkdir(parents=True, exist_ok=True)
         with dask_context(cfg.ncpu, cfg.dask_scheduler), tempfile.TemporaryDirectory(
                 dir=out_zarr.parent, prefix=".mask-") as tmp:
-            mask = compute_mask(store.dask(), patch_size=cfg.patch_size, density_percentage=density,
-                                std_percentage=std, z_crop=cfg.z_crop, boundary_points=points, tmp_dir=tmp)
+            try:
+                mask = compute_mask(store.dask(), patch_size=cfg.patch_size, density_percentage=density,
+                                    std_percentage=std, z_crop=cfg.z_crop, boundary_points=points, tmp_dir=tmp)
+            except InputError as exc:  # name the tomogram the problem was found in
+                raise InputError(exc.problem, exc.path or source, exc.fix) from None
+            except ValueError as exc:
+                if "NaN" not in str(exc):
+                    raise
+                raise InputError("tomogram contains NaN values", source, "fix or re-reconstruct it") from None
             with progress_bar(progress):
                 write_tomogram(mask, out_zarr, store.voxel_size, store.origin, chunks=io.zarr_chunks, levels=1,
                                compression_level=io.compression_level, extra={"mask": {

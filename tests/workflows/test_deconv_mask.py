@@ -1,0 +1,169 @@
+"""deconv and make_mask end to end: IsoNet's project, modes, dask.distributed, bad input."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import starfile
+
+from isonet_pl.config import DeconvConfig, IOConfig, MaskConfig
+from isonet_pl.errors import InputError
+from isonet_pl.io.mrc import read_mrc, write_mrc
+from isonet_pl.io.star import read_tomogram_star
+from isonet_pl.workflows.deconv import deconv
+from isonet_pl.workflows.mask import make_mask
+
+IO = IOConfig(zarr_chunks=(32, 32, 32), zarr_levels=1)
+
+
+@pytest.fixture
+def project(tmp_path, reference):
+    """A copy of IsoNet's project with only the raw tomograms and a fresh tomograms.star."""
+    dst = tmp_path / "p"
+    shutil.copytree(reference / "isonet_project" / "tomos", dst / "tomos")
+    df = starfile.read(reference / "isonet_project" / "tomograms.star")
+    starfile.write(df[["rlnIndex", "rlnMicrographName", "rlnPixelSize", "rlnDefocus", "rlnNumberSubtomo",
+                       "rlnMaskBoundary"]], dst / "tomograms.star")
+    return dst
+
+
+def test_isonet_project_through_deconv_and_make_mask(project, reference, monkeypatch):
+    """Our deconv equals IsoNet's deconv outputs; our masks agree with IsoNet's on >= 99 % of voxels."""
+    monkeypatch.chdir(project)
+    deconv("tomograms.star", DeconvConfig(snrfalloff=1.0, deconvstrength=1.0), IO)
+    make_mask("tomograms.star", MaskConfig(patch_size=4, density_percentage=50, std_percentage=50, z_crop=0.1), IO)
+    table = read_tomogram_star(project / "tomograms.star")
+    for row, name in enumerate(["TS_01", "TS_02"]):
+        ours, info = read_mrc(table.get_path(row, "rlnDeconvTomoName"))
+        theirs, _ = read_mrc(reference / "isonet_project" / "deconv" / f"{name}.mrc")
+        assert np.sqrt(np.mean((ours - theirs) ** 2) / np.mean(theirs**2)) <= 1e-4
+        assert info.voxel_size == (10.0, 10.0, 10.0)
+        mask, _ = read_mrc(table.get_path(row, "rlnMaskName"))
+        their_mask, _ = read_mrc(reference / "isonet_project" / "mask" / f"{name}_mask.mrc")
+        assert mask.dtype == their_mask.dtype and (mask == their_mask).mean() >= 0.99
+    assert list(table.df["rlnDeconvTomoName"]) == ["deconv/TS_01.mrc", "deconv/TS_02.mrc"]
+    assert list(table.df["rlnMaskName"]) == ["mask/TS_01_mask.mrc", "mask/TS_02_mask.mrc"]
+
+
+def test_chunked_mode_is_chosen_when_memory_is_short(project, monkeypatch, caplog):
+    """A tiny memory budget switches to chunked mode; the log says so; the result stays close."""
+    monkeypatch.chdir(project)
+    with caplog.at_level(logging.INFO):
+        deconv("tomograms.star", DeconvConfig(memory_budget=0.001, deconv_folder="dc"), IO, tomo_idx="1")
+    assert "chunked" in caplog.text
+    deconv("tomograms.star", DeconvConfig(deconv_folder="dw"), IO, tomo_idx="1")
+    a, _ = read_mrc(project / "dc" / "TS_01.mrc")
+    b, _ = read_mrc(project / "dw" / "TS_01.mrc")
+    assert np.sqrt(np.mean((a - b) ** 2) / np.mean(b**2)) < 0.05  # 64^3 volume, blocks of 256 cover most of it
+
+
+def test_same_result_on_a_distributed_cluster(project, monkeypatch):
+    """--dask_scheduler runs the chunked computation on a LocalCluster of 2 workers, same result."""
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.chdir(project)
+    cfg = dict(chunk_size=32, overlap_rate=0.5)
+    deconv("tomograms.star", DeconvConfig(deconv_folder="local", **cfg), IO, tomo_idx="1")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        deconv("tomograms.star", DeconvConfig(deconv_folder="remote", dask_scheduler=cluster.scheduler_address,
+                                              **cfg), IO, tomo_idx="1")
+        make_mask("tomograms.star", MaskConfig(mask_folder="rmask", dask_scheduler=cluster.scheduler_address),
+                  IO, tomo_idx="1")
+    make_mask("tomograms.star", MaskConfig(mask_folder="lmask"), IO, tomo_idx="1")
+    np.testing.assert_allclose(read_mrc(project / "remote" / "TS_01.mrc")[0], read_mrc(project / "local" / "TS_01.mrc")[0],
+                               rtol=1e-5, atol=1e-6)
+    assert np.array_equal(read_mrc(project / "rmask" / "TS_01_mask.mrc")[0],
+                          read_mrc(project / "lmask" / "TS_01_mask.mrc")[0])
+
+
+def test_defocus_zero_is_skipped_with_a_warning(project, monkeypatch, caplog):
+    """Rows with defocus 0 are not deconvolved (as IsoNet), with a warning."""
+    monkeypatch.chdir(project)
+    df = starfile.read("tomograms.star")
+    df.loc[0, "rlnDefocus"] = 0.0
+    starfile.write(df, "tomograms.star", overwrite=True)
+    deconv("tomograms.star", DeconvConfig(), IO)
+    table = read_tomogram_star("tomograms.star")
+    assert "defocus is 0" in caplog.text
+    assert table.df["rlnDeconvTomoName"].iloc[0] == "None" and table.df["rlnDeconvTomoName"].iloc[1] != "None"
+
+
+def test_mask_boundary_text_file_restricts_the_mask(project, monkeypatch):
+    """--mask_boundary with a text polygon keeps the mask inside it (our extension: IsoNet ignored it)."""
+    monkeypatch.chdir(project)
+    (project / "box.txt").write_text("20 20 10\n70 20 10\n70 70 10\n20 70 10\n")
+    make_mask("tomograms.star", MaskConfig(mask_boundary="box.txt"), IO, tomo_idx="1")
+    mask, _ = read_mrc(project / "mask" / "TS_01_mask.mrc")
+    assert mask.any() and not mask[:, :18, :].any() and not mask[:, 74:, :].any()
+
+
+# --- bad input --------------------------------------------------------------------------------------------------
+
+def _star(tmp_path, vol, **columns):
+    write_mrc(tmp_path / "t.mrc", vol, voxel_size=10.0)
+    row = {"rlnIndex": 1, "rlnMicrographName": "t.mrc", "rlnPixelSize": 10.0, "rlnDefocus": 30000.0}
+    row.update(columns)
+    starfile.write(pd.DataFrame([row]), tmp_path / "t.star")
+    return tmp_path / "t.star"
+
+
+@pytest.mark.parametrize("column,value,word", [("rlnPixelSize", 0.0, "pixel size"),
+                                               ("rlnSnrFalloff", -1.0, "snrfalloff")])
+def test_bad_star_values_for_deconv(tmp_path, monkeypatch, column, value, word):
+    """Pixel size <= 0 and snrfalloff <= 0 in the STAR file are clear errors."""
+    monkeypatch.chdir(tmp_path)
+    star = _star(tmp_path, np.random.default_rng(0).normal(size=(16, 32, 32)).astype(np.float32), **{column: value})
+    with pytest.raises(InputError, match=word):
+        deconv(star, DeconvConfig(), IO)
+
+
+@pytest.mark.parametrize("fill", [0.0, np.nan])
+def test_constant_or_nan_tomogram(tmp_path, monkeypatch, fill):
+    """A constant or NaN tomogram is named in the error of deconv and of make_mask."""
+    monkeypatch.chdir(tmp_path)
+    vol = np.full((16, 32, 32), fill, np.float32)
+    star = _star(tmp_path, vol)
+    with pytest.raises(InputError, match="t.mrc"):
+        deconv(star, DeconvConfig(), IO)
+    with pytest.raises(InputError, match="t.mrc"):
+        make_mask(star, MaskConfig(use_deconv_tomo=False), IO)
+    assert not (tmp_path / "mask" / "t_mask.mrc").exists()
+
+
+def test_unreadable_boundary_file(project, monkeypatch):
+    """A boundary file that is neither an IMOD model nor a point list is a clear error."""
+    monkeypatch.chdir(project)
+    (project / "bad.mod").write_bytes(b"\x00\x01garbage")
+    with pytest.raises(InputError, match="bad.mod"):
+        make_mask("tomograms.star", MaskConfig(mask_boundary="bad.mod"), IO)
+
+
+def test_empty_mask_is_a_clear_error(project, monkeypatch):
+    """A boundary outside the volume leaves no voxel: the error says what to change."""
+    monkeypatch.chdir(project)
+    (project / "far.txt").write_text("500 500 10\n600 500 10\n600 600 10\n")
+    with pytest.raises(InputError, match="empty"):
+        make_mask("tomograms.star", MaskConfig(mask_boundary="far.txt"), IO, tomo_idx="1")
+    assert not (project / "mask" / "TS_01_mask.mrc").exists()
+
+
+@pytest.mark.parametrize("args,word", [(["--overlap_rate", "1.5"], "overlap_rate"),
+                                       (["--chunk_size", "4"], "chunk_size"),
+                                       (["--snrfalloff", "0"], "snrfalloff")])
+def test_bad_deconv_options(run_cli, project, args, word):
+    """Impossible deconv options are one-line errors naming the option."""
+    code, _, err = run_cli(["deconv", project / "tomograms.star", *args], cwd=project)
+    assert code != 0 and word in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args,word", [(["--density_percentage", "0"], "density_percentage"),
+                                       (["--std_percentage", "150"], "std_percentage"),
+                                       (["--z_crop", "0.5"], "z_crop")])
+def test_bad_mask_options(run_cli, project, args, word):
+    """Percentages outside (0, 100] and z_crop outside [0, 0.5) are one-line errors."""
+    code, _, err = run_cli(["make_mask", project / "tomograms.star", *args], cwd=project)
+    assert code != 0 and word in err and "Traceback" not in err
