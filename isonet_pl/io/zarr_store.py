@@ -281,8 +281,9 @@ def _store_block(block: np.ndarray, target, block_info=None) -> np.ndarray:
     """Write one block into ``target`` at its place; return its partial statistics (shape (1, 1, 1, 5))."""
     where = tuple(slice(lo, hi) for lo, hi in block_info[0]["array-location"])
     target[where] = block
-    b64 = block.astype(np.float64)
-    return np.array([b64.min(), b64.max(), b64.sum(), np.square(b64).sum(), b64.size]).reshape(1, 1, 1, 5)
+    sum_sq = sum(float(np.square(plane, dtype=np.float64).sum()) for plane in block)  # no whole-block float64 copy
+    return np.array([block.min(), block.max(), block.sum(dtype=np.float64), sum_sq, block.size],
+                    dtype=np.float64).reshape(1, 1, 1, 5)
 
 
 def _store_with_stats(arr: da.Array, target, stats: VolumeStats) -> None:

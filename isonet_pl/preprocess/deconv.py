@@ -23,6 +23,7 @@ Two ways to apply it:
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import asdict, dataclass
 
@@ -112,9 +113,27 @@ def radial_frequency(shape: tuple[int, ...], scale: float = 1.0) -> np.ndarray:
 
 
 def deconv_filter(shape: tuple[int, ...], params: DeconvParams, scale: float = 1.0) -> np.ndarray:
-    """The 3-D filter on the ``rfftn`` grid of ``shape`` (float32, shape (nz, ny, nx//2+1))."""
+    """The 3-D filter on the ``rfftn`` grid of ``shape`` (float32, shape (nz, ny, nx//2+1)).
+
+    The 1-D curve is sampled on a uniform grid, so the linear interpolation is done by
+    index arithmetic in float32 (``np.interp`` would allocate float64 volumes).
+    """
+    return _cached_filter(tuple(int(n) for n in shape), params, float(scale))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_filter(shape: tuple[int, ...], params: DeconvParams, scale: float) -> np.ndarray:
     g, w = params.curve()
-    return np.interp(radial_frequency(shape, scale), g, w).astype(np.float32)
+    pos = radial_frequency(shape, scale)
+    pos *= np.float32(len(g) - 1)
+    index = np.minimum(pos.astype(np.int32), len(g) - 2)
+    pos -= index
+    w32 = w.astype(np.float32)
+    out = w32[index]
+    out *= 1 - pos
+    out += w32[index + 1] * pos
+    out.flags.writeable = False
+    return out
 
 
 def filter_block(block: np.ndarray, params: DeconvParams, workers: int = 1, scale: float = 1.0) -> np.ndarray:
@@ -122,7 +141,7 @@ def filter_block(block: np.ndarray, params: DeconvParams, workers: int = 1, scal
     block = np.asarray(block, dtype=np.float32)
     spectrum = scipy.fft.rfftn(block, workers=workers)
     spectrum *= deconv_filter(block.shape, params, scale)
-    return scipy.fft.irfftn(spectrum, s=block.shape, workers=workers).astype(np.float32, copy=False)
+    return scipy.fft.irfftn(spectrum, s=block.shape, workers=workers, overwrite_x=True).astype(np.float32, copy=False)
 
 
 def match_intensity(out: np.ndarray, out_std: float, mean: float, std: float) -> np.ndarray:
@@ -183,25 +202,6 @@ def _periodic_spline_weights(lo: int, hi: int, n: int, n_coef: int) -> tuple[np.
     return out, np.mod(cols, n_coef)
 
 
-def _spline_upsample(coeffs: np.ndarray, shape: tuple[int, int, int], chunks) -> da.Array:
-    """Evaluate a periodic cubic spline (coefficients over one period of ``shape``) at every voxel.
-
-    Separable: one small matrix per axis, applied to the coefficients under each chunk.
-    """
-
-    def evaluate(block_info=None) -> np.ndarray:
-        loc = block_info[None]["array-location"]
-        mats, idx = zip(*(_periodic_spline_weights(lo, hi, n, c)
-                          for (lo, hi), n, c in zip(loc, shape, coeffs.shape)))
-        sub = coeffs[np.ix_(*idx)]
-        out = np.tensordot(mats[0], sub, axes=(1, 0))
-        out = np.tensordot(mats[1], out, axes=(1, 1)).transpose(1, 0, 2)
-        out = np.tensordot(out, mats[2], axes=(2, 1))
-        return out.astype(np.float32)
-
-    return da.map_blocks(evaluate, dtype=np.float32, chunks=chunks)
-
-
 def _smooth_part(small: np.ndarray, shape: tuple[int, int, int], params: DeconvParams, sigma: float
                  ) -> tuple[np.ndarray, np.ndarray]:
     """A smooth periodic field B (the volume's large-scale content) and its exact deconvolution F(B).
@@ -250,21 +250,75 @@ class ChunkedDeconvolution:
     std: float
 
 
-def deconvolve_chunked(arr: da.Array, params: DeconvParams, chunk_size: int = 256, overlap_rate: float = 0.125,
-                       background_bin: int = 4, background_sigma: float = 0.08) -> ChunkedDeconvolution:
-    """Set up the out-of-core deconvolution of a lazy volume.
+def _wrapped_segments(lo: int, hi: int, n: int) -> list[tuple[slice, slice]]:
+    """(destination, source) slices that read indices lo..hi-1 modulo n with contiguous reads."""
+    out, pos = [], lo
+    while pos < hi:
+        start = pos % n
+        length = min(hi - pos, n - start)
+        out.append((slice(pos - lo, pos - lo + length), slice(start, start + length)))
+        pos += length
+    return out
 
-    Reads the volume once (to bin it and take its moments); everything else stays lazy.
-    The caller computes ``filtered`` (e.g. storing it while accumulating its standard
-    deviation) and then applies :func:`match_intensity` with ``mean`` and ``std``.
+
+def read_periodic(source, lo: tuple[int, ...], hi: tuple[int, ...]) -> np.ndarray:
+    """``source[lo:hi]`` (float32) with indices outside the array wrapped around (periodic boundary).
+
+    ``source`` is anything sliced like a numpy array (numpy, Zarr); reads stay contiguous.
+    """
+    out = np.empty(tuple(h - low for low, h in zip(lo, hi)), dtype=np.float32)
+    segments = [_wrapped_segments(low, h, n) for low, h, n in zip(lo, hi, source.shape)]
+    for zs in segments[0]:
+        for ys in segments[1]:
+            for xs in segments[2]:
+                out[zs[0], ys[0], xs[0]] = source[zs[1], ys[1], xs[1]]
+    return out
+
+
+def _spline_values(coeffs: np.ndarray, lo, hi, shape) -> np.ndarray:
+    """A periodic spline (coefficients over one period of ``shape``) on the box lo..hi (float32)."""
+    mats, idx = zip(*(_periodic_spline_weights(a, b, n, c) for a, b, n, c in zip(lo, hi, shape, coeffs.shape)))
+    mats = [m.astype(np.float32) for m in mats]
+    out = np.tensordot(mats[0], coeffs[np.ix_(*idx)], axes=(1, 0))
+    out = np.tensordot(mats[1], out, axes=(1, 1)).transpose(1, 0, 2)
+    return np.tensordot(out, mats[2], axes=(2, 1))
+
+
+def _deconvolve_block(source, params: DeconvParams, halo: tuple[int, ...], smooth: np.ndarray,
+                      smooth_deconvolved: np.ndarray, block_info=None) -> np.ndarray:
+    """One output block: read it with its halo, remove the smooth part, filter, crop, add F(smooth)."""
+    loc = block_info[None]["array-location"]
+    lo = tuple(a - h for (a, _), h in zip(loc, halo))
+    hi = tuple(b + h for (_, b), h in zip(loc, halo))
+    region = read_periodic(source, lo, hi)
+    region -= _spline_values(smooth, lo, hi, source.shape)
+    filtered = filter_block(region, params)
+    del region
+    crop = tuple(slice(h, h + b - a) for (a, b), h in zip(loc, halo))
+    out = filtered[crop].copy()  # not a view: lets the haloed block go
+    del filtered
+    out += _spline_values(smooth_deconvolved, [a for a, _ in loc], [b for _, b in loc], source.shape)
+    return out
+
+
+def deconvolve_chunked(source, params: DeconvParams, chunk_size: int = 256, overlap_rate: float = 0.125,
+                       background_bin: int = 4, background_sigma: float = 0.08) -> ChunkedDeconvolution:
+    """Set up the out-of-core deconvolution of a volume stored as numpy or Zarr.
+
+    Reads the volume once (to bin it and take its moments); the result is a lazy dask
+    array whose every block is an independent task that reads its own haloed region from
+    ``source`` (so memory is bounded by the blocks in flight, on threads or on a
+    dask.distributed cluster). The caller computes ``filtered`` (e.g. storing it while
+    gathering its standard deviation) and then applies :func:`match_intensity` with
+    ``mean`` and ``std``.
 
     Parameters
     ----------
-    arr : dask.array.Array
+    source : numpy.ndarray or zarr.Array
         Shape (nz, ny, nx).
     params : DeconvParams
     chunk_size : int
-        Edge of the cubic blocks (voxels), before the halo.
+        Edge of the cubic output blocks (voxels).
     overlap_rate : float
         Total overlap as a fraction of ``chunk_size`` (IsoNet's meaning): the halo on each
         side is ``round(chunk_size * overlap_rate / 2)`` voxels.
@@ -275,17 +329,17 @@ def deconvolve_chunked(arr: da.Array, params: DeconvParams, chunk_size: int = 25
         Nyquist: it holds the long-range part of the filter (the high-pass below
         ``highpassnyquist``), far below the binned grid's Nyquist.
     """
-    if min(arr.shape) < 2:
-        raise ValueError(f"volume too small to deconvolve: {arr.shape}")
-    b = max(1, min(background_bin, min(arr.shape) // 8))
-    small, mean, std = _bin_and_moments(arr, b)
-    smooth, smooth_deconvolved = _smooth_part(small, arr.shape, params, background_sigma)
-    chunks = tuple(min(chunk_size, s) for s in arr.shape)
-    arr = arr.astype(np.float32).rechunk(chunks)
-    halo = int(round(chunk_size * overlap_rate / 2))
-    depth = {i: min(halo, s) for i, s in enumerate(arr.shape)}
-    residual = arr - _spline_upsample(smooth, arr.shape, arr.chunks)
-    filtered = residual.map_overlap(filter_block, depth=depth, boundary="periodic", dtype=np.float32,
-                                    params=params) + _spline_upsample(smooth_deconvolved, arr.shape, arr.chunks)
-    logger.debug("chunked deconvolution: chunks %s, halo %d, background binned %dx", chunks, halo, b)
+    shape = tuple(int(n) for n in source.shape)
+    if len(shape) != 3 or min(shape) < 2:
+        raise ValueError(f"expected a 3-D volume, got shape {shape}")
+    lazy = da.from_zarr(source) if hasattr(source, "store_path") or hasattr(source, "store") else \
+        da.from_array(source, chunks=64)
+    b = max(1, min(background_bin, min(shape) // 8))
+    small, mean, std = _bin_and_moments(lazy, b)
+    smooth, smooth_deconvolved = (c.astype(np.float32) for c in _smooth_part(small, shape, params, background_sigma))
+    halo = tuple(min(int(round(chunk_size * overlap_rate / 2)), n) for n in shape)
+    chunks = da.core.normalize_chunks(tuple(min(chunk_size, n) for n in shape), shape)
+    filtered = da.map_blocks(_deconvolve_block, source, params, halo, smooth, smooth_deconvolved, dtype=np.float32,
+                             chunks=chunks, meta=np.empty((0, 0, 0), np.float32))
+    logger.debug("chunked deconvolution: blocks %d^3, halo %s, background binned %dx", chunk_size, halo, b)
     return ChunkedDeconvolution(filtered=filtered, mean=mean, std=std)

@@ -86,7 +86,7 @@ def deconvolve_store(store: TomogramStore, params: DeconvParams, out_zarr: Path,
         write_tomogram(out, out_zarr, **common)
         return "whole volume"
     chunk = cfg.chunk_size or DEFAULT_CHUNK
-    plan = deconvolve_chunked(store.dask(), params, chunk_size=chunk, overlap_rate=cfg.overlap_rate)
+    plan = deconvolve_chunked(store.zarr_array(0), params, chunk_size=chunk, overlap_rate=cfg.overlap_rate)
     _check_moments(plan.mean, plan.std, source)
     unscaled = out_zarr.with_name(out_zarr.name + ".unscaled")
     try:
