@@ -92,7 +92,9 @@ def child(what: str, zarr_path: str, out: str, threads: int) -> None:
         with dask_context(threads):
             tmp = Path(out).with_suffix(".tmp")
             tmp.mkdir(exist_ok=True)
-            mask = make_mask(store.dask(), patch_size=4, density_percentage=50, std_percentage=50, tmp_dir=tmp)
+            from isonet_pl.workflows.mask import MASK_CHUNK
+
+            mask = make_mask(store.dask().rechunk(MASK_CHUNK), patch_size=4, density_percentage=50, std_percentage=50, tmp_dir=tmp)
             write_tomogram(mask, out, store.voxel_size, chunks=io.zarr_chunks)
             shutil.rmtree(tmp)
         extra = {}

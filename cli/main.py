@@ -13,6 +13,7 @@ import click
 
 from isonet_pl import __version__
 from isonet_pl.config import (
+    ExtractConfig,
     MaskConfig,
     DeconvConfig,
     IOConfig,
@@ -126,6 +127,18 @@ def make_mask_cmd(ctx: click.Context, star_file: str, tomo_idx: str | None, **op
     from isonet_pl.workflows.mask import make_mask
 
     make_mask(star_file, settings(ctx, "make_mask", options), settings(ctx, "io", {}), tomo_idx, progress=True)
+
+
+@cli.command("extract", context_settings=CONTEXT)
+@click.argument("star_file", type=click.Path())
+@tomo_idx_option
+@section_options(ExtractConfig)
+@click.pass_context
+def extract_cmd(ctx: click.Context, star_file: str, tomo_idx: str | None, **options) -> None:
+    """Extract training subtomograms from the tomograms of STAR_FILE (centres inside the masks)."""
+    from isonet_pl.workflows.extract import extract
+
+    extract(star_file, settings(ctx, "extract", options), settings(ctx, "io", {}), tomo_idx)
 
 
 @cli.command("convert", context_settings=CONTEXT)

@@ -165,6 +165,26 @@ class MaskConfig(Compute):
                                                                  "bottom.")
 
 
+class ExtractConfig(Compute):
+    """extract: subtomograms for training, drawn inside the masks."""
+
+    subtomo_folder: str = Field("subtomo", description="Output folder of the subtomograms (replaced if it "
+                                                       "exists).")
+    subtomo_star: str = Field("subtomo.star", description="Output subtomogram STAR file.")
+    cube_size: int = Field(64, ge=8, description="Edge of the training cubes (voxels); a multiple of "
+                                                 "2^unet_depth.")
+    crop_size: int | None = Field(None, ge=8, description="Edge of the extracted subtomograms; unset: "
+                                                          "cube_size + 16.")
+    use_deconv_tomo: bool = Field(True, description="Extract from the deconvolved tomogram when it exists.")
+    seed: int = Field(0, ge=0, description="Random seed of the centres.")
+
+    @model_validator(mode="after")
+    def _crop_not_below_cube(self):
+        if self.crop_size is not None and self.crop_size < self.cube_size:
+            raise ValueError(f"crop_size ({self.crop_size}) must not be below cube_size ({self.cube_size})")
+        return self
+
+
 class IsoNetConfig(Section):
     """All settings, one section per command."""
 
@@ -174,6 +194,7 @@ class IsoNetConfig(Section):
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)
     deconv: DeconvConfig = Field(default_factory=DeconvConfig)
     make_mask: MaskConfig = Field(default_factory=MaskConfig)
+    extract: ExtractConfig = Field(default_factory=ExtractConfig)
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:

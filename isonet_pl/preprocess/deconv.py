@@ -284,6 +284,18 @@ def _spline_values(coeffs: np.ndarray, lo, hi, shape) -> np.ndarray:
     return np.tensordot(out, mats[2], axes=(2, 1))
 
 
+def _add_spline(block: np.ndarray, coeffs: np.ndarray, lo, shape, sign: float, slab: int = 16) -> None:
+    """``block += sign * spline`` over the box starting at ``lo``, in z-slabs (small temporaries)."""
+    nz, ny, nx = block.shape
+    for z0 in range(0, nz, slab):
+        z1 = min(nz, z0 + slab)
+        values = _spline_values(coeffs, (lo[0] + z0, lo[1], lo[2]), (lo[0] + z1, lo[1] + ny, lo[2] + nx), shape)
+        if sign > 0:
+            block[z0:z1] += values
+        else:
+            block[z0:z1] -= values
+
+
 def _deconvolve_block(source, params: DeconvParams, halo: tuple[int, ...], smooth: np.ndarray,
                       smooth_deconvolved: np.ndarray, block_info=None) -> np.ndarray:
     """One output block: read it with its halo, remove the smooth part, filter, crop, add F(smooth)."""
@@ -291,13 +303,13 @@ def _deconvolve_block(source, params: DeconvParams, halo: tuple[int, ...], smoot
     lo = tuple(a - h for (a, _), h in zip(loc, halo))
     hi = tuple(b + h for (_, b), h in zip(loc, halo))
     region = read_periodic(source, lo, hi)
-    region -= _spline_values(smooth, lo, hi, source.shape)
+    _add_spline(region, smooth, lo, source.shape, -1.0)
     filtered = filter_block(region, params)
     del region
     crop = tuple(slice(h, h + b - a) for (a, b), h in zip(loc, halo))
     out = filtered[crop].copy()  # not a view: lets the haloed block go
     del filtered
-    out += _spline_values(smooth_deconvolved, [a for a, _ in loc], [b for _, b in loc], source.shape)
+    _add_spline(out, smooth_deconvolved, [a for a, _ in loc], source.shape, +1.0)
     return out
 
 

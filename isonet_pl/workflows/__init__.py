@@ -15,6 +15,7 @@ _WHERE = {
     "convert": "convert",
     "deconv": "deconv",
     "make_mask": "mask",
+    "extract": "extract",
     "run_demo": "demo",
 }
 

@@ -1,0 +1,304 @@
+"""The Lightning system that trains :class:`~isonet_pl.model.unet.UNet3D` as IsoNet does.
+
+IsoNet 0.2 trains with a mean absolute error between the network's output and the target,
+Adam with a constant learning rate (β = (0.9, 0.999), ε = 1e-7, Keras's defaults) and no
+schedule (SPEC §6.6). The iterative refinement loop (train → predict → rebuild targets →
+retrain) is orchestration and lives in the workflows, outside this module.
+
+Batches are dicts of tensors:
+
+* ``"input"``: network input ``(b, 1, z, y, x)``;
+* ``"target"``: training target ``(b, 1, z, y, x)``;
+* ``"weight"`` (optional): non-negative loss weights broadcastable to ``(b, 1, z, y, x)``
+  (e.g. ``(b, 1, 1, 1, 1)`` per sample or ``(b, 1, z, y, x)`` per voxel).
+
+A checkpoint written by Lightning holds everything needed to rebuild the model:
+``IsoNetModule.load_from_checkpoint(path)`` restores the network settings (``net``), the
+learning rate and ``meta``, a free dict the caller stores with the model (normalisation mode
+and statistics, cube and crop size, tilt range, method, settings...).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import PurePath
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from .unet import UNet3D
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["IsoNetModule", "mean_absolute_error"]
+
+# Keras's Adam defaults, which IsoNet uses (SPEC §6.6).
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-7
+
+
+def mean_absolute_error(
+    pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean absolute error, optionally weighted, computed in float32.
+
+    Parameters
+    ----------
+    pred : torch.Tensor
+        Prediction ``(b, 1, z, y, x)``.
+    target : torch.Tensor
+        Target of the same shape.
+    weight : torch.Tensor, optional
+        Non-negative weights broadcastable to ``pred``'s shape. The loss is then
+        ``Σ w·|pred − target| / Σ w`` over all voxels (weights broadcast to the full shape), so
+        a constant weight gives the plain MAE.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar (0-d) float32 tensor.
+    """
+    error = (pred.float() - target.float()).abs()
+    if weight is None:
+        return error.mean()
+    weight = weight.float().expand_as(error)
+    return (weight * error).sum() / weight.sum().clamp_min(torch.finfo(torch.float32).tiny)
+
+
+def _to_builtin(value: Any) -> Any:
+    """Convert ``value`` to plain Python types that ``torch.load(weights_only=True)`` accepts.
+
+    numpy scalars and arrays become Python numbers and lists, paths become strings, pydantic
+    models their JSON dump; mappings and sequences are converted recursively.
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, PurePath):
+        return str(value)
+    if hasattr(value, "model_dump"):
+        return _to_builtin(value.model_dump(mode="json"))
+    if isinstance(value, Mapping):
+        return {str(k): _to_builtin(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_builtin(v) for v in value]
+    raise TypeError(
+        f"cannot store a {type(value).__name__} in the checkpoint's meta; use numbers, "
+        "strings, lists and dicts"
+    )
+
+
+def _net_kwargs(net: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Complete the UNet3D keyword arguments with its defaults, so checkpoints are explicit.
+
+    Raises
+    ------
+    TypeError
+        For a key that is not a UNet3D argument.
+    """
+    if net is not None and hasattr(net, "model_dump"):
+        net = net.model_dump(mode="json")
+    given = dict(net or {})
+    signature = inspect.signature(UNet3D.__init__)
+    parameters = {name: p for name, p in signature.parameters.items() if name != "self"}
+    unknown = sorted(set(given) - set(parameters))
+    if unknown:
+        raise TypeError(f"unknown UNet3D setting(s) {unknown}; allowed: {sorted(parameters)}")
+    defaults = {name: p.default for name, p in parameters.items()}
+    return _to_builtin({**defaults, **given})
+
+
+class IsoNetModule(pl.LightningModule):
+    """Train and run IsoNet's U-Net with Lightning.
+
+    Parameters
+    ----------
+    net : dict, optional
+        Keyword arguments for :class:`~isonet_pl.model.unet.UNet3D` (missing ones take its
+        defaults, i.e. IsoNet's default network). A pydantic model is accepted and dumped.
+    learning_rate : float, default 4e-4
+        Adam's constant learning rate (IsoNet ``learning_rate``).
+    meta : dict, optional
+        Free information stored with the model in the checkpoint (normalisation, cube size,
+        tilt range, settings...). Values must be numbers, strings, lists or dicts (numpy
+        scalars and arrays, paths and pydantic models are converted).
+
+    Attributes
+    ----------
+    net : UNet3D
+        The network.
+
+    Raises
+    ------
+    TypeError
+        For an unknown ``net`` key or a ``meta`` value that cannot be stored.
+    ValueError
+        For an invalid ``net`` setting or a non-positive learning rate.
+
+    Notes
+    -----
+    Subclasses change the objective by overriding :meth:`compute_loss` only (e.g. a
+    Noise2Noise mode); the steps, logging and optimiser stay as they are.
+    """
+
+    def __init__(
+        self,
+        net: dict[str, Any] | None = None,
+        learning_rate: float = 4e-4,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if not (learning_rate > 0 and math.isfinite(learning_rate)):
+            raise ValueError(f"learning_rate must be positive, got {learning_rate}")
+        net_kwargs = _net_kwargs(net)
+        # An explicit dict (not the raw arguments): the checkpoint holds the completed network
+        # settings and plain-typed meta, so `load_from_checkpoint(path)` alone rebuilds it.
+        self.save_hyperparameters(
+            {
+                "net": net_kwargs,
+                "learning_rate": float(learning_rate),
+                "meta": _to_builtin(dict(meta or {})),
+            }
+        )
+        self.net = UNet3D(**net_kwargs)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The free dict stored with the model (saved in and restored from checkpoints)."""
+        return self.hparams["meta"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the network: ``(b, 1, z, y, x)`` → ``(b, 1, z, y, x)``.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Input batch ``(b, in_channels, z, y, x)``, sizes multiples of
+            ``self.net.min_input_multiple``.
+
+        Returns
+        -------
+        torch.Tensor
+            Output batch ``(b, out_channels, z, y, x)``.
+        """
+        return self.net(x)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Compute and log the training loss of one batch.
+
+        Parameters
+        ----------
+        batch : dict of torch.Tensor
+            ``"input"`` and ``"target"`` ``(b, 1, z, y, x)``, optionally ``"weight"``.
+        batch_idx : int
+            Index of the batch in the epoch.
+
+        Returns
+        -------
+        torch.Tensor
+            The scalar loss.
+        """
+        loss = self.compute_loss(self(batch["input"]), batch)
+        self._log_metrics("train", loss, batch_size=batch["input"].shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Compute and log the validation loss of one batch (averaged over the epoch).
+
+        Parameters
+        ----------
+        batch : dict of torch.Tensor
+            ``"input"`` and ``"target"`` ``(b, 1, z, y, x)``, optionally ``"weight"``.
+        batch_idx : int
+            Index of the batch in the epoch.
+
+        Returns
+        -------
+        torch.Tensor
+            The scalar loss.
+        """
+        loss = self.compute_loss(self(batch["input"]), batch)
+        self._log_metrics("val", loss, batch_size=batch["input"].shape[0])
+        return loss
+
+    def predict_step(
+        self, batch: dict[str, torch.Tensor] | torch.Tensor, batch_idx: int = 0
+    ) -> torch.Tensor:
+        """Predict a batch.
+
+        Parameters
+        ----------
+        batch : dict of torch.Tensor or torch.Tensor
+            A dict with ``"input"`` ``(b, 1, z, y, x)``, or that tensor itself.
+        batch_idx : int, default 0
+            Index of the batch.
+
+        Returns
+        -------
+        torch.Tensor
+            The network's output ``(b, 1, z, y, x)``.
+
+        Raises
+        ------
+        TypeError
+            If ``batch`` is neither a tensor nor a mapping with an ``"input"`` key.
+        """
+        if isinstance(batch, torch.Tensor):
+            return self(batch)
+        if isinstance(batch, Mapping) and "input" in batch:
+            return self(batch["input"])
+        raise TypeError(
+            "predict_step expects a tensor (b, 1, z, y, x) or a dict with an 'input' tensor, "
+            f"got {type(batch).__name__}"
+        )
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam with IsoNet's (Keras's) settings and a constant learning rate.
+
+        Returns
+        -------
+        torch.optim.Optimizer
+            ``Adam(lr=learning_rate, betas=(0.9, 0.999), eps=1e-7)``.
+        """
+        return torch.optim.Adam(
+            self.parameters(), lr=self.hparams["learning_rate"], betas=ADAM_BETAS, eps=ADAM_EPS
+        )
+
+    def compute_loss(self, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The training objective; override to change it (e.g. for Noise2Noise).
+
+        Parameters
+        ----------
+        pred : torch.Tensor
+            The network's output ``(b, 1, z, y, x)`` for ``batch["input"]``.
+        batch : dict of torch.Tensor
+            The batch, with ``"target"`` ``(b, 1, z, y, x)`` and optionally ``"weight"``.
+
+        Returns
+        -------
+        torch.Tensor
+            A scalar float32 loss: the (weighted) mean absolute error, IsoNet's ``mae``.
+        """
+        return mean_absolute_error(pred, batch["target"], batch.get("weight"))
+
+    def _log_metrics(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:
+        """Log ``{stage}/loss``: per step and per epoch in training, per epoch otherwise."""
+        training = stage == "train"
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=training,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=batch_size,
+        )

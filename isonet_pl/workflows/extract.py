@@ -1,0 +1,113 @@
+"""extract: subtomograms drawn inside the masks, written as MRC files with an IsoNet-style subtomo.star."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from isonet_pl.compute import dask_context
+from isonet_pl.config import ExtractConfig, IOConfig
+from isonet_pl.data.extraction import count_valid, crop_around, sample_centres
+from isonet_pl.errors import InputError
+from isonet_pl.io.mrc import write_mrc
+from isonet_pl.io.paths import atomic_path, check_output_file
+from isonet_pl.io.star import SUBTOMO_COLUMNS, is_none, new_table, read_tomogram_star, relative_to
+from isonet_pl.preprocess.percentile import exact_percentiles
+from isonet_pl.workflows.convert import tomogram_store
+from isonet_pl.workflows.mask import mask_source_column
+
+logger = logging.getLogger(__name__)
+
+#: Extra columns of our subtomo.star: the source tomogram, the centre (RELION's names, x y z in
+#: voxels) and the tomogram's intensity statistics, so that training and prediction normalise alike.
+EXTRA_COLUMNS = {"rlnMicrographName": "None", "rlnCoordinateX": 0.0, "rlnCoordinateY": 0.0, "rlnCoordinateZ": 0.0,
+                 "rlnTomoMean": 0.0, "rlnTomoStd": 1.0, "rlnTomoP4": 0.0, "rlnTomoP96": 1.0}
+
+
+def tomogram_statistics(arr) -> dict[str, float]:
+    """Mean, standard deviation and exact 4th/96th percentiles of a (lazy) tomogram."""
+    f64 = arr.astype(np.float64)
+    mean, mean_sq = float(f64.mean().compute()), float((f64 * f64).mean().compute())
+    p4, p96 = exact_percentiles(arr, [4, 96])
+    return {"rlnTomoMean": mean, "rlnTomoStd": float(np.sqrt(max(mean_sq - mean * mean, 0.0))),
+            "rlnTomoP4": float(p4), "rlnTomoP96": float(p96)}
+
+
+def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfig | None = None,
+            tomo_idx: str | None = None) -> Path:
+    """Extract ``_rlnNumberSubtomo`` subtomograms per selected tomogram, centres drawn inside its mask.
+
+    Reads tomograms and masks lazily from their Zarr copies; writes
+    ``<subtomo_folder>/<tomogram stem>_NNNNNN.mrc`` (crop_size³ float32, with the voxel size)
+    and ``subtomo_star`` with IsoNet's columns plus the tilt range, the source tomogram, the
+    centre and the tomogram's statistics. The folder is assembled under a temporary name
+    and replaces any previous one only when complete.
+
+    Returns
+    -------
+    Path
+        The subtomogram STAR file.
+    """
+    cfg = cfg or ExtractConfig()
+    io = io or IOConfig()
+    table = read_tomogram_star(star_file)
+    rows = table.select(tomo_idx)
+    crop = cfg.crop_size or cfg.cube_size + 16
+    out_star = check_output_file(cfg.subtomo_star, option="--subtomo_star")
+    folder = Path(cfg.subtomo_folder)
+    if folder.exists():
+        logger.warning("%s exists; it will be replaced by the new subtomograms", folder)
+    rng = np.random.default_rng(cfg.seed)
+    records: list[dict] = []
+    with atomic_path(folder) as tmp, dask_context(cfg.ncpu, cfg.dask_scheduler):
+        tmp.mkdir(parents=True)
+        for row in rows:
+            t0 = time.perf_counter()
+            column = mask_source_column(table, row, cfg.use_deconv_tomo)
+            if column == "rlnDeconvTomoName" and not table.get_path(row, column, required=False).exists():
+                column = "rlnMicrographName"  # IsoNet's rule for extract: the deconvolved file must exist
+            store = tomogram_store(table, row, column, io)
+            micrograph = table.get_path(row, "rlnMicrographName")
+            shape = store.shape
+            if min(shape) < crop:
+                raise InputError(f"tomogram {'x'.join(map(str, shape))} (z, y, x) is thinner than crop_size {crop}",
+                                 micrograph, "use a smaller --cube_size/--crop_size or bin the tomogram less")
+            mask = None
+            if "rlnMaskName" in table.df.columns and not is_none(table.df["rlnMaskName"].iloc[row]):
+                mask_store = tomogram_store(table, row, "rlnMaskName", io)
+                if mask_store.shape != shape:
+                    raise InputError(f"mask shape {mask_store.shape} differs from the tomogram's {shape}",
+                                     table.get_path(row, "rlnMaskName"), "make the mask again with make_mask")
+                mask = mask_store.dask()
+            else:
+                logger.info("row %d: no mask, centres drawn from the whole tomogram", row + 1)
+            n = int(table.df["rlnNumberSubtomo"].iloc[row]) if "rlnNumberSubtomo" in table.df.columns else 100
+            if count_valid(mask, shape, crop) == 0:
+                raise InputError(f"the mask leaves no centre at least {crop // 2} voxels from the edges",
+                                 table.get_path(row, "rlnMaskName"), "make a larger mask (make_mask) or a "
+                                 "smaller --crop_size")
+            centres = sample_centres(mask, shape, crop, n, rng)
+            stats = tomogram_statistics(store.dask())
+            volume = store.zarr_array(0)
+            tilt_min, tilt_max = table.tilt_range(row)
+            pixel_size = float(table.df["rlnPixelSize"].iloc[row]) if "rlnPixelSize" in table.df.columns else \
+                store.voxel_size[2]
+            for j, centre in enumerate(centres):
+                name = f"{Path(micrograph.name).stem}_{j:06d}.mrc"
+                write_mrc(tmp / name, crop_around(volume, centre, crop), voxel_size=pixel_size)
+                records.append({"rlnSubtomoIndex": len(records) + 1,
+                                "rlnImageName": relative_to(folder.resolve() / name, out_star.parent),
+                                "rlnCubeSize": cfg.cube_size, "rlnCropSize": crop, "rlnPixelSize": pixel_size,
+                                "rlnTiltMin": tilt_min, "rlnTiltMax": tilt_max,
+                                "rlnMicrographName": relative_to(micrograph, out_star.parent),
+                                "rlnCoordinateX": float(centre[2]), "rlnCoordinateY": float(centre[1]),
+                                "rlnCoordinateZ": float(centre[0]), **stats})
+            logger.info("extracted %d subtomograms of %d^3 from %s (%s) in %.1f s", len(centres), crop,
+                        micrograph.name, "deconvolved" if column == "rlnDeconvTomoName" else "raw",
+                        time.perf_counter() - t0)
+    new_table({**SUBTOMO_COLUMNS, **EXTRA_COLUMNS}, records, out_star).write()
+    logger.info("wrote %s (%d subtomograms)", out_star, len(records))
+    return out_star
