@@ -13,6 +13,7 @@ import click
 
 from isonet_pl import __version__
 from isonet_pl.config import (
+    RefineConfig,
     ExtractConfig,
     MaskConfig,
     DeconvConfig,
@@ -139,6 +140,20 @@ def extract_cmd(ctx: click.Context, star_file: str, tomo_idx: str | None, **opti
     from isonet_pl.workflows.extract import extract
 
     extract(star_file, settings(ctx, "extract", options), settings(ctx, "io", {}), tomo_idx)
+
+
+@cli.command("refine", context_settings=CONTEXT)
+@click.argument("subtomo_star", type=click.Path())
+@section_options(RefineConfig)
+@click.pass_context
+def refine_cmd(ctx: click.Context, subtomo_star: str, **options) -> None:
+    """Train the U-Net iteratively on the subtomograms of SUBTOMO_STAR (on one or many GPUs, or the CPU)."""
+    from isonet_pl.workflows.refine import refine
+
+    cfg = settings(ctx, "refine", options)
+    if cfg.log_level == "debug":
+        logging.getLogger().setLevel(logging.DEBUG)
+    refine(subtomo_star, cfg)
 
 
 @cli.command("convert", context_settings=CONTEXT)

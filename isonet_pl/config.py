@@ -9,7 +9,7 @@ the GUI forms are generated from these models, so nothing is written twice.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -185,6 +185,76 @@ class ExtractConfig(Compute):
         return self
 
 
+def _split_floats(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(float(v) for v in value.replace(",", " ").split())
+    if isinstance(value, (int, float)):
+        return (value,)
+    return value
+
+
+class RefineConfig(Section):
+    """refine: iterative training of the U-Net on missing-wedge pairs made on the fly."""
+
+    result_dir: str = Field("results", description="Output folder: checkpoints, settings and losses per iteration.")
+    iterations: int = Field(30, ge=1, description="Refinement iterations.")
+    epochs: int = Field(10, ge=1, description="Epochs per iteration.")
+    batch_size: int | None = Field(None, ge=1, description="Global batch size; unset: max(4, 2 x GPUs).")
+    steps_per_epoch: int | None = Field(None, ge=1, description="Steps per epoch; unset: min(6 x subtomograms / "
+                                                                "batch_size, 200).")
+    learning_rate: float = Field(4e-4, gt=0, description="Adam learning rate.")
+    noise_level: tuple[float, ...] = Field((0.05, 0.10, 0.15, 0.20), description="Noise std added to the inputs "
+                                                                                   "(normalised units), per stage.")
+    noise_start_iter: tuple[int, ...] = Field((11, 16, 21, 26), description="First iteration of each noise stage.")
+    noise_mode: Literal["noFilter", "ramp", "hamming"] = Field("noFilter", description="Back-projection filter "
+                                                                                      "that shapes the noise.")
+    unet_depth: int = Field(3, ge=1, le=6, description="Down-sampling levels of the U-Net.")
+    filter_base: int = Field(64, ge=1, description="Channels at the first level.")
+    convs_per_depth: int = Field(3, ge=1, description="Convolution blocks per level.")
+    kernel: int = Field(3, ge=1, description="Convolution kernel edge (odd).")
+    drop_out: float = Field(0.3, ge=0, lt=1, description="Dropout rate.")
+    batch_normalization: bool = Field(True, description="Batch normalisation in the convolution blocks.")
+    pool: bool = Field(False, description="Max-pooling / up-sampling instead of strided convolutions.")
+    normalize_percentile: bool = Field(True, description="Normalise by the 4th/96th percentiles (else z-score).")
+    precision: Literal["32", "bf16-mixed", "16-mixed"] = Field("32", description="Training precision "
+                                                                                   "(bf16-mixed: ~2x faster on "
+                                                                                   "recent CPUs and GPUs).")
+    select_subtomo_number: int | None = Field(None, ge=1, description="Random subset of subtomograms per "
+                                                                      "iteration; unset: all.")
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="Fraction of subtomograms held out for validation.")
+    preprocessing_ncpus: int | None = Field(None, ge=0, description="DataLoader worker processes making pairs; "
+                                                                    "unset: up to 8, one core left for training.")
+    gpuID: str | None = Field(None, description="GPUs to train on, e.g. 0,1,2,3 (DDP when several); unset: all "
+                                                "visible GPUs, else the CPU.")
+    accelerator: Literal["auto", "cpu", "gpu"] = Field("auto", description="Lightning accelerator.")
+    devices: int | None = Field(None, ge=1, description="Number of devices (processes) when gpuID is unset, e.g. "
+                                                        "2 CPU processes for a DDP test.")
+    num_nodes: int = Field(1, ge=1, description="Nodes for multi-node DDP (SLURM or torchrun set the rest).")
+    pretrained_model: str | None = Field(None, description="A checkpoint (.ckpt) of ours to start from.")
+    continue_from: str | None = Field(None, description="A refine_iterNN.json or result folder to resume "
+                                                        "exactly (settings and state).")
+    remove_intermediate: bool = Field(False, description="Keep only the latest subtomogram estimates.")
+    log_level: Literal["info", "debug"] = Field("info", description="Log detail.")
+    seed: int = Field(0, ge=0, description="Random seed (pairs, split, initialisation).")
+
+    _floats = field_validator("noise_level", mode="before")(_split_floats)
+
+    @field_validator("noise_start_iter", mode="before")
+    @classmethod
+    def _ints(cls, v):
+        v = _split_floats(v)
+        return tuple(int(x) for x in v) if isinstance(v, tuple) else v
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if len(self.noise_level) != len(self.noise_start_iter):
+            raise ValueError(f"noise_level ({len(self.noise_level)} values) and noise_start_iter "
+                             f"({len(self.noise_start_iter)} values) must have the same length")
+        if self.kernel % 2 == 0:
+            raise ValueError(f"kernel must be odd, got {self.kernel}")
+        return self
+
+
 class IsoNetConfig(Section):
     """All settings, one section per command."""
 
@@ -195,6 +265,7 @@ class IsoNetConfig(Section):
     deconv: DeconvConfig = Field(default_factory=DeconvConfig)
     make_mask: MaskConfig = Field(default_factory=MaskConfig)
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
+    refine: RefineConfig = Field(default_factory=RefineConfig)
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:

@@ -304,8 +304,11 @@ def _deconvolve_block(source, params: DeconvParams, halo: tuple[int, ...], smoot
     hi = tuple(b + h for (_, b), h in zip(loc, halo))
     region = read_periodic(source, lo, hi)
     _add_spline(region, smooth, lo, source.shape, -1.0)
-    filtered = filter_block(region, params)
-    del region
+    spectrum = scipy.fft.rfftn(region)
+    del region  # peak memory: one haloed block and its spectrum per task
+    spectrum *= deconv_filter(tuple(h - low for low, h in zip(lo, hi)), params)
+    filtered = scipy.fft.irfftn(spectrum, s=tuple(h - low for low, h in zip(lo, hi)), overwrite_x=True)
+    del spectrum
     crop = tuple(slice(h, h + b - a) for (a, b), h in zip(loc, halo))
     out = filtered[crop].copy()  # not a view: lets the haloed block go
     del filtered

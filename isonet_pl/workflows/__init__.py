@@ -16,6 +16,7 @@ _WHERE = {
     "deconv": "deconv",
     "make_mask": "mask",
     "extract": "extract",
+    "refine": "refine",
     "run_demo": "demo",
 }
 

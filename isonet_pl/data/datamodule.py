@@ -1,0 +1,119 @@
+"""The LightningDataModule of refinement: missing-wedge training pairs made on the fly, no pair files.
+
+Each sample is drawn from a seeded generator keyed by (seed, iteration, sample index), so
+a run is reproducible and a resumed run sees the same pairs. The filled subtomograms are
+numpy arrays in the main process; DataLoader workers (forked) share them copy-on-write.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from isonet_pl.data.pairs import ROTATIONS, make_pair
+
+
+class PairDataset(Dataset):
+    """``length`` training pairs from the filled subtomograms ``indices``.
+
+    Parameters
+    ----------
+    filled : numpy.ndarray
+        (n, p, p, p) float32, the filled volumes C of all subtomograms.
+    tilt_ranges : numpy.ndarray
+        (n, 2) tilt range of each subtomogram's tomogram (degrees).
+    indices : numpy.ndarray
+        Subtomograms this dataset draws from.
+    length : int
+        Number of samples.
+    cube : int
+        Edge of the training cubes.
+    noise_level : float
+        Noise std (normalised units) added to the inputs.
+    noise_mode : str
+        Back-projection filter of the noise.
+    seed : tuple of int
+        Keys the generator of every sample (with its index).
+    """
+
+    def __init__(self, filled: np.ndarray, tilt_ranges: np.ndarray, indices: np.ndarray, length: int, cube: int,
+                 noise_level: float, noise_mode: str, seed: tuple[int, ...]):
+        self.filled = filled
+        self.tilt_ranges = tilt_ranges
+        self.indices = np.asarray(indices)
+        self.length = int(length)
+        self.cube = cube
+        self.noise_level = float(noise_level)
+        self.noise_mode = noise_mode
+        self.seed = tuple(int(s) for s in seed)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng((*self.seed, int(k)))
+        i = int(self.indices[rng.integers(len(self.indices))])
+        rotation = int(rng.integers(len(ROTATIONS)))
+        tilt = (float(self.tilt_ranges[i, 0]), float(self.tilt_ranges[i, 1]))
+        inp, target = make_pair(self.filled[i], rotation, tilt, self.cube, self.noise_level, self.noise_mode, rng)
+        return {"input": torch.from_numpy(inp)[None], "target": torch.from_numpy(target)[None]}
+
+
+class IsoNetDataModule(pl.LightningDataModule):
+    """Training and validation pairs of one refinement iteration.
+
+    The subtomograms are split once (seeded) into training and validation ones, so a
+    validation loss measures subtomograms the network never trained on (IsoNet split the
+    rotated pairs, putting the same subtomogram on both sides).
+
+    Parameters
+    ----------
+    filled, tilt_ranges : numpy.ndarray
+        See :class:`PairDataset`.
+    train_indices, val_indices : numpy.ndarray
+        The split of the subtomograms.
+    cube, batch_size, steps_per_epoch, noise_level, noise_mode :
+        Training settings of this iteration.
+    num_workers : int
+        DataLoader worker processes.
+    seed : tuple of int
+        (run seed, iteration).
+    """
+
+    def __init__(self, filled: np.ndarray, tilt_ranges: np.ndarray, train_indices: np.ndarray,
+                 val_indices: np.ndarray, cube: int, batch_size: int, steps_per_epoch: int, noise_level: float,
+                 noise_mode: str, num_workers: int, seed: tuple[int, ...]):
+        super().__init__()
+        self.filled, self.tilt_ranges = filled, tilt_ranges
+        self.train_indices, self.val_indices = train_indices, val_indices
+        self.cube, self.batch_size, self.steps_per_epoch = cube, batch_size, steps_per_epoch
+        self.noise_level, self.noise_mode = noise_level, noise_mode
+        self.num_workers, self.seed = num_workers, tuple(seed)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the validation set (training pairs are drawn anew each epoch, see train_dataloader)."""
+        n_val = max(self.batch_size, int(np.ceil(0.1 * self.steps_per_epoch)) * self.batch_size)
+        self.val_set = PairDataset(self.filled, self.tilt_ranges, self.val_indices, n_val, self.cube,
+                                   self.noise_level, self.noise_mode, (*self.seed, 1))
+
+    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          drop_last=False, persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+    def train_dataloader(self) -> DataLoader:
+        """``steps_per_epoch`` batches of new pairs, keyed by the optimiser steps done so far.
+
+        Lightning calls this every epoch (``reload_dataloaders_every_n_epochs=1``); the step
+        count (restored from a checkpoint) makes a resumed run draw the same pairs.
+        """
+        epoch = self.trainer.global_step if self.trainer is not None else 0
+        n_train = self.steps_per_epoch * self.batch_size
+        train_set = PairDataset(self.filled, self.tilt_ranges, self.train_indices, n_train, self.cube,
+                                self.noise_level, self.noise_mode, (*self.seed, 0, epoch))
+        return self._loader(train_set, shuffle=False)
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation pairs from held-out subtomograms (fixed across epochs)."""
+        return self._loader(self.val_set, shuffle=False)

@@ -1,0 +1,425 @@
+"""refine: IsoNet's iterative refinement with on-the-fly pairs, Lightning training and exact resume.
+
+Per iteration ``it`` (SPEC §6.2, reorganised):
+
+1. fill each subtomogram's wedge with the current estimate: ``C = N(Wmiss(B) + Wmeas(A))``;
+2. train for ``epochs`` more epochs on pairs made on the fly from C (new pairs every epoch,
+   noise from the schedule), continuing the previous iteration's optimiser state;
+3. save ``model_iterNN.ckpt`` and ``refine_iterNN.json`` (all settings, losses, timing);
+4. predict every subtomogram with the new model: the next estimates B (split across the
+   DDP ranks, gathered in memory, saved once by rank 0 for resuming).
+
+Resuming (``continue_from``) restores the settings saved in the JSON, the estimates of the
+last completed iteration and, if the process was killed during an iteration, the
+Lightning checkpoint of its last completed epoch; pairs are keyed by (seed, iteration,
+epoch, sample), so the resumed run trains on the same pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from isonet_pl.compute import usable_cpus
+from isonet_pl.config import RefineConfig
+from isonet_pl.data.pairs import apply_measured, fill_wedge, normalization_stats, normalize, noise_schedule
+from isonet_pl.data.pairs import wedge_mask
+from isonet_pl.errors import InputError
+from isonet_pl.io.mrc import read_mrc
+from isonet_pl.io.paths import atomic_path, check_output_dir
+from isonet_pl.io.star import read_subtomo_star
+
+logger = logging.getLogger(__name__)
+
+STATE = "state"  # sub-folder of result_dir with the resume state
+
+
+def _epoch_seed_callback(seed: int):
+    """A callback seeding torch before every training step from (seed, step): dropout is then the
+    same whether a run was interrupted and resumed or not (whatever else drew random numbers)."""
+    import pytorch_lightning as pl
+
+    class StepSeed(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            torch.manual_seed(int(np.random.default_rng((seed, trainer.global_step, 11)).integers(2**31)))
+
+    return StepSeed()
+
+
+@dataclass
+class Subtomograms:
+    """The subtomograms of a refinement, normalised (protein bright), in memory.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        (n, p, p, p) float32, ``N(-x)``.
+    tilt_ranges : numpy.ndarray
+        (n, 2) degrees.
+    names : list of str
+        File names.
+    cube, crop : int
+        Training cube edge and subtomogram edge.
+    per_tomogram : bool
+        Whether the normalisation used whole-tomogram statistics (our extract) or each
+        subtomogram's own (IsoNet's subtomo.star).
+    """
+
+    data: np.ndarray
+    tilt_ranges: np.ndarray
+    names: list[str]
+    cube: int
+    crop: int
+    per_tomogram: bool
+
+
+def tomogram_norm(row, percentile: bool) -> tuple[float, float] | None:
+    """(offset, scale) of N(-x) from a row's whole-tomogram statistics, if it has them."""
+    try:
+        if percentile:
+            p4, p96 = float(row["rlnTomoP4"]), float(row["rlnTomoP96"])
+            return -p96, p96 - p4 + 1e-20  # percentiles of -x
+        return -float(row["rlnTomoMean"]), float(row["rlnTomoStd"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def load_subtomograms(star_file: str | Path, percentile: bool = True) -> Subtomograms:
+    """Read every subtomogram of a subtomo.star (ours, IsoNet's or prepare_subtomo_star's) into memory."""
+    table = read_subtomo_star(star_file)
+    df = table.df
+    crop = int(df["rlnCropSize"].iloc[0]) if "rlnCropSize" in df.columns else None
+    cube = int(df["rlnCubeSize"].iloc[0]) if "rlnCubeSize" in df.columns else None
+    volumes, tilts, names, per_tomogram = [], [], [], True
+    for row in range(len(df)):
+        path = table.get_path(row, "rlnImageName")
+        vol, _ = read_mrc(path)
+        if vol.ndim != 3 or len(set(vol.shape)) != 1:
+            raise InputError(f"subtomogram is not a cube ({'x'.join(map(str, vol.shape))})", path,
+                             "extract cubic subtomograms")
+        if crop is None:
+            crop = vol.shape[0]
+        if vol.shape[0] != crop:
+            raise InputError(f"subtomogram edge {vol.shape[0]} differs from _rlnCropSize {crop}", path,
+                             "use subtomograms of one size per STAR file")
+        vol = vol.astype(np.float32)
+        if not np.isfinite(vol).all():
+            raise InputError("subtomogram contains NaN or infinite values", path, "extract it again")
+        norm = tomogram_norm(df.iloc[row], percentile)
+        per_tomogram &= norm is not None
+        volumes.append(normalize(-vol, percentile, norm))
+        tilts.append(table.tilt_range(row))
+        names.append(path.name)
+    if not per_tomogram:
+        logger.warning("%s has no tomogram statistics (not made by our extract): each subtomogram is normalised "
+                       "on its own, as IsoNet 0.2 does", table.path)
+    if cube is None:
+        cube = int(crop / 1.5 + 1) // 16 * 16
+    return Subtomograms(np.stack(volumes), np.asarray(tilts, dtype=np.float64), names, cube, crop, per_tomogram)
+
+
+def resolve_devices(cfg: RefineConfig) -> dict:
+    """Lightning's accelerator, devices and strategy from gpuID / accelerator / devices."""
+    has_gpu = torch.cuda.is_available()
+    if cfg.gpuID:
+        ids = sorted({int(g) for g in str(cfg.gpuID).replace(" ", "").split(",") if g != ""})
+        if not has_gpu:
+            logger.warning("--gpuID %s given but no CUDA device is visible: training on the CPU", cfg.gpuID)
+            accelerator, devices = "cpu", 1
+        else:
+            if max(ids) >= torch.cuda.device_count():
+                raise InputError(f"--gpuID {cfg.gpuID}: only {torch.cuda.device_count()} GPU(s) visible",
+                                 fix="choose existing GPU ids (see isonet-pl check)")
+            accelerator, devices = "gpu", ids
+    else:
+        accelerator = cfg.accelerator
+        if accelerator == "auto":
+            accelerator = "gpu" if has_gpu else "cpu"
+        if accelerator == "gpu" and not has_gpu:
+            raise InputError("--accelerator gpu but no CUDA device is visible", fix="use --accelerator cpu")
+        if accelerator == "cpu" and cfg.devices is None:
+            logger.warning("no GPU: training on the CPU (slow for the default network; see README)")
+        devices = cfg.devices or (torch.cuda.device_count() if accelerator == "gpu" else 1)
+    count = len(devices) if isinstance(devices, list) else int(devices)
+    strategy = "ddp" if count * cfg.num_nodes > 1 else "auto"
+    return {"accelerator": accelerator, "devices": devices, "strategy": strategy, "count": count * cfg.num_nodes}
+
+
+def derived_settings(cfg: RefineConfig, n_subtomos: int, n_devices: int) -> tuple[int, int]:
+    """(batch_size, steps_per_epoch) with IsoNet's defaults; checks divisibility by the devices."""
+    batch = cfg.batch_size or max(4, 2 * n_devices)
+    if batch % n_devices:
+        raise InputError(f"batch_size {batch} is not divisible by the {n_devices} devices",
+                         fix=f"use a multiple of {n_devices}")
+    n = min(n_subtomos, cfg.select_subtomo_number or n_subtomos)
+    steps = cfg.steps_per_epoch or max(1, min(int(6 * n / batch), 200))
+    return batch, steps
+
+
+def split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of n subtomograms into training and validation ones (validation at least 1 if n > 1)."""
+    order = np.random.default_rng((seed, 7)).permutation(n)
+    n_val = 0 if n < 2 or fraction == 0 else max(1, int(round(fraction * n)))
+    return np.sort(order[n_val:]), np.sort(order[:n_val] if n_val else order[:1])
+
+
+def build_module(cfg: RefineConfig, subs: Subtomograms):
+    """A fresh IsoNetModule with the network of ``cfg`` and the metadata predict needs."""
+    from isonet_pl.model.module import IsoNetModule
+
+    net = {"depth": cfg.unet_depth, "base_channels": cfg.filter_base, "convs_per_level": cfg.convs_per_depth,
+           "kernel_size": cfg.kernel, "batch_norm": cfg.batch_normalization, "dropout": cfg.drop_out,
+           "residual": True, "pool": cfg.pool}
+    meta = {"method": "isonet", "normalize_percentile": cfg.normalize_percentile,
+            "normalization": "tomogram" if subs.per_tomogram else "subtomogram", "cube_size": subs.cube,
+            "crop_size": subs.crop, "tilt_ranges": sorted({tuple(t) for t in subs.tilt_ranges.tolist()}),
+            "settings": cfg.model_dump(mode="json")}
+    return IsoNetModule(net=net, learning_rate=cfg.learning_rate, meta=meta)
+
+
+@torch.no_grad()
+def predict_volumes(module, volumes: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
+    """Run the network on whole subtomograms (padded to its input multiple), returning N(output)."""
+    module.eval()
+    multiple = module.net.min_input_multiple
+    p = volumes.shape[1]
+    size = -(-p // multiple) * multiple
+    pad = size - p
+    out = np.empty_like(volumes)
+    for start in range(0, len(volumes), batch_size):
+        batch = torch.from_numpy(volumes[start:start + batch_size])[:, None].to(device)
+        if pad:
+            batch = torch.nn.functional.pad(batch, (0, pad, 0, pad, 0, pad), mode="replicate")
+        pred = module(batch)[:, 0, :p, :p, :p].float().cpu().numpy()
+        out[start:start + len(pred)] = [normalize(v) for v in pred]
+    module.train()
+    return out
+
+
+def _dist():
+    """(rank, world size) of the running torch.distributed group, else (0, 1)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def predict_all(module, volumes: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
+    """Predict every subtomogram, split across DDP ranks and gathered (no shared files)."""
+    rank, world = _dist()
+    if world == 1:
+        return predict_volumes(module, volumes, batch_size, device)
+    mine = np.arange(rank, len(volumes), world)
+    part = predict_volumes(module, volumes[mine], max(1, batch_size // world), device)
+    gathered: list = [None] * world
+    torch.distributed.all_gather_object(gathered, (mine, part))
+    out = np.empty_like(volumes)
+    for idx, values in gathered:
+        out[idx] = values
+    return out
+
+
+def first_estimates(subs: Subtomograms) -> np.ndarray:
+    """IsoNet's FIRST_ITER: the wedge-filtered originals, normalised."""
+    return np.stack([normalize(apply_measured(a, wedge_mask(subs.crop, *t))) for a, t in zip(subs.data,
+                                                                                            subs.tilt_ranges)])
+
+
+def filled_volumes(subs: Subtomograms, estimates: np.ndarray) -> np.ndarray:
+    """C = N(Wmiss(B) + Wmeas(A)) for every subtomogram."""
+    return np.stack([normalize(fill_wedge(a, b, wedge_mask(subs.crop, *t)))
+                     for a, b, t in zip(subs.data, estimates, subs.tilt_ranges)])
+
+
+def _save_json(path: Path, payload: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
+
+
+def _resume_point(cfg: RefineConfig) -> tuple[RefineConfig, int]:
+    """Settings and last completed iteration of a run given by ``continue_from``."""
+    src = Path(cfg.continue_from)
+    if src.is_dir():
+        found = sorted(src.glob("refine_iter*.json"))
+        src = found[-1] if found else src / "none.json"
+        if not found:  # killed during the first iteration: restart it from its epoch checkpoint
+            saved = Path(cfg.continue_from) / STATE / "settings.json"
+            if not saved.exists():
+                raise InputError("no refine_iterNN.json or saved settings in this folder", cfg.continue_from,
+                                 "give the result_dir of a refine run")
+            return RefineConfig.model_validate(json.loads(saved.read_text())), 0
+    try:
+        payload = json.loads(src.read_text())
+        saved = RefineConfig.model_validate(payload["settings"])
+        done = int(payload["iteration"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"not a refine_iterNN.json of isonet-pl ({exc.__class__.__name__})", src,
+                         "give a refine_iterNN.json or the result_dir") from None
+    return saved, done
+
+
+def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
+    """Train the U-Net iteratively on the subtomograms of ``subtomo_star`` (IsoNet's refine).
+
+    Returns
+    -------
+    Path
+        The checkpoint of the last iteration.
+    """
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.loggers import CSVLogger
+
+    from isonet_pl.data.datamodule import IsoNetDataModule
+    from isonet_pl.model.module import IsoNetModule
+
+    cfg = cfg or RefineConfig()
+    done = 0
+    if cfg.continue_from:
+        overrides = {"continue_from": cfg.continue_from}
+        cfg, done = _resume_point(cfg)
+        cfg = cfg.model_copy(update=overrides)
+        logger.info("resuming %s after iteration %d with its saved settings", cfg.result_dir, done)
+    if done >= cfg.iterations:
+        logger.info("all %d iterations are done in %s", cfg.iterations, cfg.result_dir)
+        return Path(cfg.result_dir) / f"model_iter{cfg.iterations:02d}.ckpt"
+    result_dir = check_output_dir(cfg.result_dir, option="--result_dir")
+    state = result_dir / STATE
+    state.mkdir(exist_ok=True)
+    subs = load_subtomograms(subtomo_star, cfg.normalize_percentile)
+    if subs.cube % 2**cfg.unet_depth:
+        raise InputError(f"cube_size {subs.cube} is not divisible by 2^unet_depth = {2 ** cfg.unet_depth}",
+                         subtomo_star, "extract with another --cube_size or lower --unet_depth")
+    if subs.crop < subs.cube:
+        raise InputError(f"crop size {subs.crop} is smaller than cube size {subs.cube}", subtomo_star,
+                         "extract again with crop_size >= cube_size")
+    dev = resolve_devices(cfg)
+    batch, steps = derived_settings(cfg, len(subs.data), dev["count"])
+    workers = cfg.preprocessing_ncpus if cfg.preprocessing_ncpus is not None else min(8, max(0, usable_cpus() - 1))
+    train_idx, val_idx = split(len(subs.data), cfg.val_fraction, cfg.seed)
+    schedule = noise_schedule(cfg.iterations, cfg.noise_level, cfg.noise_start_iter)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    rank, _ = _dist()
+    if rank == 0:
+        _save_json(state / "settings.json", cfg.model_dump(mode="json"))
+
+    if done:
+        module = IsoNetModule.load_from_checkpoint(result_dir / f"model_iter{done:02d}.ckpt", map_location="cpu")
+        estimates = np.load(state / f"estimates_iter{done:02d}.npy")
+        previous = result_dir / f"model_iter{done:02d}.ckpt"
+    else:
+        module = build_module(cfg, subs)
+        previous = None
+        if cfg.pretrained_model:
+            try:
+                pretrained = IsoNetModule.load_from_checkpoint(cfg.pretrained_model, map_location="cpu")
+            except Exception as exc:
+                raise InputError(f"not an isonet-pl checkpoint ({exc.__class__.__name__})", cfg.pretrained_model,
+                                 "give a model_iterNN.ckpt made by isonet-pl refine") from None
+            module = pretrained
+            estimates = predict_volumes(module, subs.data, batch, torch.device("cpu"))
+        else:
+            estimates = first_estimates(subs)
+    device = torch.device("cuda", dev["devices"][0] if isinstance(dev["devices"], list) else 0) \
+        if dev["accelerator"] == "gpu" else torch.device("cpu")
+
+    for it in range(done + 1, cfg.iterations + 1):
+        t0 = time.perf_counter()
+        rng = np.random.default_rng((cfg.seed, it, 3))
+        active = train_idx
+        if cfg.select_subtomo_number and cfg.select_subtomo_number < len(train_idx):
+            active = np.sort(rng.choice(train_idx, cfg.select_subtomo_number, replace=False))
+        filled = filled_volumes(subs, estimates)
+        dm = IsoNetDataModule(filled, subs.tilt_ranges, active, val_idx, subs.cube, batch // dev["count"], steps,
+                              float(schedule[it]), cfg.noise_mode, workers, (cfg.seed, it))
+        epoch_ckpt = ModelCheckpoint(dirpath=state, filename="epoch", save_last=False, save_top_k=1,
+                                     monitor=None, every_n_epochs=1, enable_version_counter=False,
+                                     save_on_train_epoch_end=True)
+        trainer = pl.Trainer(max_epochs=it * cfg.epochs, accelerator=dev["accelerator"], devices=dev["devices"],
+                             strategy=dev["strategy"], num_nodes=cfg.num_nodes, precision=cfg.precision,
+                             logger=CSVLogger(result_dir, name="logs", version=f"iter{it:02d}"), callbacks=[epoch_ckpt, _epoch_seed_callback(cfg.seed)],
+                             reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0,
+                             log_every_n_steps=max(1, min(50, steps)), enable_model_summary=it == 1,
+                             default_root_dir=result_dir, deterministic=False)
+        resume = _epoch_checkpoint(state, it, cfg.epochs) or previous
+        trainer.fit(module, datamodule=dm, ckpt_path=resume)
+        if trainer.interrupted:  # Lightning swallows Ctrl-C; stop here, resumable from the epoch checkpoint
+            raise KeyboardInterrupt
+        losses = _epoch_losses(result_dir / "logs" / f"iter{it:02d}" / "metrics.csv", it, cfg.epochs)
+        ckpt = result_dir / f"model_iter{it:02d}.ckpt"
+        trainer.save_checkpoint(ckpt)  # every rank calls it; Lightning writes from rank 0 only
+        estimates = predict_all(module, subs.data, batch, device)
+        if trainer.is_global_zero:
+            np.save(state / f".estimates_iter{it:02d}.npy", estimates)
+            (state / f".estimates_iter{it:02d}.npy").replace(state / f"estimates_iter{it:02d}.npy")
+            _save_json(result_dir / f"refine_iter{it:02d}.json", {
+                "iteration": it, "settings": cfg.model_dump(mode="json"), "losses": losses["train"],
+                "val_losses": losses["val"], "noise_level": float(schedule[it]), "batch_size": batch,
+                "steps_per_epoch": steps, "n_subtomograms": len(subs.data), "cube_size": subs.cube,
+                "crop_size": subs.crop, "seconds": time.perf_counter() - t0})
+            _cleanup(state, it, cfg.remove_intermediate)
+            _plot_losses(result_dir)
+        previous = ckpt
+        logger.info("iteration %d/%d: loss %.4f, validation loss %.4f, noise %.2f, %.0f s", it, cfg.iterations,
+                    losses["train"][-1] if losses["train"] else math.nan,
+                    losses["val"][-1] if losses["val"] else math.nan, schedule[it], time.perf_counter() - t0)
+    return previous
+
+
+def _epoch_checkpoint(state: Path, it: int, epochs: int) -> Path | None:
+    """The epoch checkpoint of iteration ``it`` left by a killed run, if any."""
+    path = state / "epoch.ckpt"
+    if not path.exists():
+        return None
+    try:
+        epoch = int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
+    except Exception:
+        return None
+    if (it - 1) * epochs <= epoch < it * epochs:
+        logger.info("resuming iteration %d from its epoch checkpoint (epoch %d)", it, epoch + 1)
+        return path
+    return None
+
+
+def _epoch_losses(csv: Path, it: int, epochs: int) -> dict[str, list[float]]:
+    """Per-epoch training and validation losses of iteration ``it`` from Lightning's CSV log."""
+    import csv as csvlib
+
+    train, val = {}, {}
+    if csv.exists():
+        with open(csv) as fh:
+            for row in csvlib.DictReader(fh):
+                epoch = int(float(row.get("epoch") or -1))
+                if not (it - 1) * epochs <= epoch < it * epochs:
+                    continue
+                if row.get("train/loss_epoch"):
+                    train[epoch] = float(row["train/loss_epoch"])
+                if row.get("val/loss"):
+                    val[epoch] = float(row["val/loss"])
+    return {"train": [train[k] for k in sorted(train)], "val": [val[k] for k in sorted(val)]}
+
+
+def _cleanup(state: Path, it: int, remove_intermediate: bool) -> None:
+    """Drop the estimates of older iterations (all but the latest when remove_intermediate)."""
+    for path in state.glob("estimates_iter*.npy"):
+        n = int(path.stem.removeprefix("estimates_iter"))
+        if n < it and (remove_intermediate or n < it - 1):
+            path.unlink()
+
+
+def _plot_losses(result_dir: Path) -> None:
+    """losses.png: training and validation loss per epoch over all iterations."""
+    from isonet_pl.plot import loss_curve, write_png
+
+    series = {"train": [], "val": []}
+    for path in sorted(result_dir.glob("refine_iter*.json")):
+        payload = json.loads(path.read_text())
+        series["train"] += payload.get("losses", [])
+        series["val"] += payload.get("val_losses", [])
+    write_png(result_dir / "losses.png", loss_curve(series))

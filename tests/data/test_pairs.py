@@ -1,0 +1,102 @@
+"""Training pairs: the 20 rotations, wedge re-imposition, wedge-shaped noise, the noise schedule."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from isonet_pl.data.pairs import (
+    ROTATIONS,
+    make_pair,
+    noise_schedule,
+    normalize,
+    rotate,
+    wedge_mask,
+    wedge_noise,
+)
+
+
+def _axis_map(index: int) -> tuple:
+    """Where the unit vectors end up, read off a volume with one marked voxel per axis."""
+    n = 5
+    out = []
+    for axis in range(3):
+        vol = np.zeros((n,) * 3)
+        pos = [2, 2, 2]
+        pos[axis] = 4
+        vol[tuple(pos)] = 1
+        moved = np.argwhere(rotate(vol, index))[0] - 2
+        out.append(tuple(moved // 2))
+    return tuple(out)
+
+
+def test_rotations_are_the_20_non_wedge_preserving_cube_rotations():
+    """20 distinct proper rotations; none is the identity or a 180° turn about Z, Y or X."""
+    maps = {_axis_map(i) for i in range(len(ROTATIONS))}
+    assert len(ROTATIONS) == 20 and len(maps) == 20
+    excluded = {((1, 0, 0), (0, 1, 0), (0, 0, 1)), ((1, 0, 0), (0, -1, 0), (0, 0, -1)),
+                ((-1, 0, 0), (0, 1, 0), (0, 0, -1)), ((-1, 0, 0), (0, -1, 0), (0, 0, 1))}
+    assert not maps & excluded
+    for m in maps:  # proper rotations: determinant +1
+        assert round(np.linalg.det(np.array(m))) == 1
+
+
+def test_rotation_1_matches_the_spec_table():
+    """Rotation #1 of SPEC §6.4.1 sends +Z to +Y, +Y to -Z and keeps +X."""
+    assert _axis_map(0) == ((0, 1, 0), (-1, 0, 0), (0, 0, 1))
+
+
+def test_pair_input_has_no_power_in_the_wedge():
+    """Without noise, the input is the rotated target with the lab-frame wedge removed."""
+    rng = np.random.default_rng(0)
+    filled = rng.normal(size=(32, 32, 32)).astype(np.float32)
+    inp, target = make_pair(filled, 3, (-60.0, 60.0), 32, 0.0, "noFilter", rng)
+    spectrum = np.abs(np.fft.rfftn(inp)) ** 2
+    missing = 1 - wedge_mask(32, -60.0, 60.0)
+    assert (spectrum * missing).sum() < 1e-8 * spectrum.sum()
+    np.testing.assert_allclose(target, np.rot90(np.rot90(filled, 1, (0, 2)), 1, (1, 2)), atol=0)
+
+
+def test_pair_is_cropped_to_the_cube():
+    """A crop of 48 gives cubes of 32 from the centre."""
+    rng = np.random.default_rng(0)
+    inp, target = make_pair(rng.normal(size=(48,) * 3).astype(np.float32), 0, (-60, 60), 32, 0.1, "ramp", rng)
+    assert inp.shape == target.shape == (32, 32, 32)
+
+
+@pytest.mark.parametrize("mode", ["noFilter", "ramp", "hamming"])
+def test_noise_has_the_wedge_unit_std_and_independent_y_planes(mode):
+    """Back-projection-like noise: unit std, nothing in the wedge, ~uncorrelated along Y (tilt axis)."""
+    noise = wedge_noise(32, -60.0, 60.0, mode, np.random.default_rng(1))
+    assert abs(noise.std() - 1) < 1e-3
+    spectrum = np.abs(np.fft.rfftn(noise)) ** 2
+    assert (spectrum * (1 - wedge_mask(32, -60.0, 60.0))).sum() < 1e-8 * spectrum.sum()
+    corr_y = np.corrcoef(noise[:, :-1].ravel(), noise[:, 1:].ravel())[0, 1]
+    corr_z = np.corrcoef(noise[:-1].ravel(), noise[1:].ravel())[0, 1]
+    assert abs(corr_y) < 0.05 and (mode == "ramp" or corr_z > 0.1)
+
+
+def test_noise_schedule_matches_isonet_defaults():
+    """0 for iterations 1-10, then 0.05, 0.10, 0.15, 0.20 from 11, 16, 21, 26."""
+    s = noise_schedule(30, (0.05, 0.10, 0.15, 0.20), (11, 16, 21, 26))
+    assert s[10] == 0 and s[11] == 0.05 and s[16] == 0.10 and s[25] == 0.15 and s[30] == 0.20
+
+
+def test_normalize_modes():
+    """Percentile mode maps P4/P96 to 0/1; z-score mode to mean 0, std 1."""
+    x = np.random.default_rng(0).normal(3, 2, size=10000).astype(np.float32)
+    p = normalize(x, True)
+    assert abs(np.percentile(p, 4)) < 1e-5 and abs(np.percentile(p, 96) - 1) < 1e-5
+    z = normalize(x, False)
+    assert abs(z.mean()) < 1e-5 and abs(z.std() - 1) < 1e-5
+
+
+def test_every_rotation_pair_is_deterministic_for_a_seed():
+    """Same generator state, same pair."""
+    filled = np.random.default_rng(0).normal(size=(32,) * 3).astype(np.float32)
+    for r, level in itertools.product((0, 19), (0.0, 0.2)):
+        a = make_pair(filled, r, (-50, 65), 32, level, "noFilter", np.random.default_rng(5))
+        b = make_pair(filled, r, (-50, 65), 32, level, "noFilter", np.random.default_rng(5))
+        assert np.array_equal(a[0], b[0])

@@ -1,0 +1,158 @@
+"""refine end to end on tiny data: outputs, exact resume, IsoNet's subtomo.star, devices, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from isonet_pl.config import ExtractConfig, IOConfig, PrepareStarConfig, RefineConfig, SimulateConfig
+from isonet_pl.errors import InputError
+from isonet_pl.io.mrc import read_mrc, write_mrc
+
+TINY = dict(iterations=2, epochs=2, steps_per_epoch=3, batch_size=2, filter_base=4, unet_depth=2,
+            convs_per_depth=1, preprocessing_ncpus=0, noise_start_iter=(2,), noise_level=(0.1,))
+
+
+@pytest.fixture(scope="module")
+def subtomo_star(tmp_path_factory):
+    """12 subtomograms (crop 24, cube 16) extracted from a simulated tomogram."""
+    from isonet_pl.workflows.extract import extract
+    from isonet_pl.workflows.simulate import simulate
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("refine")
+    star = simulate(root / "sim", SimulateConfig(shape=(40, 64, 64), number_subtomos=12, seed=4))
+    return extract(star, ExtractConfig(cube_size=16, crop_size=24, subtomo_folder=str(root / "subtomo"),
+                                       subtomo_star=str(root / "subtomo.star"), use_deconv_tomo=False),
+                   IOConfig(zarr_chunks=(32, 32, 32), zarr_levels=1))
+
+
+def _weights(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def test_refine_writes_checkpoints_settings_losses(subtomo_star, tmp_path):
+    """Each iteration leaves model_iterNN.ckpt and refine_iterNN.json; the checkpoint carries its settings."""
+    from isonet_pl.model.module import IsoNetModule
+    from isonet_pl.workflows.refine import refine
+
+    last = refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "r"), **TINY))
+    for it in (1, 2):
+        payload = json.loads((tmp_path / "r" / f"refine_iter{it:02d}.json").read_text())
+        assert len(payload["losses"]) == 2 and np.isfinite(payload["losses"]).all()
+        assert payload["settings"]["filter_base"] == 4 and payload["iteration"] == it
+    model = IsoNetModule.load_from_checkpoint(last, map_location="cpu")
+    assert model.meta["cube_size"] == 16 and model.meta["crop_size"] == 24
+    assert model.meta["normalization"] == "tomogram" and model.meta["normalize_percentile"] is True
+    assert (tmp_path / "r" / "losses.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_continue_from_resumes_exactly(subtomo_star, tmp_path, monkeypatch):
+    """A run killed during iteration 2 and resumed ends with the weights of an uninterrupted run."""
+    import pytorch_lightning as pl
+
+    from isonet_pl.workflows import refine as refine_module
+
+    full = refine_module.refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "a"), **TINY))
+    original = refine_module._epoch_seed_callback
+
+    def killing(seed):
+        inner = original(seed)
+
+        class Kill(pl.Callback):
+            def on_train_epoch_start(self, trainer, pl_module):
+                if trainer.current_epoch == 3:  # after the first epoch of iteration 2 was saved
+                    raise KeyboardInterrupt
+
+            def on_train_batch_start(self, *args):
+                inner.on_train_batch_start(*args)
+
+        return Kill()
+
+    monkeypatch.setattr(refine_module, "_epoch_seed_callback", killing)
+    with pytest.raises((KeyboardInterrupt, SystemExit)):  # Lightning turns Ctrl-C into exit(1)
+        refine_module.refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "b"), **TINY))
+    assert not (tmp_path / "b" / "model_iter02.ckpt").exists()
+    monkeypatch.setattr(refine_module, "_epoch_seed_callback", original)
+    resumed = refine_module.refine(subtomo_star, RefineConfig(continue_from=str(tmp_path / "b"), iterations=99))
+    a, b = _weights(full), _weights(resumed)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def test_isonet_subtomo_star_is_accepted(reference, tmp_path, caplog):
+    """IsoNet's own subtomo.star trains (each subtomogram normalised on its own, with a warning)."""
+    from isonet_pl.workflows.refine import refine
+
+    cfg = dict(TINY, iterations=1, epochs=1, unet_depth=2)
+    refine(reference / "isonet_project" / "subtomo.star", RefineConfig(result_dir=str(tmp_path / "r"), **cfg))
+    assert (tmp_path / "r" / "model_iter01.ckpt").exists()
+    assert "normalised on its own" in caplog.text
+
+
+@pytest.mark.parametrize("change,word", [({"unet_depth": 5}, "divisible by 2.unet_depth"),
+                                         ({"devices": 2, "accelerator": "cpu", "batch_size": 3}, "divisible")])
+def test_bad_settings(subtomo_star, tmp_path, change, word):
+    """cube not divisible by 2^depth, batch not divisible by the device count: clear errors."""
+    from isonet_pl.workflows.refine import refine
+
+    with pytest.raises(InputError, match=word):
+        refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "r"), **{**TINY, **change}))
+
+
+def test_noise_lists_of_different_lengths():
+    """noise_level and noise_start_iter must pair up."""
+    from isonet_pl.config import with_overrides
+
+    with pytest.raises(InputError, match="same length"):
+        with_overrides(RefineConfig(), {"noise_level": "0.1,0.2", "noise_start_iter": "5"})
+
+
+def test_missing_and_nan_subtomograms(subtomo_star, tmp_path):
+    """A missing subtomogram file or NaN voxels are clear errors naming the file."""
+    import shutil
+
+    from isonet_pl.workflows.refine import load_subtomograms
+
+    folder = Path(subtomo_star).parent
+    copy = tmp_path / "copy"
+    shutil.copytree(folder / "subtomo", copy / "subtomo")
+    shutil.copy(subtomo_star, copy / "subtomo.star")
+    vol, _ = read_mrc(copy / "subtomo" / "sim_00_000003.mrc")
+    vol[0, 0, 0] = np.nan
+    write_mrc(copy / "subtomo" / "sim_00_000003.mrc", vol)
+    with pytest.raises(InputError, match="sim_00_000003.mrc"):
+        load_subtomograms(copy / "subtomo.star")
+    (copy / "subtomo" / "sim_00_000003.mrc").unlink()
+    with pytest.raises(InputError, match="missing file"):
+        load_subtomograms(copy / "subtomo.star")
+
+
+def test_corrupt_checkpoint_for_continue_from(subtomo_star, tmp_path):
+    """continue_from with a damaged JSON is a clear error."""
+    from isonet_pl.workflows.refine import refine
+
+    (tmp_path / "refine_iter01.json").write_text("{not json")
+    with pytest.raises(InputError, match="refine_iter01.json"):
+        refine(subtomo_star, RefineConfig(continue_from=str(tmp_path / "refine_iter01.json")))
+
+
+@pytest.mark.slow
+def test_ddp_with_two_cpu_processes(subtomo_star, tmp_path):
+    """Lightning DDP (gloo) on 2 CPU processes trains, predicts split across ranks and writes once."""
+    exe = Path(sys.executable).with_name("isonet-pl")
+    args = [exe, "refine", subtomo_star, "--result_dir", tmp_path / "ddp", "--accelerator", "cpu", "--devices", "2",
+            "--iterations", "1", "--epochs", "1", "--steps_per_epoch", "2", "--batch_size", "4", "--filter_base", "4",
+            "--unet_depth", "2", "--convs_per_depth", "1", "--preprocessing_ncpus", "0"]
+    proc = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    payload = json.loads((tmp_path / "ddp" / "refine_iter01.json").read_text())
+    assert np.isfinite(payload["losses"]).all()
+    estimates = np.load(tmp_path / "ddp" / "state" / "estimates_iter01.npy")
+    assert estimates.shape == (12, 24, 24, 24) and np.isfinite(estimates).all()
