@@ -13,6 +13,7 @@ import click
 
 from isonet_pl import __version__
 from isonet_pl.config import (
+    PredictConfig,
     RefineConfig,
     ExtractConfig,
     MaskConfig,
@@ -154,6 +155,19 @@ def refine_cmd(ctx: click.Context, subtomo_star: str, **options) -> None:
     if cfg.log_level == "debug":
         logging.getLogger().setLevel(logging.DEBUG)
     refine(subtomo_star, cfg)
+
+
+@cli.command("predict", context_settings=CONTEXT)
+@click.argument("star_file", type=click.Path())
+@click.argument("model", type=click.Path())
+@tomo_idx_option
+@section_options(PredictConfig)
+@click.pass_context
+def predict_cmd(ctx: click.Context, star_file: str, model: str, tomo_idx: str | None, **options) -> None:
+    """Correct the tomograms of STAR_FILE with the trained MODEL (a model_iterNN.ckpt)."""
+    from isonet_pl.workflows.predict import predict
+
+    predict(star_file, model, settings(ctx, "predict", options), settings(ctx, "io", {}), tomo_idx, progress=True)
 
 
 @cli.command("convert", context_settings=CONTEXT)

@@ -255,6 +255,28 @@ class RefineConfig(Section):
         return self
 
 
+class PredictConfig(Section):
+    """predict: correct whole tomograms with a trained model."""
+
+    output_dir: str = Field("./corrected_tomos", description="Output folder of the corrected tomograms.")
+    cube_size: int = Field(64, ge=8, description="Edge of the core of each tile (voxels).")
+    crop_size: int = Field(96, ge=8, description="Edge of the tiles fed to the network (core + context).")
+    batch_size: int | None = Field(None, ge=1, description="Tiles per network call (kept for IsoNet "
+                                                           "compatibility; tiles run one by one per worker).")
+    normalize_percentile: bool | None = Field(None, description="Normalisation mode; unset: the checkpoint's "
+                                                                "(a different value is ignored with a warning).")
+    use_deconv_tomo: bool = Field(True, description="Correct the deconvolved tomogram when there is one.")
+    gpuID: str | None = Field(None, description="GPU to predict on, e.g. 0; unset: the first visible GPU, else "
+                                                "the CPU.")
+    log_level: Literal["info", "debug"] = Field("info", description="Log detail.")
+
+    @model_validator(mode="after")
+    def _crop_not_below_cube(self):
+        if self.crop_size < self.cube_size:
+            raise ValueError(f"crop_size ({self.crop_size}) must not be below cube_size ({self.cube_size})")
+        return self
+
+
 class IsoNetConfig(Section):
     """All settings, one section per command."""
 
@@ -266,6 +288,7 @@ class IsoNetConfig(Section):
     make_mask: MaskConfig = Field(default_factory=MaskConfig)
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
     refine: RefineConfig = Field(default_factory=RefineConfig)
+    predict: PredictConfig = Field(default_factory=PredictConfig)
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:

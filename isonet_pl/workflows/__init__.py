@@ -17,6 +17,7 @@ _WHERE = {
     "make_mask": "mask",
     "extract": "extract",
     "refine": "refine",
+    "predict": "predict",
     "run_demo": "demo",
 }
 

@@ -274,7 +274,6 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
     """
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
-    from pytorch_lightning.loggers import CSVLogger
 
     from isonet_pl.data.datamodule import IsoNetDataModule
     from isonet_pl.model.module import IsoNetModule
@@ -310,8 +309,13 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
         _save_json(state / "settings.json", cfg.model_dump(mode="json"))
 
     if done:
-        module = IsoNetModule.load_from_checkpoint(result_dir / f"model_iter{done:02d}.ckpt", map_location="cpu")
-        estimates = np.load(state / f"estimates_iter{done:02d}.npy")
+        try:
+            module = IsoNetModule.load_from_checkpoint(result_dir / f"model_iter{done:02d}.ckpt", map_location="cpu")
+            estimates = np.load(state / f"estimates_iter{done:02d}.npy")
+        except Exception as exc:
+            raise InputError(f"cannot resume after iteration {done} ({exc.__class__.__name__}: {exc})", result_dir,
+                             "the checkpoint or the saved estimates are damaged; resume from an earlier "
+                             "refine_iterNN.json") from None
         previous = result_dir / f"model_iter{done:02d}.ckpt"
     else:
         module = build_module(cfg, subs)
@@ -343,7 +347,7 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
                                      save_on_train_epoch_end=True)
         trainer = pl.Trainer(max_epochs=it * cfg.epochs, accelerator=dev["accelerator"], devices=dev["devices"],
                              strategy=dev["strategy"], num_nodes=cfg.num_nodes, precision=cfg.precision,
-                             logger=CSVLogger(result_dir, name="logs", version=f"iter{it:02d}"), callbacks=[epoch_ckpt, _epoch_seed_callback(cfg.seed)],
+                             logger=_loggers(result_dir, it), callbacks=[epoch_ckpt, _epoch_seed_callback(cfg.seed)],
                              reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0,
                              log_every_n_steps=max(1, min(50, steps)), enable_model_summary=it == 1,
                              default_root_dir=result_dir, deterministic=False)
@@ -370,6 +374,20 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
                     losses["train"][-1] if losses["train"] else math.nan,
                     losses["val"][-1] if losses["val"] else math.nan, schedule[it], time.perf_counter() - t0)
     return previous
+
+
+def _loggers(result_dir: Path, it: int) -> list:
+    """CSV logs always, TensorBoard logs too when tensorboard is installed."""
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+    loggers = [CSVLogger(result_dir, name="logs", version=f"iter{it:02d}")]
+    try:
+        import tensorboard  # noqa: F401
+
+        loggers.append(TensorBoardLogger(result_dir, name="tensorboard", version=f"iter{it:02d}"))
+    except ImportError:
+        pass
+    return loggers
 
 
 def _epoch_checkpoint(state: Path, it: int, epochs: int) -> Path | None:

@@ -19,20 +19,6 @@ TINY = dict(iterations=2, epochs=2, steps_per_epoch=3, batch_size=2, filter_base
             convs_per_depth=1, preprocessing_ncpus=0, noise_start_iter=(2,), noise_level=(0.1,))
 
 
-@pytest.fixture(scope="module")
-def subtomo_star(tmp_path_factory):
-    """12 subtomograms (crop 24, cube 16) extracted from a simulated tomogram."""
-    from isonet_pl.workflows.extract import extract
-    from isonet_pl.workflows.simulate import simulate
-
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("refine")
-    star = simulate(root / "sim", SimulateConfig(shape=(40, 64, 64), number_subtomos=12, seed=4))
-    return extract(star, ExtractConfig(cube_size=16, crop_size=24, subtomo_folder=str(root / "subtomo"),
-                                       subtomo_star=str(root / "subtomo.star"), use_deconv_tomo=False),
-                   IOConfig(zarr_chunks=(32, 32, 32), zarr_levels=1))
-
-
 def _weights(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
 

@@ -1,0 +1,99 @@
+"""predict: correct the tomograms of a STAR file with a trained model, tile by tile, streamed to MRC."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from isonet_pl.compute import dask_context, progress_bar
+from isonet_pl.config import IOConfig, PredictConfig
+from isonet_pl.errors import InputError
+from isonet_pl.io.paths import check_output_dir, check_readable_file
+from isonet_pl.io.star import read_tomogram_star
+from isonet_pl.io.zarr_store import cached_zarr_path, stamp_source, write_tomogram, zarr_to_mrc
+from isonet_pl.predict.predictor import predict_tomogram
+from isonet_pl.workflows.convert import tomogram_store, zarr_cache
+from isonet_pl.workflows.extract import tomogram_statistics
+from isonet_pl.workflows.mask import mask_source_column
+from isonet_pl.workflows.refine import tomogram_norm
+
+logger = logging.getLogger(__name__)
+
+
+def load_model(path: str | Path):
+    """An IsoNetModule from one of our checkpoints, with a clear error for anything else."""
+    from isonet_pl.model.module import IsoNetModule
+
+    path = check_readable_file(path, what="model checkpoint")
+    try:
+        module = IsoNetModule.load_from_checkpoint(path, map_location="cpu")
+    except Exception as exc:
+        raise InputError(f"not an isonet-pl checkpoint ({exc.__class__.__name__})", path,
+                         "give a model_iterNN.ckpt written by isonet-pl refine") from None
+    module.eval()
+    return module
+
+
+def _device(cfg: PredictConfig) -> str:
+    if torch.cuda.is_available():
+        return f"cuda:{int(str(cfg.gpuID).split(',')[0])}" if cfg.gpuID else "cuda:0"
+    logger.warning("no GPU: predicting on the CPU")
+    return "cpu"
+
+
+def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None = None, io: IOConfig | None = None,
+            tomo_idx: str | None = None, progress: bool = False) -> Path:
+    """Correct each selected tomogram with ``model``; write ``<output_dir>/<name>_corrected.mrc``.
+
+    The normalisation is the one the model was trained with (mode from the checkpoint,
+    statistics of the whole tomogram), and the output is mapped back to the input's
+    intensity scale and contrast. Sets ``_rlnCorrectedTomoName``.
+
+    Returns
+    -------
+    Path
+        The STAR file.
+    """
+    cfg = cfg or PredictConfig()
+    io = io or IOConfig()
+    module = load_model(model)
+    percentile = bool(module.meta.get("normalize_percentile", True))
+    if cfg.normalize_percentile is not None and cfg.normalize_percentile != percentile:
+        logger.warning("the model was trained with normalize_percentile=%s; using that, not %s", percentile,
+                       cfg.normalize_percentile)
+    device = _device(cfg)
+    module.to(device)
+    table = read_tomogram_star(star_file)
+    rows = table.select(tomo_idx)
+    out_dir = check_output_dir(cfg.output_dir, option="--output_dir")
+    table.ensure_column("rlnCorrectedTomoName", "None")
+    halo = (cfg.crop_size - cfg.cube_size) // 2
+    for row in rows:
+        column = mask_source_column(table, row, cfg.use_deconv_tomo)
+        source = table.get_path(row, column)
+        micrograph = table.get_path(row, "rlnMicrographName", required=False) or source
+        t0 = time.perf_counter()
+        store = tomogram_store(table, row, column, io)
+        if min(store.shape) < 2 * module.net.min_input_multiple:
+            raise InputError(f"tomogram {'x'.join(map(str, store.shape))} is smaller than one tile", source,
+                             "predict on a larger tomogram")
+        stats = tomogram_statistics(store.dask())
+        offset, scale = tomogram_norm(stats, percentile)
+        out_mrc = out_dir / f"{Path(micrograph.name).stem}_corrected.mrc"
+        out_zarr = cached_zarr_path(out_mrc, zarr_cache(table, io))
+        out_zarr.parent.mkdir(parents=True, exist_ok=True)
+        corrected = predict_tomogram(store.dask(), module, offset, scale, chunk=cfg.cube_size, halo=halo,
+                                     device=device)
+        with dask_context(1), progress_bar(progress):  # one network at a time; torch uses the cores
+            write_tomogram(corrected, out_zarr, store.voxel_size, store.origin, chunks=io.zarr_chunks,
+                           levels=io.zarr_levels, compression_level=io.compression_level,
+                           extra={"model": str(Path(model).resolve())})
+        zarr_to_mrc(out_zarr, out_mrc)
+        stamp_source(out_zarr, out_mrc)
+        table.set_value(row, "rlnCorrectedTomoName", table.relative(out_mrc))
+        table.write()
+        logger.info("corrected %s -> %s in %.1f s", source.name, out_mrc, time.perf_counter() - t0)
+    return table.path
