@@ -213,7 +213,8 @@ def demo_cmd(ctx: click.Context, out_dir: str) -> None:
     """Run the workflow end to end on a synthetic tomogram in OUT_DIR and report the result."""
     from isonet_pl.workflows.demo import run_demo
 
-    for line in run_demo(out_dir, ctx.obj.get("config") or load_config(ctx.obj.get("config_path"))):
+    cfg = load_config(ctx.obj["config_path"]) if ctx.obj.get("config_path") else None  # None: conf/demo.yaml
+    for line in run_demo(out_dir, cfg):
         click.echo(line)
 
 
