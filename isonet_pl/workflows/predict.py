@@ -85,7 +85,7 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
         out_mrc = out_dir / f"{Path(micrograph.name).stem}_corrected.mrc"
         out_zarr = cached_zarr_path(out_mrc, zarr_cache(table, io))
         out_zarr.parent.mkdir(parents=True, exist_ok=True)
-        corrected = predict_tomogram(store.dask(), module, offset, scale, chunk=cfg.cube_size, halo=halo,
+        corrected = predict_tomogram(store.zarr_array(0), module, offset, scale, chunk=cfg.cube_size, halo=halo,
                                      device=device)
         with dask_context(1), progress_bar(progress):  # one network at a time; torch uses the cores
             write_tomogram(corrected, out_zarr, store.voxel_size, store.origin, chunks=io.zarr_chunks,

@@ -23,14 +23,24 @@ class Identity(torch.nn.Module):
         return x
 
 
+@pytest.mark.parametrize("lazy", [True, False])
 @pytest.mark.parametrize("shape,chunk,halo", [((37, 50, 43), 16, 5), ((20, 33, 64), 32, 0), ((9, 40, 17), 8, 8)])
-def test_identity_network_reproduces_the_input(shape, chunk, halo):
-    """Any block size, halo and ragged edge: normalise -> identity -> de-normalise gives the input back."""
+def test_identity_network_reproduces_the_input(shape, chunk, halo, lazy):
+    """Any block size, halo and ragged edge, from dask or numpy: identity network -> the input back."""
     vol = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    src = da.from_array(vol, chunks=11) if lazy else vol
     with dask.config.set(scheduler="synchronous"):
-        out = predict_tomogram(da.from_array(vol, chunks=11), Identity(), offset=0.3, scale=2.5, chunk=chunk,
-                               halo=halo).compute()
+        out = predict_tomogram(src, Identity(), offset=0.3, scale=2.5, chunk=chunk, halo=halo).compute()
     np.testing.assert_allclose(out, vol, rtol=1e-5, atol=1e-5)
+
+
+def test_read_reflected_matches_numpy_symmetric_pad():
+    """Reading beyond the edges mirrors with the edge voxel repeated (numpy 'symmetric', dask 'reflect')."""
+    from isonet_pl.predict.predictor import read_reflected
+
+    vol = np.arange(6 * 7 * 8, dtype=np.float32).reshape(6, 7, 8)
+    expected = np.pad(vol, 3, mode="symmetric")[1:10, 3 + 2:3 + 9, 0:14]
+    np.testing.assert_array_equal(read_reflected(vol, (-2, 2, -3), (7, 9, 11)), expected)
 
 
 def test_network_sees_normalised_protein_bright_input():
@@ -66,7 +76,7 @@ def test_tiled_prediction_equals_whole_volume_prediction():
     halo = 24
     whole = predict_block(np.pad(vol, halo, mode="symmetric"), module, 0.0, 1.0)[halo:-halo, halo:-halo, halo:-halo]
     with dask.config.set(scheduler="synchronous"):
-        tiled = predict_tomogram(da.from_array(vol, chunks=13), module, 0.0, 1.0, chunk=16, halo=halo).compute()
+        tiled = predict_tomogram(vol, module, 0.0, 1.0, chunk=16, halo=halo).compute()
     rel = np.sqrt(np.mean((tiled - whole) ** 2) / np.mean(whole**2))
     assert rel <= 1e-4
 
