@@ -259,8 +259,10 @@ class PredictConfig(Section):
     """predict: correct whole tomograms with a trained model."""
 
     output_dir: str = Field("./corrected_tomos", description="Output folder of the corrected tomograms.")
-    cube_size: int = Field(64, ge=8, description="Edge of the core of each tile (voxels).")
-    crop_size: int = Field(96, ge=8, description="Edge of the tiles fed to the network (core + context).")
+    cube_size: int | None = Field(None, ge=8, description="Edge of the core of each tile (voxels); unset or "
+                                                          "different: the model's training cube size.")
+    crop_size: int | None = Field(None, ge=8, description="Edge of the tiles fed to the network (core + "
+                                                          "context); unset: cube_size + 32.")
     batch_size: int | None = Field(None, ge=1, description="Tiles per network call (kept for IsoNet "
                                                            "compatibility; tiles run one by one per worker).")
     normalize_percentile: bool | None = Field(None, description="Normalisation mode; unset: the checkpoint's "
@@ -272,7 +274,7 @@ class PredictConfig(Section):
 
     @model_validator(mode="after")
     def _crop_not_below_cube(self):
-        if self.crop_size < self.cube_size:
+        if self.crop_size is not None and self.cube_size is not None and self.crop_size < self.cube_size:
             raise ValueError(f"crop_size ({self.crop_size}) must not be below cube_size ({self.cube_size})")
         return self
 

@@ -49,17 +49,38 @@ def read_reflected(source, lo: tuple[int, ...], hi: tuple[int, ...]) -> np.ndarr
     return np.pad(block, pads, mode="symmetric") if any(p != (0, 0) for p in pads) else block
 
 
-def _predict_core(source, module, offset: float, scale: float, halo: tuple[int, ...], device: str,
+class _Replicas:
+    """One copy of the network per device, each used by one thread at a time (tiles go round-robin)."""
+
+    def __init__(self, module, devices: list[str]):
+        import copy
+        import threading
+
+        self.devices = list(devices)
+        self.modules = [module.to(d) if i == 0 else copy.deepcopy(module).to(d) for i, d in enumerate(self.devices)]
+        self.locks = [threading.Lock() for _ in self.devices]
+
+    def __reduce__(self):  # sent to dask.distributed workers: rebuilt there (locks are not picklable)
+        return (_Replicas, (self.modules[0], self.devices))
+
+    def run(self, index: int, block: np.ndarray, offset: float, scale: float) -> np.ndarray:
+        k = index % len(self.devices)
+        with self.locks[k]:
+            return predict_block(block, self.modules[k], offset, scale, self.devices[k])
+
+
+def _predict_core(source, replicas: _Replicas, offset: float, scale: float, halo: tuple[int, ...],
                   block_info=None) -> np.ndarray:
     loc = block_info[None]["array-location"]
     lo = tuple(a - h for (a, _), h in zip(loc, halo))
     hi = tuple(b + h for (_, b), h in zip(loc, halo))
-    out = predict_block(read_reflected(source, lo, hi), module, offset, scale, device)
+    index = sum(block_info[None]["chunk-location"])
+    out = replicas.run(index, read_reflected(source, lo, hi), offset, scale)
     return out[tuple(slice(h, h + b - a) for (a, b), h in zip(loc, halo))]
 
 
 def predict_tomogram(arr, module, offset: float, scale: float, chunk: int = 64, halo: int = 16,
-                     device: str = "cpu") -> da.Array:
+                     device: str | list[str] = "cpu") -> da.Array:
     """Lazily predict a whole tomogram (shape (nz, ny, nx)) with ``module`` in eval mode.
 
     For a numpy or Zarr array every output block is an independent task that reads its own
@@ -78,16 +99,19 @@ def predict_tomogram(arr, module, offset: float, scale: float, chunk: int = 64, 
         Edge of the predicted core of each tile.
     halo : int
         Context on each side, discarded after prediction.
-    device : str
-        torch device of the network.
+    device : str or list of str
+        torch device(s); with several (e.g. ``["cuda:0", "cuda:1"]``) each holds a copy of the
+        network and the tiles are shared among them (run with as many dask threads).
     """
     module.eval()
     if not isinstance(arr, da.Array):
         margins = tuple(min(halo, n - 1) for n in arr.shape)
         chunks = da.core.normalize_chunks(tuple(min(chunk, n) for n in arr.shape), arr.shape)
-        return da.map_blocks(_predict_core, arr, module, offset, scale, margins, device, dtype=np.float32,
+        replicas = _Replicas(module, [device] if isinstance(device, str) else device)
+        return da.map_blocks(_predict_core, arr, replicas, offset, scale, margins, dtype=np.float32,
                              chunks=chunks, meta=np.empty((0, 0, 0), np.float32))
     arr = arr.astype(np.float32).rechunk(tuple(min(chunk, n) for n in arr.shape))
     depth = {i: min(halo, n - 1) for i, n in enumerate(arr.shape)}
+    device = device if isinstance(device, str) else device[0]
     return arr.map_overlap(predict_block, depth=depth, boundary="reflect", trim=True, dtype=np.float32,
                            module=module, offset=offset, scale=scale, device=device)

@@ -37,11 +37,29 @@ def load_model(path: str | Path):
     return module
 
 
-def _device(cfg: PredictConfig) -> str:
+def _devices(cfg: PredictConfig) -> list[str]:
+    """The torch devices that share the tiles: the GPUs of --gpuID (or the first visible), else the CPU."""
     if torch.cuda.is_available():
-        return f"cuda:{int(str(cfg.gpuID).split(',')[0])}" if cfg.gpuID else "cuda:0"
+        ids = [int(g) for g in str(cfg.gpuID).replace(" ", "").split(",") if g] if cfg.gpuID else [0]
+        if max(ids) >= torch.cuda.device_count():
+            raise InputError(f"--gpuID {cfg.gpuID}: only {torch.cuda.device_count()} GPU(s) visible",
+                             fix="choose existing GPU ids (see isonet-pl check)")
+        return [f"cuda:{i}" for i in ids]
     logger.warning("no GPU: predicting on the CPU")
-    return "cpu"
+    return ["cpu"]
+
+
+def tile_sizes(cfg: PredictConfig, meta: dict) -> tuple[int, int]:
+    """(cube, crop) of the tiles: the model's training cube unless the user asked the same one."""
+    trained = int(meta.get("cube_size") or cfg.cube_size or 64)
+    cube = cfg.cube_size or trained
+    if cube != trained:
+        logger.warning("the model was trained on cubes of %d; using %d, not --cube_size %d", trained, trained, cube)
+        cube = trained
+    crop = cfg.crop_size or cube + 32
+    if crop < cube:
+        raise InputError(f"crop_size {crop} is below the model's cube size {cube}", fix="use a larger --crop_size")
+    return cube, crop
 
 
 def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None = None, io: IOConfig | None = None,
@@ -64,13 +82,13 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
     if cfg.normalize_percentile is not None and cfg.normalize_percentile != percentile:
         logger.warning("the model was trained with normalize_percentile=%s; using that, not %s", percentile,
                        cfg.normalize_percentile)
-    device = _device(cfg)
-    module.to(device)
+    devices = _devices(cfg)
+    cube, crop = tile_sizes(cfg, module.meta)
     table = read_tomogram_star(star_file)
     rows = table.select(tomo_idx)
     out_dir = check_output_dir(cfg.output_dir, option="--output_dir")
     table.ensure_column("rlnCorrectedTomoName", "None")
-    halo = (cfg.crop_size - cfg.cube_size) // 2
+    halo = (crop - cube) // 2
     for row in rows:
         column = mask_source_column(table, row, cfg.use_deconv_tomo)
         source = table.get_path(row, column)
@@ -85,9 +103,9 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
         out_mrc = out_dir / f"{Path(micrograph.name).stem}_corrected.mrc"
         out_zarr = cached_zarr_path(out_mrc, zarr_cache(table, io))
         out_zarr.parent.mkdir(parents=True, exist_ok=True)
-        corrected = predict_tomogram(store.zarr_array(0), module, offset, scale, chunk=cfg.cube_size, halo=halo,
-                                     device=device)
-        with dask_context(1), progress_bar(progress):  # one network at a time; torch uses the cores
+        corrected = predict_tomogram(store.zarr_array(0), module, offset, scale, chunk=cube, halo=halo,
+                                     device=devices)
+        with dask_context(len(devices)), progress_bar(progress):  # one thread per network copy
             write_tomogram(corrected, out_zarr, store.voxel_size, store.origin, chunks=io.zarr_chunks,
                            levels=io.zarr_levels, compression_level=io.compression_level,
                            extra={"model": str(Path(model).resolve())})

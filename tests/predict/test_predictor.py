@@ -99,3 +99,29 @@ def test_no_seams_on_tile_borders(halo, seams):
         out = predict_tomogram(da.from_array(vol), module, 0.0, 1.0, chunk=16, halo=halo).compute()
     excess = _border_ratio(out, 16) / _border_ratio(whole, 16)
     assert (abs(excess - 1) > 0.02) == seams  # a seam changes the border statistics, either way
+
+
+def test_tiles_shared_by_several_devices_give_the_same_result():
+    """Two network copies (two 'devices', here both CPU) on two threads give the single-device result."""
+    module = _tiny_unet()
+    vol = np.random.default_rng(4).normal(size=(32, 32, 48)).astype(np.float32)
+    one = predict_tomogram(vol, module, 0.0, 1.0, chunk=16, halo=8, device="cpu")
+    two = predict_tomogram(vol, module, 0.0, 1.0, chunk=16, halo=8, device=["cpu", "cpu"])
+    with dask.config.set(scheduler="synchronous"):
+        a = one.compute()
+    with dask.config.set(scheduler="threads", num_workers=2):
+        b = two.compute()
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_prediction_on_a_distributed_cluster():
+    """The predictor runs on a dask.distributed LocalCluster (the network is shipped to the workers)."""
+    distributed = pytest.importorskip("distributed")
+    module = _tiny_unet()
+    vol = np.random.default_rng(5).normal(size=(16, 32, 32)).astype(np.float32)
+    with dask.config.set(scheduler="synchronous"):
+        local = predict_tomogram(vol, module, 0.0, 1.0, chunk=16, halo=8).compute()
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster):
+        remote = predict_tomogram(vol, module, 0.0, 1.0, chunk=16, halo=8).compute()
+    np.testing.assert_allclose(local, remote, rtol=1e-5, atol=1e-6)

@@ -24,8 +24,7 @@ def test_predict_writes_corrected_tomogram_with_header(subtomo_star, tmp_path):
                                              steps_per_epoch=2, batch_size=2, filter_base=4, unet_depth=2,
                                              convs_per_depth=1, preprocessing_ncpus=0))
     star = subtomo_star.parent / "sim" / "tomograms.star"
-    predict(star, ckpt, PredictConfig(output_dir=str(tmp_path / "out"), cube_size=16, crop_size=32,
-                                      use_deconv_tomo=False), IO)
+    predict(star, ckpt, PredictConfig(output_dir=str(tmp_path / "out"), crop_size=32, use_deconv_tomo=False), IO)
     out, info = read_mrc(tmp_path / "out" / "sim_00_corrected.mrc")
     raw, raw_info = read_mrc(subtomo_star.parent / "sim" / "tomos" / "sim_00.mrc")
     assert out.shape == raw.shape and info.voxel_size == raw_info.voxel_size and np.isfinite(out).all()
@@ -43,3 +42,27 @@ def test_missing_or_bad_model(subtomo_star, tmp_path):
     (tmp_path / "bad.ckpt").write_text("not a checkpoint")
     with pytest.raises(InputError, match="bad.ckpt"):
         load_model(tmp_path / "bad.ckpt")
+
+
+def test_tile_size_follows_the_checkpoint(caplog):
+    """A cube size other than the model's training cube is replaced by it, with a warning."""
+    from isonet_pl.workflows.predict import tile_sizes
+
+    assert tile_sizes(PredictConfig(), {"cube_size": 32}) == (32, 64)
+    assert tile_sizes(PredictConfig(cube_size=64, crop_size=96), {"cube_size": 32}) == (32, 96)
+    assert "trained on cubes of 32" in caplog.text
+
+
+def test_pretrained_model_starts_refine(subtomo_star, tmp_path):
+    """--pretrained_model takes one of our checkpoints and trains on from it."""
+    from isonet_pl.workflows.refine import refine
+
+    small = dict(iterations=1, epochs=1, steps_per_epoch=2, batch_size=2, filter_base=4, unet_depth=2,
+                 convs_per_depth=1, preprocessing_ncpus=0)
+    first = refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "a"), **small))
+    second = refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "b"), pretrained_model=str(first), **small))
+    assert second.exists()
+    with pytest.raises(InputError, match="not an isonet-pl checkpoint"):
+        (tmp_path / "bad.ckpt").write_text("x")
+        refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "c"), pretrained_model=str(tmp_path / "bad.ckpt"),
+                                          **small))
