@@ -167,7 +167,10 @@ def predict_cmd(ctx: click.Context, star_file: str, model: str, tomo_idx: str | 
     """Correct the tomograms of STAR_FILE with the trained MODEL (a model_iterNN.ckpt)."""
     from isonet_pl.workflows.predict import predict
 
-    predict(star_file, model, settings(ctx, "predict", options), settings(ctx, "io", {}), tomo_idx, progress=True)
+    cfg = settings(ctx, "predict", options)
+    if cfg.log_level == "debug":
+        logging.getLogger().setLevel(logging.DEBUG)
+    predict(star_file, model, cfg, settings(ctx, "io", {}), tomo_idx, progress=True)
 
 
 @cli.command("convert", context_settings=CONTEXT)

@@ -66,3 +66,24 @@ def test_pretrained_model_starts_refine(subtomo_star, tmp_path):
         (tmp_path / "bad.ckpt").write_text("x")
         refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "c"), pretrained_model=str(tmp_path / "bad.ckpt"),
                                           **small))
+
+
+def test_tiny_tomogram_and_unwritable_output(subtomo_star, tmp_path):
+    """A tomogram smaller than one tile, and an output folder that cannot be made, are clear errors."""
+    import pandas as pd
+    import starfile
+
+    from isonet_pl.io.mrc import write_mrc
+    from isonet_pl.workflows.predict import predict
+    from isonet_pl.workflows.refine import refine
+
+    ckpt = refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "r"), iterations=1, epochs=1,
+                                             steps_per_epoch=1, batch_size=2, filter_base=4, unet_depth=2,
+                                             convs_per_depth=1, preprocessing_ncpus=0))
+    write_mrc(tmp_path / "tiny.mrc", np.zeros((4, 40, 40), np.float32) + np.arange(40, dtype=np.float32))
+    starfile.write(pd.DataFrame({"rlnIndex": [1], "rlnMicrographName": ["tiny.mrc"]}), tmp_path / "t.star")
+    with pytest.raises(InputError, match="smaller than one tile"):
+        predict(tmp_path / "t.star", ckpt, PredictConfig(output_dir=str(tmp_path / "o")), IO)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(InputError, match="choose another --output_dir"):
+        predict(tmp_path / "t.star", ckpt, PredictConfig(output_dir=str(tmp_path / "afile" / "o")), IO)
