@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import peak_rss_mib
 
 from isonet_pl.io.mrc import MrcWriter, read_mrc_info
 from isonet_pl.io.zarr_store import DEFAULT_CHUNKS, mrc_to_zarr, open_tomogram
@@ -41,14 +42,6 @@ def make_tomogram(path: Path, shape: tuple[int, int, int], seed: int = 0) -> Non
             structure = np.sin(xx / 23.0 + zz / 17.0) * np.cos(yy / 31.0)
             noise = rng.standard_normal((dz, ny, nx), dtype=np.float32)
             w.write((structure + 2.0 * noise).astype(np.float32), z0)
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory (VmHWM; unlike ru_maxrss it excludes the parent before exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def run_child(args: list[str]) -> tuple[float, float, str]:

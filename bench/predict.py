@@ -25,6 +25,7 @@ from pathlib import Path
 import dask
 import dask.array as da
 import numpy as np
+from _common import peak_rss_mib
 import torch
 
 NET = {"depth": 2, "base_channels": 8, "convs_per_level": 1, "dropout": 0.0}
@@ -64,13 +65,6 @@ def peak_matmul_flops(n: int = 2048, repeats: int = 5) -> float:
     for _ in range(repeats):
         torch.mm(a, b)
     return 2.0 * n**3 * repeats / (time.perf_counter() - t0)
-
-
-def peak_rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM")
 
 
 def child(zarr_in: str, zarr_out: str, threads: int) -> None:

@@ -28,20 +28,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import peak_rss_mib
 
 from isonet_pl.config import DeconvConfig, IOConfig
 from isonet_pl.io.mrc import MrcWriter
 from isonet_pl.io.zarr_store import mrc_to_zarr, open_tomogram
 
 PARAMS = {"pixel_size": 10.0, "defocus": 30000.0}
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory (VmHWM)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM")
 
 
 def make_tomogram(path: Path, gib: float, seed: int = 0) -> tuple[int, int, int]:
