@@ -73,6 +73,15 @@ class PrepareStarConfig(TiltRange):
     defocus: float = Field(0.0, ge=0, description="Defocus at 0° tilt (Å, underfocus positive); 0 = no CTF "
                                                   "deconvolution (e.g. phase plate).")
     number_subtomos: int = Field(100, ge=1, description="Subtomograms to extract per tomogram.")
+    even: str | None = Field(None, description="Folder of even half tomograms (pairs matched by file name with "
+                                               "--odd); FOLDER_NAME then receives their averages where missing.")
+    odd: str | None = Field(None, description="Folder of odd half tomograms (see --even).")
+
+    @model_validator(mode="after")
+    def _both_halves(self):
+        if (self.even is None) != (self.odd is None):
+            raise ValueError("give both --even and --odd, or neither")
+        return self
 
 
 class PrepareSubtomoStarConfig(TiltRange):

@@ -60,6 +60,8 @@ SUBTOMO_COLUMNS: dict[str, object] = {
     "rlnTiltMin": DEFAULT_TILT_RANGE[0],
     "rlnTiltMax": DEFAULT_TILT_RANGE[1],
 }
+#: RELION-5's columns of the even/odd half tomograms.
+HALF_COLUMNS = ("rlnTomoReconstructedTomogramHalf1", "rlnTomoReconstructedTomogramHalf2")
 INT_COLUMNS = {"rlnIndex", "rlnSubtomoIndex", "rlnNumberSubtomo", "rlnCubeSize", "rlnCropSize"}
 FLOAT_COLUMNS = {"rlnPixelSize", "rlnDefocus", "rlnSnrFalloff", "rlnDeconvStrength", "rlnMaskDensityPercentage",
                  "rlnMaskStdPercentage", "rlnTiltMin", "rlnTiltMax"}

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from isonet_pl.config import PrepareStarConfig, PrepareSubtomoStarConfig
 from isonet_pl.errors import InputError
-from isonet_pl.io.mrc import read_mrc_info
-from isonet_pl.io.star import SUBTOMO_COLUMNS, TOMOGRAM_COLUMNS, StarTable, new_table, relative_to
+from isonet_pl.io.mrc import MrcWriter, iter_blocks, read_block, read_mrc_info
+from isonet_pl.io.paths import check_output_dir
+from isonet_pl.io.star import HALF_COLUMNS, SUBTOMO_COLUMNS, TOMOGRAM_COLUMNS, StarTable, new_table, relative_to
 
 logger = logging.getLogger(__name__)
 
@@ -43,15 +44,49 @@ def tomogram_table(files: list[Path], output_star: str | Path, cfg: PrepareStarC
     return new_table(columns, rows, output_star)
 
 
+def pair_halves(even: str | Path, odd: str | Path) -> list[tuple[Path, Path]]:
+    """Even/odd half tomograms matched by file name; unmatched files or unequal headers are errors."""
+    evens = {p.name: p for p in list_tomograms(even)}
+    odds = {p.name: p for p in list_tomograms(odd)}
+    unmatched = sorted(set(evens) ^ set(odds))
+    if unmatched:
+        where = [f"{n} only in {'--even' if n in evens else '--odd'}" for n in unmatched[:5]]
+        raise InputError(f"half tomograms without a partner: {', '.join(where)}", Path(even),
+                         "give the same file names in both folders")
+    pairs = []
+    for name in sorted(evens):
+        a, b = read_mrc_info(evens[name]), read_mrc_info(odds[name])
+        if a.shape != b.shape:
+            raise InputError(f"even half is {a.shape} (z, y, x), odd half {b.shape}", odds[name],
+                             "use halves of one reconstruction")
+        if any(abs(x - y) > 1e-3 * max(abs(x), 1) for x, y in zip(a.voxel_size, b.voxel_size)):
+            raise InputError(f"voxel size {b.voxel_size} differs from the even half's {a.voxel_size}", odds[name],
+                             "use halves of one reconstruction")
+        pairs.append((evens[name], odds[name]))
+    return pairs
+
+
+def average_halves(even: Path, odd: Path, out: Path) -> Path:
+    """Write (even + odd) / 2 as float32 MRC, streamed block by block, with the even half's header."""
+    a, b = read_mrc_info(even), read_mrc_info(odd)
+    with MrcWriter(out, a.shape, "float32", a.voxel_size, a.origin) as writer:
+        for (z0, z1), (y0, y1), block in iter_blocks(a, depth=16):
+            other = read_block(b, (z0, z1), (y0, y1))
+            writer.write((block.astype("float32") + other.astype("float32")) * 0.5, z0, y0)
+    return out
+
+
 def prepare_star(folder_name: str | Path, cfg: PrepareStarConfig | None = None) -> Path:
     """Write a tomogram STAR file (IsoNet's columns plus the tilt range) for a folder of tomograms.
 
     Parameters
     ----------
     folder_name : str or Path
-        Folder of tomograms (``.mrc`` / ``.rec``, 3-D, Z = thickness, Y = tilt axis).
+        Folder of tomograms (``.mrc`` / ``.rec``, 3-D, Z = thickness, Y = tilt axis). With
+        ``cfg.even`` / ``cfg.odd``, the folder of the full tomograms: the average of each pair
+        of halves is written there (streamed) when it is missing.
     cfg : PrepareStarConfig
-        Output file, pixel size (Å), defocus (Å), subtomograms per tomogram, tilt range.
+        Output file, pixel size (Å), defocus (Å), subtomograms per tomogram, tilt range, halves.
 
     Returns
     -------
@@ -59,13 +94,28 @@ def prepare_star(folder_name: str | Path, cfg: PrepareStarConfig | None = None) 
         The STAR file written.
     """
     cfg = cfg or PrepareStarConfig()
-    files = list_tomograms(folder_name)
+    pairs = []
+    if cfg.even is not None:
+        pairs = pair_halves(cfg.even, cfg.odd)
+        folder = check_output_dir(folder_name, option="FOLDER_NAME")
+        files = []
+        for even, odd in pairs:
+            full = folder / even.name
+            if not full.exists():
+                logger.info("writing the average of %s and %s to %s", even, odd, full)
+                average_halves(even, odd, full)
+            files.append(full)
+    else:
+        files = list_tomograms(folder_name)
     for f in files:
         header_vs = read_mrc_info(f).voxel_size[2]
         if header_vs > 0 and abs(header_vs - 1.0) > 1e-6 and abs(header_vs - cfg.pixel_size) > 0.01 * cfg.pixel_size:
             logger.warning("%s: header pixel size %.3g Å differs from --pixel_size %.3g Å; the STAR file uses %.3g",
                            f, header_vs, cfg.pixel_size, cfg.pixel_size)
     table = tomogram_table(files, cfg.output_star, cfg)
+    if pairs:
+        for column, index in zip(HALF_COLUMNS, (0, 1)):
+            table.df[column] = [relative_to(p[index], Path(cfg.output_star).parent) for p in pairs]
     table.write()
     logger.info("wrote %s: %d tomogram(s), pixel size %g Å, tilt range %g..%g°", cfg.output_star, len(files),
                 cfg.pixel_size, cfg.tilt_min, cfg.tilt_max)

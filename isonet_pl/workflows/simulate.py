@@ -10,14 +10,11 @@ from pathlib import Path
 from isonet_pl.config import PrepareStarConfig, SimulateConfig
 from isonet_pl.io.mrc import write_mrc
 from isonet_pl.io.paths import check_output_dir
-from isonet_pl.io.star import relative_to
+from isonet_pl.io.star import HALF_COLUMNS, relative_to
 from isonet_pl.simulate import simulate_tomogram
 from isonet_pl.workflows.prepare import tomogram_table
 
 logger = logging.getLogger(__name__)
-
-HALF_COLUMNS = ("rlnTomoReconstructedTomogramHalf1", "rlnTomoReconstructedTomogramHalf2")
-
 
 def simulate(out_dir: str | Path, cfg: SimulateConfig | None = None) -> Path:
     """Simulate ``cfg.n_tomograms`` tomograms and write them with a ``tomograms.star``.
