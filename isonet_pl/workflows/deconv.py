@@ -13,7 +13,7 @@ from isonet_pl.compute import dask_context, progress_bar, usable_cpus
 from isonet_pl.config import DeconvConfig, IOConfig
 from isonet_pl.errors import InputError
 from isonet_pl.io.paths import check_output_dir, remove
-from isonet_pl.io.star import StarTable, read_tomogram_star
+from isonet_pl.io.star import HALF_COLUMNS, StarTable, read_tomogram_star
 from isonet_pl.io.zarr_store import (
     TomogramStore,
     VolumeStats,
@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 #: (bench/preprocess.py measured a peak of 11.4 GiB for a 2 GiB tomogram).
 WHOLE_VOLUME_BYTES_PER_VOXEL = 24
 DEFAULT_CHUNK = 256
+#: Our columns of the deconvolved even/odd halves (RELION-5 has none for them).
+DECONV_HALF_COLUMNS = ("rlnDeconvTomoHalf1", "rlnDeconvTomoHalf2")
 
 
 def memory_budget_bytes(cfg: DeconvConfig) -> int:
@@ -111,7 +113,9 @@ def deconv(star_file: str | Path, cfg: DeconvConfig | None = None, io: IOConfig 
     ``_rlnSnrFalloff`` / ``_rlnDeconvStrength``, overridden by ``cfg``), applied to the whole
     volume in one FFT when it fits ``cfg.memory_budget``, else in overlapping blocks. Writes
     ``<deconv_folder>/<tomogram file name>`` (MRC) and its Zarr copy, and sets
-    ``_rlnDeconvTomoName``; the STAR file is rewritten (atomically) after each tomogram.
+    ``_rlnDeconvTomoName``; even/odd halves (RELION-5's half columns) go to
+    ``<deconv_folder>/half1|half2/`` and ``_rlnDeconvTomoHalf1|2``. The STAR file is rewritten
+    (atomically) after each volume.
 
     Returns
     -------
@@ -134,22 +138,29 @@ def deconv(star_file: str | Path, cfg: DeconvConfig | None = None, io: IOConfig 
         params = filter_params(table, row, cfg)
         if params is None:
             continue
-        source = table.get_path(row, "rlnMicrographName")
-        out_mrc = out_dir / source.name
-        if out_mrc.resolve() == source.resolve():
-            raise InputError("the deconvolved tomogram would overwrite its source", out_mrc,
-                             "choose another --deconv_folder")
-        t0 = time.perf_counter()
-        store = tomogram_store(table, row, "rlnMicrographName", io)
-        out_zarr = cached_zarr_path(out_mrc, zarr_cache(table, io))
-        out_zarr.parent.mkdir(parents=True, exist_ok=True)
-        with dask_context(cfg.ncpu, cfg.dask_scheduler):
-            mode = deconvolve_store(store, params, out_zarr, cfg, io, source, progress)
-            zarr_to_mrc(out_zarr, out_mrc)
-        stamp_source(out_zarr, out_mrc)
-        table.set_value(row, "rlnDeconvTomoName", table.relative(out_mrc))
-        table.write()
-        logger.info("deconvolved %s -> %s in %.1f s (%s; defocus %.0f Å, snrfalloff %g, strength %g)", source.name,
-                    out_mrc, time.perf_counter() - t0, mode, params.defocus, params.snrfalloff, params.deconvstrength)
+        # the tomogram, then its even/odd halves when the table has them (same filter, own sub-folders)
+        jobs = [("rlnMicrographName", "rlnDeconvTomoName", out_dir)]
+        jobs += [(half, deconv_half, out_dir / sub) for half, deconv_half, sub in zip(
+            HALF_COLUMNS, DECONV_HALF_COLUMNS, ("half1", "half2"))
+            if table.get_path(row, half, required=False) is not None]
+        for column, out_column, folder in jobs:
+            source = table.get_path(row, column)
+            out_mrc = check_output_dir(folder) / source.name
+            if out_mrc.resolve() == source.resolve():
+                raise InputError("the deconvolved tomogram would overwrite its source", out_mrc,
+                                 "choose another --deconv_folder")
+            t0 = time.perf_counter()
+            store = tomogram_store(table, row, column, io)
+            out_zarr = cached_zarr_path(out_mrc, zarr_cache(table, io))
+            out_zarr.parent.mkdir(parents=True, exist_ok=True)
+            with dask_context(cfg.ncpu, cfg.dask_scheduler):
+                mode = deconvolve_store(store, params, out_zarr, cfg, io, source, progress)
+                zarr_to_mrc(out_zarr, out_mrc)
+            stamp_source(out_zarr, out_mrc)
+            table.set_value(row, out_column, table.relative(out_mrc))
+            table.write()
+            logger.info("deconvolved %s -> %s in %.1f s (%s; defocus %.0f Å, snrfalloff %g, strength %g)",
+                        source.name, out_mrc, time.perf_counter() - t0, mode, params.defocus, params.snrfalloff,
+                        params.deconvstrength)
     table.write()
     return table.path

@@ -14,9 +14,10 @@ from isonet_pl.data.extraction import count_valid, crop_around, sample_centres
 from isonet_pl.errors import InputError
 from isonet_pl.io.mrc import write_mrc
 from isonet_pl.io.paths import atomic_path, check_output_file
-from isonet_pl.io.star import SUBTOMO_COLUMNS, is_none, new_table, read_tomogram_star, relative_to
+from isonet_pl.io.star import HALF_COLUMNS, SUBTOMO_COLUMNS, is_none, new_table, read_tomogram_star, relative_to
 from isonet_pl.preprocess.percentile import exact_percentiles
 from isonet_pl.workflows.convert import tomogram_store
+from isonet_pl.workflows.deconv import DECONV_HALF_COLUMNS
 from isonet_pl.workflows.mask import mask_source_column
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,25 @@ logger = logging.getLogger(__name__)
 #: voxels) and the tomogram's intensity statistics, so that training and prediction normalise alike.
 EXTRA_COLUMNS = {"rlnMicrographName": "None", "rlnCoordinateX": 0.0, "rlnCoordinateY": 0.0, "rlnCoordinateZ": 0.0,
                  "rlnTomoMean": 0.0, "rlnTomoStd": 1.0, "rlnTomoP4": 0.0, "rlnTomoP96": 1.0}
+
+
+#: Our columns of the even/odd half subtomograms (same centres as rlnImageName).
+SUBTOMO_HALF_COLUMNS = ("rlnImageNameHalf1", "rlnImageNameHalf2")
+
+
+def half_volumes(table, row: int, deconvolved: bool, io: IOConfig, shape) -> list:
+    """The row's even/odd half tomograms as Zarr arrays (deconvolved ones when the tomogram is), or []."""
+    columns = DECONV_HALF_COLUMNS if deconvolved else HALF_COLUMNS
+    if any(table.get_path(row, c, required=False) is None for c in columns):
+        return []
+    volumes = []
+    for column in columns:
+        store = tomogram_store(table, row, column, io)
+        if store.shape != shape:
+            raise InputError(f"half tomogram {store.shape} differs from the tomogram's {shape}",
+                             table.get_path(row, column), "use halves of the same reconstruction")
+        volumes.append(store.zarr_array(0))
+    return volumes
 
 
 def tomogram_statistics(arr) -> dict[str, float]:
@@ -43,7 +63,9 @@ def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfi
     Reads tomograms and masks lazily from their Zarr copies; writes
     ``<subtomo_folder>/<tomogram stem>_NNNNNN.mrc`` (crop_size³ float32, with the voxel size)
     and ``subtomo_star`` with IsoNet's columns plus the tilt range, the source tomogram, the
-    centre and the tomogram's statistics. The folder is assembled under a temporary name
+    centre and the tomogram's statistics. With even/odd halves in the table, the same centres
+    are cropped from both into ``half1/`` and ``half2/`` (``_rlnImageNameHalf1|2``). The folder
+    is assembled under a temporary name
     and replaces any previous one only when complete.
 
     Returns
@@ -92,13 +114,21 @@ def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfi
             centres = sample_centres(mask, shape, crop, n, rng)
             stats = tomogram_statistics(store.dask())
             volume = store.zarr_array(0)
+            halves = half_volumes(table, row, column == "rlnDeconvTomoName", io, shape)
             tilt_min, tilt_max = table.tilt_range(row)
             pixel_size = float(table.df["rlnPixelSize"].iloc[row]) if "rlnPixelSize" in table.df.columns else \
                 store.voxel_size[2]
             for j, centre in enumerate(centres):
                 name = f"{Path(micrograph.name).stem}_{j:06d}.mrc"
                 write_mrc(tmp / name, crop_around(volume, centre, crop), voxel_size=pixel_size)
-                records.append({"rlnSubtomoIndex": len(records) + 1,
+                half_names = {}
+                for k, half in enumerate(halves):  # the same centres in both halves
+                    sub = tmp / f"half{k + 1}"
+                    sub.mkdir(exist_ok=True)
+                    write_mrc(sub / name, crop_around(half, centre, crop), voxel_size=pixel_size)
+                    half_names[SUBTOMO_HALF_COLUMNS[k]] = relative_to(folder.resolve() / f"half{k + 1}" / name,
+                                                                      out_star.parent)
+                records.append({**half_names, "rlnSubtomoIndex": len(records) + 1,
                                 "rlnImageName": relative_to(folder.resolve() / name, out_star.parent),
                                 "rlnCubeSize": cfg.cube_size, "rlnCropSize": crop, "rlnPixelSize": pixel_size,
                                 "rlnTiltMin": tilt_min, "rlnTiltMax": tilt_max,
@@ -108,6 +138,9 @@ def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfi
             logger.info("extracted %d subtomograms of %d^3 from %s (%s) in %.1f s", len(centres), crop,
                         micrograph.name, "deconvolved" if column == "rlnDeconvTomoName" else "raw",
                         time.perf_counter() - t0)
-    new_table({**SUBTOMO_COLUMNS, **EXTRA_COLUMNS}, records, out_star).write()
+    columns = {**SUBTOMO_COLUMNS, **EXTRA_COLUMNS}
+    if records and SUBTOMO_HALF_COLUMNS[0] in records[0]:
+        columns.update({c: "None" for c in SUBTOMO_HALF_COLUMNS})
+    new_table(columns, records, out_star).write()
     logger.info("wrote %s (%d subtomograms)", out_star, len(records))
     return out_star

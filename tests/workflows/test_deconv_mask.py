@@ -167,3 +167,37 @@ def test_bad_mask_options(run_cli, project, args, word):
     """Percentages outside (0, 100] and z_crop outside [0, 0.5) are one-line errors."""
     code, _, err = run_cli(["make_mask", project / "tomograms.star", *args], cwd=project)
     assert code != 0 and word in err and "Traceback" not in err
+
+
+def test_deconv_processes_both_halves(tmp_path, monkeypatch):
+    """With half tomograms in the table, deconv writes them too (own folders and columns); the mask uses the average."""
+    from isonet_pl.config import SimulateConfig
+    from isonet_pl.workflows.simulate import simulate
+
+    monkeypatch.chdir(tmp_path)
+    star = simulate(tmp_path / "sim", SimulateConfig(shape=(32, 48, 48), halves=True, defocus=30000))
+    deconv(star, DeconvConfig(deconv_folder=str(tmp_path / "dc")), IO)
+    table = read_tomogram_star(star)
+    for column, sub in (("rlnDeconvTomoHalf1", "half1"), ("rlnDeconvTomoHalf2", "half2")):
+        assert table.get_path(0, column).resolve() == (tmp_path / "dc" / sub / "sim_00.mrc")
+    even, _ = read_mrc(tmp_path / "dc" / "half1" / "sim_00.mrc")
+    odd, _ = read_mrc(tmp_path / "dc" / "half2" / "sim_00.mrc")
+    assert even.shape == (32, 48, 48) and not np.allclose(even, odd)
+
+
+def test_extract_takes_the_same_centres_from_both_halves(tmp_path, monkeypatch):
+    """Half subtomograms are cut at the same centres as the average's: their mean equals it."""
+    from isonet_pl.config import ExtractConfig, SimulateConfig
+    from isonet_pl.io.star import read_subtomo_star
+    from isonet_pl.workflows.extract import extract
+    from isonet_pl.workflows.simulate import simulate
+
+    monkeypatch.chdir(tmp_path)
+    star = simulate(tmp_path / "sim", SimulateConfig(shape=(32, 48, 48), halves=True, number_subtomos=3))
+    sub = extract(star, ExtractConfig(cube_size=16, crop_size=24, subtomo_folder="st", subtomo_star="st.star"), IO)
+    table = read_subtomo_star(sub)
+    for row in range(3):
+        avg, _ = read_mrc(table.get_path(row, "rlnImageName"))
+        even, _ = read_mrc(table.get_path(row, "rlnImageNameHalf1"))
+        odd, _ = read_mrc(table.get_path(row, "rlnImageNameHalf2"))
+        np.testing.assert_allclose((even + odd) / 2, avg, rtol=1e-4, atol=1e-4 * np.abs(avg).max())
