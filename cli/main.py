@@ -62,8 +62,12 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool, config_path:
     level = logging.DEBUG if (verbose or debug) else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stderr, force=True)
-    for noisy in ("asyncio", "numcodecs", "fsspec", "PIL", "matplotlib"):
+    for noisy in ("asyncio", "numcodecs", "fsspec", "PIL", "matplotlib", "distributed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not (verbose or debug):  # Lightning's tips and start-up chatter; its progress bars stay
+        for name in ("lightning.pytorch.utilities.rank_zero", "pytorch_lightning.utilities.rank_zero",
+                     "lightning.fabric.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     ctx.obj = {"config_path": config_path}
 
 
