@@ -225,6 +225,15 @@ class RefineConfig(Section):
     batch_normalization: bool = Field(True, description="Batch normalisation in the convolution blocks.")
     pool: bool = Field(False, description="Max-pooling / up-sampling instead of strided convolutions.")
     normalize_percentile: bool = Field(True, description="Normalise by the 4th/96th percentiles (else z-score).")
+    method: Literal["auto", "isonet", "n2n"] = Field("auto", description="isonet: IsoNet's single-tomogram "
+                                                                         "training; n2n: even/odd halves "
+                                                                         "(Noise2Noise); auto: n2n when the "
+                                                                         "subtomograms have halves.")
+    mw_weight: float = Field(1.0, ge=0, description="n2n: weight of the loss in the input's missing wedge "
+                                                    "(per Fourier coefficient, relative to the region measured "
+                                                    "in both halves).")
+    refill_every: int = Field(1, ge=1, description="n2n: refill the halves' wedges with the prediction every N "
+                                                   "iterations.")
     precision: Literal["32", "bf16-mixed", "16-mixed"] = Field("32", description="Training precision "
                                                                                    "(bf16-mixed: ~2x faster on "
                                                                                    "recent CPUs and GPUs).")

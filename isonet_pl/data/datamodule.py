@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from isonet_pl.data.pairs import ROTATIONS, make_pair
+from isonet_pl.data.pairs import ROTATIONS, make_n2n_pair, make_pair
 
 
 class PairDataset(Dataset):
@@ -21,7 +21,9 @@ class PairDataset(Dataset):
     Parameters
     ----------
     filled : numpy.ndarray
-        (n, p, p, p) float32, the filled volumes C of all subtomograms.
+        (n, p, p, p) float32, the filled volumes C of all subtomograms; or (n, 2, p, p, p) for
+        even/odd halves, which gives Noise2Noise pairs (one half in, the other as target, with
+        the loss regions of :func:`isonet_pl.data.pairs.split_regions`).
     tilt_ranges : numpy.ndarray
         (n, 2) tilt range of each subtomogram's tomogram (degrees).
     indices : numpy.ndarray
@@ -57,6 +59,10 @@ class PairDataset(Dataset):
         i = int(self.indices[rng.integers(len(self.indices))])
         rotation = int(rng.integers(len(ROTATIONS)))
         tilt = (float(self.tilt_ranges[i, 0]), float(self.tilt_ranges[i, 1]))
+        if self.filled.ndim == 5:  # even/odd halves: (n, 2, p, p, p)
+            inp, target, regions = make_n2n_pair(self.filled[i], rotation, bool(rng.random() < 0.5), tilt, self.cube)
+            return {"input": torch.from_numpy(inp)[None], "target": torch.from_numpy(target)[None],
+                    "regions": torch.from_numpy(regions)}
         inp, target = make_pair(self.filled[i], rotation, tilt, self.cube, self.noise_level, self.noise_mode, rng)
         return {"input": torch.from_numpy(inp)[None], "target": torch.from_numpy(target)[None]}
 

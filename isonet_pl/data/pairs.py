@@ -166,3 +166,67 @@ def noise_schedule(iterations: int, levels: tuple[float, ...], starts: tuple[int
         end = starts[i + 1] if i + 1 < len(starts) else iterations + 1
         schedule[start:end] = level
     return schedule
+
+
+@functools.lru_cache(maxsize=32)
+def rotation_matrix(index: int) -> np.ndarray:
+    """The signed permutation P of rotation ``index``: a voxel offset d (z, y, x) from the centre moves to P d."""
+    n = 5
+    columns = []
+    for axis in range(3):
+        vol = np.zeros((n, n, n))
+        pos = [2, 2, 2]
+        pos[axis] = 4
+        vol[tuple(pos)] = 1
+        columns.append((np.argwhere(rotate(vol, index))[0] - 2) // 2)
+    return np.stack(columns, axis=1).astype(int)
+
+
+@functools.lru_cache(maxsize=256)
+def split_regions(size: int, tilt_min: float, tilt_max: float, rotation: int) -> np.ndarray:
+    """The two loss regions of an even/odd pair, rfft layout, float32 of shape (2, size, size, size//2+1).
+
+    The input is measured in the lab-frame region M; the target (the other half, rotated) is
+    measured in R(M) (the spectrum rotates with the volume: R(M)(k) = M(P^T k)). Region 0 is
+    measured in both (M and R(M)); region 1 only in the target (R(M) outside M: the input's
+    wedge, which the network has to fill). The target's own wedge is in neither.
+    """
+    lab = np.broadcast_to(measured_region((size,) * 3, tilt_min, tilt_max), (size,) * 3)
+    m = np.fft.fftfreq(size, 1.0 / size).round().astype(int)  # signed frequency indices
+    grid = np.stack(np.meshgrid(m, m, m, indexing="ij"))  # (3, size, size, size): k' (z, y, x)
+    source = np.tensordot(rotation_matrix(rotation).T, grid, axes=(1, 0)) % size  # P^T k', as indices
+    rotated = lab[source[0], source[1], source[2]]
+    half = size // 2 + 1
+    both = (lab & rotated)[..., :half]
+    target_only = (rotated & ~lab)[..., :half]
+    return np.stack([both, target_only]).astype(np.float32)
+
+
+def make_n2n_pair(filled_halves: np.ndarray, rotation: int, swap: bool, tilt_range: tuple[float, float],
+                  cube: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An even/odd training pair: input = one half (wedge imposed again after the rotation), target = the other.
+
+    Parameters
+    ----------
+    filled_halves : numpy.ndarray
+        (2, p, p, p) float32, both halves with their wedges filled by the current estimate.
+    rotation : int
+        Index into :data:`ROTATIONS` (applied to both halves).
+    swap : bool
+        Use the odd half as input and the even one as target.
+    tilt_range : tuple of float
+        Degrees.
+    cube : int
+        Edge of the training cubes.
+
+    Returns
+    -------
+    (input, target, regions)
+        (c, c, c), (c, c, c) and the (2, c, c, c//2+1) loss regions of :func:`split_regions`.
+    """
+    a, b = (filled_halves[1], filled_halves[0]) if swap else (filled_halves[0], filled_halves[1])
+    rot_a = np.ascontiguousarray(rotate(a, rotation))
+    inp = centre_crop(apply_measured(rot_a, wedge_mask(a.shape[0], *tilt_range)), cube)
+    target = centre_crop(np.ascontiguousarray(rotate(b, rotation)), cube)
+    return (np.ascontiguousarray(inp, dtype=np.float32), np.ascontiguousarray(target, dtype=np.float32),
+            split_regions(cube, float(tilt_range[0]), float(tilt_range[1]), rotation))

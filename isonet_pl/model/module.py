@@ -35,7 +35,27 @@ from .unet import UNet3D
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IsoNetModule", "mean_absolute_error"]
+__all__ = ["IsoNetModule", "mean_absolute_error", "fourier_split_loss"]
+
+
+def fourier_split_loss(pred: torch.Tensor, target: torch.Tensor, regions: torch.Tensor,
+                       mw_weight: float) -> torch.Tensor:
+    """Even/odd loss in Fourier space: mean |FFT(pred - target)|² over the region measured in both
+    input and target, plus ``mw_weight`` times that over the region measured only in the target.
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        ``(b, 1, z, y, x)``.
+    regions : torch.Tensor
+        ``(b, 2, z, y, x//2+1)`` 0/1 masks (rfft layout) of the two regions.
+    mw_weight : float
+        Weight of the missing-wedge region.
+    """
+    diff = torch.fft.rfftn((pred - target).float()[:, 0], dim=(-3, -2, -1), norm="ortho")
+    power = diff.real**2 + diff.imag**2
+    terms = [(power * regions[:, k]).sum() / regions[:, k].sum().clamp_min(1) for k in (0, 1)]
+    return terms[0] + mw_weight * terms[1]
 
 # Keras's Adam defaults, which IsoNet uses (SPEC §6.6).
 ADAM_BETAS = (0.9, 0.999)
@@ -289,6 +309,9 @@ class IsoNetModule(pl.LightningModule):
         torch.Tensor
             A scalar float32 loss: the (weighted) mean absolute error, IsoNet's ``mae``.
         """
+        if "regions" in batch:
+            return fourier_split_loss(pred, batch["target"], batch["regions"],
+                                      float(self.meta.get("mw_weight", 1.0)))
         return mean_absolute_error(pred, batch["target"], batch.get("weight"))
 
     def _log_metrics(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:

@@ -29,7 +29,7 @@ import torch
 
 from isonet_pl.compute import usable_cpus
 from isonet_pl.config import RefineConfig
-from isonet_pl.data.pairs import apply_measured, fill_wedge, normalization_stats, normalize, noise_schedule
+from isonet_pl.data.pairs import apply_measured, fill_wedge, noise_schedule, normalization_stats, normalize
 from isonet_pl.data.pairs import wedge_mask
 from isonet_pl.errors import InputError
 from isonet_pl.io.mrc import read_mrc
@@ -70,6 +70,8 @@ class Subtomograms:
     per_tomogram : bool
         Whether the normalisation used whole-tomogram statistics (our extract) or each
         subtomogram's own (IsoNet's subtomo.star).
+    halves : numpy.ndarray or None
+        (n, 2, p, p, p) float32, the even/odd half subtomograms normalised like ``data``.
     """
 
     data: np.ndarray
@@ -78,6 +80,7 @@ class Subtomograms:
     cube: int
     crop: int
     per_tomogram: bool
+    halves: np.ndarray | None = None
 
 
 def tomogram_norm(row, percentile: bool) -> tuple[float, float] | None:
@@ -97,7 +100,9 @@ def load_subtomograms(star_file: str | Path, percentile: bool = True) -> Subtomo
     df = table.df
     crop = int(df["rlnCropSize"].iloc[0]) if "rlnCropSize" in df.columns else None
     cube = int(df["rlnCubeSize"].iloc[0]) if "rlnCubeSize" in df.columns else None
-    volumes, tilts, names, per_tomogram = [], [], [], True
+    volumes, tilts, names, per_tomogram, halves = [], [], [], True, []
+    half_columns = ("rlnImageNameHalf1", "rlnImageNameHalf2")
+    with_halves = all(c in df.columns for c in half_columns)
     for row in range(len(df)):
         path = table.get_path(row, "rlnImageName")
         vol, _ = read_mrc(path)
@@ -114,7 +119,14 @@ def load_subtomograms(star_file: str | Path, percentile: bool = True) -> Subtomo
             raise InputError("subtomogram contains NaN or infinite values", path, "extract it again")
         norm = tomogram_norm(df.iloc[row], percentile)
         per_tomogram &= norm is not None
-        volumes.append(normalize(-vol, percentile, norm))
+        stats = norm or normalization_stats(-vol, percentile)
+        volumes.append(normalize(-vol, percentile, stats))
+        if with_halves:
+            pair = [read_mrc(table.get_path(row, c))[0].astype(np.float32) for c in half_columns]
+            if any(h.shape != vol.shape or not np.isfinite(h).all() for h in pair):
+                raise InputError("half subtomograms differ in shape from the subtomogram or hold NaN",
+                                 table.get_path(row, half_columns[0]), "extract again")
+            halves.append(np.stack([normalize(-h, percentile, stats) for h in pair]))
         tilts.append(table.tilt_range(row))
         names.append(path.name)
     if not per_tomogram:
@@ -122,7 +134,8 @@ def load_subtomograms(star_file: str | Path, percentile: bool = True) -> Subtomo
                        "on its own, as IsoNet 0.2 does", table.path)
     if cube is None:
         cube = int(crop / 1.5 + 1) // 16 * 16
-    return Subtomograms(np.stack(volumes), np.asarray(tilts, dtype=np.float64), names, cube, crop, per_tomogram)
+    return Subtomograms(np.stack(volumes), np.asarray(tilts, dtype=np.float64), names, cube, crop, per_tomogram,
+                        np.stack(halves) if with_halves else None)
 
 
 def resolve_devices(cfg: RefineConfig) -> dict:
@@ -170,6 +183,16 @@ def split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[n_val:]), np.sort(order[:n_val] if n_val else order[:1])
 
 
+def method_of(cfg: RefineConfig, subs: Subtomograms) -> str:
+    """``isonet`` or ``n2n`` (auto: n2n when the subtomograms have even/odd halves)."""
+    if cfg.method == "n2n" and subs.halves is None:
+        raise InputError("--method n2n needs even/odd half subtomograms (_rlnImageNameHalf1/2)",
+                         fix="prepare_star --even/--odd, then deconv/make_mask/extract again")
+    if cfg.method == "auto":
+        return "n2n" if subs.halves is not None else "isonet"
+    return cfg.method
+
+
 def build_module(cfg: RefineConfig, subs: Subtomograms):
     """A fresh IsoNetModule with the network of ``cfg`` and the metadata predict needs."""
     from isonet_pl.model.module import IsoNetModule
@@ -177,7 +200,7 @@ def build_module(cfg: RefineConfig, subs: Subtomograms):
     net = {"depth": cfg.unet_depth, "base_channels": cfg.filter_base, "convs_per_level": cfg.convs_per_depth,
            "kernel_size": cfg.kernel, "batch_norm": cfg.batch_normalization, "dropout": cfg.drop_out,
            "residual": True, "pool": cfg.pool}
-    meta = {"method": "isonet", "normalize_percentile": cfg.normalize_percentile,
+    meta = {"method": method_of(cfg, subs), "mw_weight": cfg.mw_weight, "normalize_percentile": cfg.normalize_percentile,
             "normalization": "tomogram" if subs.per_tomogram else "subtomogram", "cube_size": subs.cube,
             "crop_size": subs.crop, "tilt_ranges": sorted({tuple(t) for t in subs.tilt_ranges.tolist()}),
             "settings": cfg.model_dump(mode="json")}
@@ -211,7 +234,11 @@ def _dist():
 
 
 def predict_all(module, volumes: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
-    """Predict every subtomogram, split across DDP ranks and gathered (no shared files)."""
+    """Predict every subtomogram (or half: (n, 2, p, p, p)), split across DDP ranks and gathered."""
+    if volumes.ndim == 5:
+        n = volumes.shape[0]
+        flat = predict_all(module, volumes.reshape(-1, *volumes.shape[2:]), batch_size, device)
+        return flat.reshape(n, 2, *volumes.shape[2:])
     rank, world = _dist()
     if world == 1:
         return predict_volumes(module, volumes, batch_size, device)
@@ -225,16 +252,31 @@ def predict_all(module, volumes: np.ndarray, batch_size: int, device: torch.devi
     return out
 
 
-def first_estimates(subs: Subtomograms) -> np.ndarray:
-    """IsoNet's FIRST_ITER: the wedge-filtered originals, normalised."""
-    return np.stack([normalize(apply_measured(a, wedge_mask(subs.crop, *t))) for a, t in zip(subs.data,
-                                                                                            subs.tilt_ranges)])
+def _originals(subs: Subtomograms, method: str) -> np.ndarray:
+    """What the estimates stand for: (n, p, p, p) data, or (n, 2, p, p, p) halves for n2n."""
+    return subs.halves if method == "n2n" else subs.data
 
 
-def filled_volumes(subs: Subtomograms, estimates: np.ndarray) -> np.ndarray:
-    """C = N(Wmiss(B) + Wmeas(A)) for every subtomogram."""
-    return np.stack([normalize(fill_wedge(a, b, wedge_mask(subs.crop, *t)))
-                     for a, b, t in zip(subs.data, estimates, subs.tilt_ranges)])
+def first_estimates(subs: Subtomograms, method: str = "isonet") -> np.ndarray:
+    """IsoNet's FIRST_ITER: the wedge-filtered originals (each half for n2n), normalised."""
+    data = _originals(subs, method)
+    return np.stack([_per_volume(lambda a, m: normalize(apply_measured(a, m)), a, wedge_mask(subs.crop, *t))
+                     for a, t in zip(data, subs.tilt_ranges)])
+
+
+def filled_volumes(subs: Subtomograms, estimates: np.ndarray, method: str = "isonet") -> np.ndarray:
+    """C = N(Wmiss(B) + Wmeas(A)) for every subtomogram (every half for n2n)."""
+    data = _originals(subs, method)
+    return np.stack([_per_volume(lambda a, b, m: normalize(fill_wedge(a, b, m)), a, b, wedge_mask(subs.crop, *t))
+                     for a, b, t in zip(data, estimates, subs.tilt_ranges)])
+
+
+def _per_volume(func, *arrays_and_mask):
+    """Apply ``func(volumes..., mask)`` to one volume, or to each half of a (2, p, p, p) stack."""
+    *arrays, mask = arrays_and_mask
+    if arrays[0].ndim == 4:
+        return np.stack([func(*(a[k] for a in arrays), mask) for k in range(arrays[0].shape[0])])
+    return func(*arrays, mask)
 
 
 def _save_json(path: Path, payload: dict) -> None:
@@ -298,6 +340,8 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
     if subs.crop < subs.cube:
         raise InputError(f"crop size {subs.crop} is smaller than cube size {subs.cube}", subtomo_star,
                          "extract again with crop_size >= cube_size")
+    method = method_of(cfg, subs)
+    logger.info("method %s on %d subtomograms (cube %d, crop %d)", method, len(subs.data), subs.cube, subs.crop)
     dev = resolve_devices(cfg)
     batch, steps = derived_settings(cfg, len(subs.data), dev["count"])
     workers = cfg.preprocessing_ncpus if cfg.preprocessing_ncpus is not None else min(8, max(0, usable_cpus() - 1))
@@ -327,9 +371,9 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
                 raise InputError(f"not an isonet-pl checkpoint ({exc.__class__.__name__})", cfg.pretrained_model,
                                  "give a model_iterNN.ckpt made by isonet-pl refine") from None
             module = pretrained
-            estimates = predict_volumes(module, subs.data, batch, torch.device("cpu"))
+            estimates = predict_all(module, _originals(subs, method), batch, torch.device("cpu"))
         else:
-            estimates = first_estimates(subs)
+            estimates = first_estimates(subs, method)
     device = torch.device("cuda", dev["devices"][0] if isinstance(dev["devices"], list) else 0) \
         if dev["accelerator"] == "gpu" else torch.device("cpu")
 
@@ -339,9 +383,11 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
         active = train_idx
         if cfg.select_subtomo_number and cfg.select_subtomo_number < len(train_idx):
             active = np.sort(rng.choice(train_idx, cfg.select_subtomo_number, replace=False))
-        filled = filled_volumes(subs, estimates)
+        if method != "n2n" or (it - 1) % cfg.refill_every == 0 or it == done + 1:
+            filled = filled_volumes(subs, estimates, method)
+        noise = 0.0 if method == "n2n" else float(schedule[it])  # n2n: the other half is the noise model
         dm = IsoNetDataModule(filled, subs.tilt_ranges, active, val_idx, subs.cube, batch // dev["count"], steps,
-                              float(schedule[it]), cfg.noise_mode, workers, (cfg.seed, it))
+                              noise, cfg.noise_mode, workers, (cfg.seed, it))
         epoch_ckpt = ModelCheckpoint(dirpath=state, filename="epoch", save_last=False, save_top_k=1,
                                      monitor=None, every_n_epochs=1, enable_version_counter=False,
                                      save_on_train_epoch_end=True)
@@ -358,7 +404,7 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
         losses = _epoch_losses(result_dir / "logs" / f"iter{it:02d}" / "metrics.csv", it, cfg.epochs)
         ckpt = result_dir / f"model_iter{it:02d}.ckpt"
         trainer.save_checkpoint(ckpt)  # every rank calls it; Lightning writes from rank 0 only
-        estimates = predict_all(module, subs.data, batch, device)
+        estimates = predict_all(module, _originals(subs, method), batch, device)
         if trainer.is_global_zero:
             np.save(state / f".estimates_iter{it:02d}.npy", estimates)
             (state / f".estimates_iter{it:02d}.npy").replace(state / f"estimates_iter{it:02d}.npy")

@@ -100,3 +100,31 @@ def test_every_rotation_pair_is_deterministic_for_a_seed():
         a = make_pair(filled, r, (-50, 65), 32, level, "noFilter", np.random.default_rng(5))
         b = make_pair(filled, r, (-50, 65), 32, level, "noFilter", np.random.default_rng(5))
         assert np.array_equal(a[0], b[0])
+
+
+@pytest.mark.parametrize("rotation", [0, 5, 16, 19])
+def test_split_regions_follow_the_rotated_wedge(rotation):
+    """A wedge-filtered volume, rotated, has all its power in R(M) = both + target-only regions."""
+    from isonet_pl.data.pairs import apply_measured, split_regions
+
+    vol = np.random.default_rng(0).normal(size=(16,) * 3).astype(np.float32)
+    measured = apply_measured(vol, wedge_mask(16, -60.0, 60.0))
+    power = np.abs(np.fft.rfftn(np.ascontiguousarray(rotate(measured, rotation)))) ** 2
+    regions = split_regions(16, -60.0, 60.0, rotation)
+    assert (power * (1 - regions.sum(0))).sum() < 1e-10 * power.sum()
+    assert regions[1].sum() > 0 and (regions[0] * regions[1]).sum() == 0
+
+
+def test_fourier_split_loss_weights_the_wedge_region():
+    """The loss is zero for a perfect prediction and scales the target-only region by mw_weight."""
+    import torch
+
+    from isonet_pl.data.pairs import split_regions
+    from isonet_pl.model.module import fourier_split_loss
+
+    regions = torch.from_numpy(split_regions(16, -60.0, 60.0, 3))[None]
+    target = torch.randn(1, 1, 16, 16, 16)
+    assert fourier_split_loss(target, target, regions, 5.0).item() == 0
+    pred = target + torch.randn_like(target)
+    a, b = fourier_split_loss(pred, target, regions, 0.0), fourier_split_loss(pred, target, regions, 2.0)
+    assert b > a > 0
