@@ -368,7 +368,7 @@ def default_yaml() -> str:
     lines = ["# isonet-pl settings: every command's options with their defaults.",
              "# Use with `isonet-pl --config FILE <command>`; command-line options override it.", ""]
     cfg = IsoNetConfig()
-    for name, field in IsoNetConfig.model_fields.items():
+    for name in IsoNetConfig.model_fields:
         section = getattr(cfg, name)
         lines.append(f"{name}:  # {type(section).__doc__.splitlines()[0]}")
         for key, info in type(section).model_fields.items():
