@@ -7,56 +7,34 @@ meaning "keep the value from the config file or the built-in default".
 
 from __future__ import annotations
 
-import types
-import typing
 from collections.abc import Callable
 
 import click
 from pydantic import BaseModel
 
+from isonet_pl.fields import section_fields
 
-def _base_type(annotation):
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return _base_type(args[0])
-    return origin or annotation
-
-
-def _format_default(value) -> str:
-    if isinstance(value, tuple):
-        return ",".join(str(v) for v in value)
-    return str(value)
+_CLICK_TYPES = {"bool": click.BOOL, "int": int, "float": float, "tuple": str, "str": str}
 
 
 def section_options(section: type[BaseModel], exclude: tuple[str, ...] = ()) -> Callable:
     """Decorator adding one click option per field of ``section`` (in field order)."""
 
     def decorator(func: Callable) -> Callable:
-        own = set(section.__annotations__)
-        # the section's own fields first, inherited ones (e.g. the tilt range) after
-        fields = sorted(section.model_fields.items(), key=lambda item: item[0] not in own)
-        for name, field in reversed(fields):
-            if name in exclude:
+        for spec in reversed(section_fields(section)):
+            if spec.name in exclude:
                 continue
-            decls = [f"--{name}"]
-            if "_" in name:
-                decls.append(f"--{name.replace('_', '-')}")
-            base = _base_type(field.annotation)
-            help_text = f"{field.description} [default: {_format_default(field.get_default(call_default_factory=True))}]"
-            kwargs: dict = {"default": None, "help": help_text}
-            if base is bool:
+            decls = [f"--{spec.name}"]
+            if "_" in spec.name:
+                decls.append(f"--{spec.name.replace('_', '-')}")
+            kwargs: dict = {"default": None, "type": _CLICK_TYPES[spec.kind],
+                            "help": f"{spec.description} [default: {spec.default_text}]"}
+            if spec.kind == "bool":
                 # IsoNet style `--use_deconv_tomo False`, or the bare flag for True
-                kwargs.update(type=click.BOOL, is_flag=False, flag_value="true", metavar="[BOOL]")
-            elif base is int:
-                kwargs.update(type=int)
-            elif base is float:
-                kwargs.update(type=float)
-            elif base is tuple:
-                kwargs.update(type=str, metavar="A,B,C")
-            else:
-                kwargs.update(type=str)
-            func = click.option(*decls, name, **kwargs)(func)
+                kwargs.update(is_flag=False, flag_value="true", metavar="[BOOL]")
+            elif spec.kind == "tuple":
+                kwargs.update(metavar="A,B,C")
+            func = click.option(*decls, spec.name, **kwargs)(func)
         return func
 
     return decorator

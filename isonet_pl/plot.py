@@ -1,6 +1,6 @@
 """Small PNG figures without a plotting library: slice previews and loss curves.
 
-``write_png`` encodes 8-bit grey or RGB images with zlib; ``slice_preview`` scales a 2-D
+``encode_png`` / ``write_png`` encode 8-bit grey or RGB images with zlib; ``slice_preview`` scales a 2-D
 slice to grey levels; ``loss_curve`` rasterises line plots on a white canvas.
 """
 
@@ -17,8 +17,8 @@ from isonet_pl.io.paths import atomic_path
 COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40)]
 
 
-def write_png(path: str | Path, image: np.ndarray) -> Path:
-    """Write an (h, w) grey or (h, w, 3) RGB uint8 image as PNG (atomically)."""
+def encode_png(image: np.ndarray) -> bytes:
+    """The PNG bytes of an (h, w) grey or (h, w, 3) RGB uint8 image."""
     image = np.ascontiguousarray(image, dtype=np.uint8)
     h, w = image.shape[:2]
     colour = 2 if image.ndim == 3 else 0
@@ -28,10 +28,14 @@ def write_png(path: str | Path, image: np.ndarray) -> Path:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
     png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0))
-    png += chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+    return png + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+
+
+def write_png(path: str | Path, image: np.ndarray) -> Path:
+    """Write an (h, w) grey or (h, w, 3) RGB uint8 image as PNG (atomically)."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        tmp.write_bytes(png)
+        tmp.write_bytes(encode_png(image))
     return path
 
 
