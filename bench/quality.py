@@ -1,14 +1,17 @@
 """Quality benchmark: missing-wedge correction measured against the ground truth of a simulation.
 
-Run: ``.venv/bin/python bench/quality.py [--out bench/out/quality] [--config conf/demo.yaml]``
+Run: ``.venv/bin/python bench/quality.py [--out bench/out/quality] [--config conf/demo.yaml]
+[--methods isonet,n2n]``
 
-Runs the whole workflow of ``make demo`` (preset ``conf/demo.yaml``: simulate 96x256x256, ±60°,
-SNR 0.3 per projection, CTF at 3 µm defocus -> deconv -> make_mask -> extract (cube 32, crop 48)
--> refine (small U-Net on the CPU) -> predict) and reports the correlation with the ground truth,
-overall (real space) and inside the missing wedge (Fourier coefficients the tilt range did not
-sample, between 10 % and 50 % of Nyquist: below 10 % the finite box leaks measured power into the
-wedge even for a perfect reconstruction), for the raw tomogram, the deconvolved one, a gaussian
-low-pass of the raw one and the corrected one, all in one run, with the time of each step.
+Runs the inputs of ``make demo`` once (simulate, deconv when the simulation has a CTF,
+make_mask, extract), then for each refine method (``isonet``; also ``n2n`` when the
+simulation has even/odd halves) refine + predict, and reports the correlation with the ground
+truth, overall (real space) and inside the missing wedge (Fourier coefficients the tilt range did
+not sample, between 10 % and 50 % of Nyquist: below 10 % the finite box leaks measured power into
+the wedge even for a perfect reconstruction), for the raw tomogram (the average of the halves), a
+gaussian low-pass of it, the deconvolved one and each corrected one, all in one run, with the time
+of each step. An n2n model is applied both ways: to each half with the two outputs averaged
+(``--halves both``) and to the average tomogram (``--halves average``).
 """
 
 from __future__ import annotations
@@ -23,35 +26,60 @@ import scipy.ndimage as ndi
 from isonet_pl.config import load_config
 from isonet_pl.evaluate import wedge_correlations
 from isonet_pl.io.mrc import read_mrc
-from isonet_pl.workflows.demo import BAND, demo_config, run_demo
+from isonet_pl.workflows.demo import BAND, demo_config, demo_inputs
+from isonet_pl.workflows.predict import predict
+from isonet_pl.workflows.refine import refine
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="bench/out/quality")
     parser.add_argument("--config", default=None, help="settings (default: the demo preset)")
+    parser.add_argument("--methods", default=None, help="refine methods to compare, e.g. isonet,n2n "
+                                                        "(default: isonet, and n2n when the simulation has halves)")
     args = parser.parse_args()
     cfg = load_config(args.config) if args.config else demo_config()
-    out = Path(args.out)
+    methods = args.methods.split(",") if args.methods else ["isonet"] + (["n2n"] if cfg.simulate.halves else [])
+    out = Path(args.out).resolve()
+    seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    for line in run_demo(out, cfg):
-        print(line, flush=True)
-    total = time.perf_counter() - t0
+    for item in demo_inputs(out, cfg):
+        if isinstance(item, str):
+            print(item, flush=True)
+        else:
+            star, sub_star = item
+    seconds["simulate + deconv + make_mask + extract"] = time.perf_counter() - t0
+
     truth, _ = read_mrc(out / "ground_truth" / "sim_00.mrc")
-    tilt = (cfg.simulate.tilt_min, cfg.simulate.tilt_max)
     volumes = {"raw": read_mrc(out / "tomos" / "sim_00.mrc")[0]}
     volumes["gaussian low-pass of raw (sigma 1.5)"] = ndi.gaussian_filter(volumes["raw"], 1.5)
     if (out / "deconv" / "sim_00.mrc").exists():
         volumes["deconvolved"] = read_mrc(out / "deconv" / "sim_00.mrc")[0]
-    volumes["corrected (refine + predict)"] = read_mrc(out / "corrected" / "sim_00_corrected.mrc")[0]
+    for method in methods:
+        result_dir = out / f"results_{method}"
+        t1 = time.perf_counter()
+        model = refine(sub_star, cfg.refine.model_copy(update={"method": method, "result_dir": str(result_dir)}))
+        seconds[f"refine {method}"] = time.perf_counter() - t1
+        print(f"refine --method {method}: {seconds[f'refine {method}']:.0f} s -> {model}", flush=True)
+        for halves in (("both", "average") if method == "n2n" else ("average",)):
+            folder = out / f"corrected_{method}" / halves
+            t1 = time.perf_counter()
+            predict(star, model, cfg.predict.model_copy(update={"output_dir": str(folder), "halves": halves}), cfg.io)
+            name = f"{method}" + {"both": " (model on each half, mean)", "average": ""}[halves]
+            if method == "n2n" and halves == "average":
+                name += " (model on the average)"
+            seconds[f"predict {name}"] = time.perf_counter() - t1
+            volumes[name] = read_mrc(folder / "sim_00_corrected.mrc")[0]
+    seconds["total"] = time.perf_counter() - t0
+
+    tilt = (cfg.simulate.tilt_min, cfg.simulate.tilt_max)
     results = {name: wedge_correlations(vol, truth, *tilt, **BAND) for name, vol in volumes.items()}
-    refine_s = sum(json.loads(p.read_text())["seconds"] for p in (out / "results").glob("refine_iter*.json"))
-    results["seconds"] = {"total": total, "refine": refine_s}
+    results["seconds"] = seconds
     (out / "quality.json").write_text(json.dumps(results, indent=1))
     for name in volumes:
         r = results[name]
-        print(f"{name:32s} overall {r['overall']:.3f}  in-wedge {r['in_wedge']:.3f}  measured {r['measured']:.3f}")
-    print(f"time: refine {refine_s:.0f} s, whole workflow {total:.0f} s")
+        print(f"{name:42s} overall {r['overall']:.3f}  in-wedge {r['in_wedge']:.3f}  measured {r['measured']:.3f}")
+    print("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
 
 
 if __name__ == "__main__":

@@ -286,6 +286,13 @@ class PredictConfig(Section):
     normalize_percentile: bool | None = Field(None, description="Normalisation mode; unset: the checkpoint's "
                                                                 "(a different value is ignored with a warning).")
     use_deconv_tomo: bool = Field(True, description="Correct the deconvolved tomogram when there is one.")
+    halves: Literal["auto", "both", "average"] = Field(
+        "auto", description="Tomograms with even/odd halves: both = run the model on each half and average the "
+                            "two outputs; average = run it on the average tomogram; auto = both for a model "
+                            "trained with --method n2n, else average.")
+    disagreement_map: bool = Field(False, description="With halves: also write <name>_disagreement.mrc, the "
+                                                      "per-voxel |difference| of the two half predictions "
+                                                      "(where the network's fill is not supported by both).")
     gpuID: str | None = Field(None, description="GPU to predict on, e.g. 0; unset: the first visible GPU, else "
                                                 "the CPU.")
     log_level: Literal["info", "debug"] = Field("info", description="Log detail.")

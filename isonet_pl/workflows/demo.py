@@ -29,6 +29,30 @@ def demo_config() -> IsoNetConfig:
     return load_config(files("isonet_pl.conf").joinpath("demo.yaml"))
 
 
+def demo_inputs(out_dir: str | Path, cfg: IsoNetConfig) -> Iterator[str | tuple[Path, Path]]:
+    """simulate -> deconv -> make_mask -> extract in ``out_dir``: yields report lines, then
+    ``(tomograms.star, subtomo.star)`` last."""
+    from isonet_pl.workflows.deconv import deconv
+    from isonet_pl.workflows.extract import extract
+    from isonet_pl.workflows.mask import make_mask
+    from isonet_pl.workflows.simulate import simulate
+
+    out = Path(out_dir).resolve()
+    star = simulate(out, cfg.simulate)
+    yield f"simulate: {'x'.join(map(str, cfg.simulate.shape))} voxels, tilts {cfg.simulate.tilt_min:g}..." \
+          f"{cfg.simulate.tilt_max:g} deg, defocus {cfg.simulate.defocus:g} A" \
+          f"{', even/odd halves' if cfg.simulate.halves else ''} -> {star}"
+    if cfg.simulate.defocus > 0:
+        deconv(star, cfg.deconv.model_copy(update={"deconv_folder": str(out / "deconv")}), cfg.io)
+        yield f"deconv -> {out / 'deconv'}"
+    make_mask(star, cfg.make_mask.model_copy(update={"mask_folder": str(out / "mask")}), cfg.io)
+    yield f"make_mask -> {out / 'mask'}"
+    sub_star = extract(star, cfg.extract.model_copy(update={"subtomo_folder": str(out / "subtomo"),
+                                                            "subtomo_star": str(out / "subtomo.star")}), cfg.io)
+    yield f"extract -> {sub_star}"
+    yield star, sub_star
+
+
 def run_demo(out_dir: str | Path, cfg: IsoNetConfig | None = None) -> Iterator[str]:
     """Run the whole workflow on a synthetic tomogram in ``out_dir``; yield report lines as it goes."""
     import torch
@@ -36,27 +60,18 @@ def run_demo(out_dir: str | Path, cfg: IsoNetConfig | None = None) -> Iterator[s
     from isonet_pl.evaluate import wedge_correlations
     from isonet_pl.io.mrc import read_mrc
     from isonet_pl.plot import slice_preview, write_png
-    from isonet_pl.workflows.deconv import deconv
-    from isonet_pl.workflows.extract import extract
-    from isonet_pl.workflows.mask import make_mask
     from isonet_pl.workflows.predict import predict
     from isonet_pl.workflows.refine import refine
-    from isonet_pl.workflows.simulate import simulate
 
     cfg = cfg or demo_config()
     out = Path(out_dir).resolve()
     t0 = time.perf_counter()
-    star = simulate(out, cfg.simulate)
-    yield f"simulate: {'x'.join(map(str, cfg.simulate.shape))} voxels, tilts {cfg.simulate.tilt_min:g}..." \
-          f"{cfg.simulate.tilt_max:g} deg, defocus {cfg.simulate.defocus:g} A -> {star}"
-    paths = {name: str(out / name) for name in ("deconv", "mask", "subtomo", "results", "corrected")}
-    deconv(star, cfg.deconv.model_copy(update={"deconv_folder": paths["deconv"]}), cfg.io)
-    yield f"deconv -> {paths['deconv']}"
-    make_mask(star, cfg.make_mask.model_copy(update={"mask_folder": paths["mask"]}), cfg.io)
-    yield f"make_mask -> {paths['mask']}"
-    sub_star = extract(star, cfg.extract.model_copy(update={"subtomo_folder": paths["subtomo"],
-                                                            "subtomo_star": str(out / "subtomo.star")}), cfg.io)
-    yield f"extract -> {sub_star}"
+    for item in demo_inputs(out, cfg):
+        if isinstance(item, str):
+            yield item
+        else:
+            star, sub_star = item
+    paths = {name: str(out / name) for name in ("results", "corrected")}
     t1 = time.perf_counter()
     model = refine(sub_star, cfg.refine.model_copy(update={"result_dir": paths["results"]}))
     yield f"refine: {cfg.refine.iterations} iterations in {time.perf_counter() - t1:.0f} s -> {model}"

@@ -13,10 +13,11 @@ from isonet_pl.config import IOConfig, PredictConfig
 from isonet_pl.errors import InputError
 from isonet_pl.io.paths import check_output_dir, check_readable_file
 from isonet_pl.io.star import read_tomogram_star
-from isonet_pl.io.zarr_store import cached_zarr_path, stamp_source, write_tomogram, zarr_to_mrc
+from isonet_pl.io.paths import remove
+from isonet_pl.io.zarr_store import cached_zarr_path, open_tomogram, stamp_source, write_tomogram, zarr_to_mrc
 from isonet_pl.predict.predictor import predict_tomogram
 from isonet_pl.workflows.convert import tomogram_store, zarr_cache
-from isonet_pl.workflows.extract import tomogram_statistics
+from isonet_pl.workflows.extract import half_volumes, tomogram_statistics
 from isonet_pl.workflows.mask import mask_source_column
 from isonet_pl.workflows.refine import tomogram_norm
 
@@ -68,7 +69,9 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
 
     The normalisation is the one the model was trained with (mode from the checkpoint,
     statistics of the whole tomogram), and the output is mapped back to the input's
-    intensity scale and contrast. Sets ``_rlnCorrectedTomoName``.
+    intensity scale and contrast. Sets ``_rlnCorrectedTomoName``. With even/odd halves the
+    network can run on each half and average the two outputs (``cfg.halves``), and write the
+    per-voxel disagreement of the two (``cfg.disagreement_map``).
 
     Returns
     -------
@@ -103,15 +106,60 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
         out_mrc = out_dir / f"{Path(micrograph.name).stem}_corrected.mrc"
         out_zarr = cached_zarr_path(out_mrc, zarr_cache(table, io))
         out_zarr.parent.mkdir(parents=True, exist_ok=True)
-        corrected = predict_tomogram(store.zarr_array(0), module, offset, scale, chunk=cube, halo=halo,
-                                     device=devices)
-        with dask_context(len(devices)), progress_bar(progress):  # one thread per network copy
-            write_tomogram(corrected, out_zarr, store.voxel_size, store.origin, chunks=io.zarr_chunks,
-                           levels=io.zarr_levels, compression_level=io.compression_level,
-                           extra={"model": str(Path(model).resolve())})
+        inputs = _inputs(table, row, column, store, cfg, module.meta, io)
+
+        def run(arr, path, **extra):
+            with dask_context(len(devices)), progress_bar(progress):  # one thread per network copy
+                write_tomogram(arr, path, store.voxel_size, store.origin, chunks=io.zarr_chunks,
+                               levels=io.zarr_levels, compression_level=io.compression_level,
+                               extra={"model": str(Path(model).resolve()), **extra})
+
+        predictions = [predict_tomogram(a, module, offset, scale, chunk=cube, halo=halo, device=devices)
+                       for a in inputs]
+        if len(predictions) == 1:
+            run(predictions[0], out_zarr)
+        elif not cfg.disagreement_map:  # each block predicts both halves and keeps the mean
+            run((predictions[0] + predictions[1]) / 2, out_zarr, input="mean of the predictions of both halves")
+        else:  # both predictions stored once, then combined lazily
+            half_zarrs = [out_zarr.with_name(f"{out_zarr.stem}_half{k + 1}.zarr") for k in (0, 1)]
+            for pred, path in zip(predictions, half_zarrs):
+                run(pred, path)
+            a, b = (open_tomogram(p).dask() for p in half_zarrs)
+            run((a + b) / 2, out_zarr, input="mean of the predictions of both halves")
+            _write_disagreement(abs(a - b), out_mrc, zarr_cache(table, io), run)
+            for path in half_zarrs:
+                remove(path)
         zarr_to_mrc(out_zarr, out_mrc)
         stamp_source(out_zarr, out_mrc)
         table.set_value(row, "rlnCorrectedTomoName", table.relative(out_mrc))
         table.write()
         logger.info("corrected %s -> %s in %.1f s", source.name, out_mrc, time.perf_counter() - t0)
     return table.path
+
+
+def _inputs(table, row: int, column: str, store, cfg: PredictConfig, meta: dict, io: IOConfig) -> list:
+    """What the network runs on: the tomogram, or its two halves (see ``--halves``)."""
+    mode = cfg.halves
+    if mode == "auto":
+        mode = "both" if meta.get("method") == "n2n" else "average"
+    if mode == "both" or cfg.disagreement_map:
+        halves = half_volumes(table, row, column == "rlnDeconvTomoName", io, store.shape)
+        if halves:
+            return halves
+        what = "deconvolved " if column == "rlnDeconvTomoName" else ""
+        if cfg.disagreement_map or cfg.halves == "both":
+            raise InputError(f"row {row + 1} has no {what}even/odd halves for --halves both / --disagreement_map",
+                             table.path, "prepare_star --even/--odd (and deconv again), or drop those options")
+    return [store.zarr_array(0)]
+
+
+def _write_disagreement(diff, out_mrc: Path, cache: Path, run) -> Path:
+    """Write |half1 − half2| of the predictions (lazy, shape (nz, ny, nx), the tomogram's units) as
+    ``<name>_disagreement.mrc`` next to the corrected tomogram, with its Zarr copy in ``cache``."""
+    path = out_mrc.with_name(out_mrc.name.replace("_corrected.mrc", "_disagreement.mrc"))
+    zarr_path = cached_zarr_path(path, cache)
+    run(diff, zarr_path, input="|difference| of the predictions of both halves")
+    zarr_to_mrc(zarr_path, path)
+    stamp_source(zarr_path, path)
+    logger.info("disagreement map -> %s", path)
+    return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dask.array as da
 import numpy as np
 import pytest
 import torch
@@ -87,3 +88,41 @@ def test_tiny_tomogram_and_unwritable_output(subtomo_star, tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(InputError, match="choose another --output_dir"):
         predict(tmp_path / "t.star", ckpt, PredictConfig(output_dir=str(tmp_path / "afile" / "o")), IO)
+
+
+def test_predict_on_both_halves_and_disagreement_map(n2n_model, tmp_path):
+    """An n2n model runs on each half (auto); the output is the mean of the two half predictions and
+    the disagreement map their |difference|, both equal to predicting each half on its own."""
+    from isonet_pl.predict.predictor import predict_tomogram
+    from isonet_pl.workflows.predict import load_model, predict
+    from isonet_pl.workflows.extract import tomogram_statistics
+    from isonet_pl.workflows.refine import tomogram_norm
+
+    star, ckpt, _ = n2n_model
+    predict(star, ckpt, PredictConfig(output_dir=str(tmp_path / "out"), crop_size=32, disagreement_map=True), IO)
+    mean, _ = read_mrc(tmp_path / "out" / "sim_00_corrected.mrc")
+    disagreement, _ = read_mrc(tmp_path / "out" / "sim_00_disagreement.mrc")
+    module = load_model(ckpt)
+    folder = star.parent
+    tomo = da.from_array(read_mrc(folder / "tomos" / "sim_00.mrc")[0])
+    offset, scale = tomogram_norm(tomogram_statistics(tomo), True)
+    halves = [predict_tomogram(read_mrc(folder / k / "sim_00.mrc")[0], module, offset, scale,
+                               chunk=16, halo=8).compute() for k in ("even", "odd")]
+    np.testing.assert_allclose(mean, (halves[0] + halves[1]) / 2, atol=1e-5 * np.abs(mean).max())
+    np.testing.assert_allclose(disagreement, np.abs(halves[0] - halves[1]), atol=1e-5 * np.abs(mean).max())
+    assert disagreement.max() > 0
+    # --halves average runs on the average tomogram instead; without halves a disagreement map is an error
+    predict(star, ckpt, PredictConfig(output_dir=str(tmp_path / "avg"), crop_size=32, halves="average"), IO)
+    assert not np.allclose(read_mrc(tmp_path / "avg" / "sim_00_corrected.mrc")[0], mean)
+
+
+def test_disagreement_map_needs_halves(n2n_model, subtomo_star, tmp_path):
+    """A tomogram without halves: an n2n model runs on it (auto), but asking for halves is a clear error."""
+    from isonet_pl.workflows.predict import predict
+
+    _, ckpt, _ = n2n_model
+    star = subtomo_star.parent / "sim" / "tomograms.star"
+    for bad in (dict(disagreement_map=True), dict(halves="both")):
+        with pytest.raises(InputError, match="no even/odd halves"):
+            predict(star, ckpt, PredictConfig(output_dir=str(tmp_path / "bad"), crop_size=32, **bad), IO)
+        assert not list((tmp_path / "bad").glob("*.mrc"))

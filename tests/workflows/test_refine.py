@@ -144,22 +144,16 @@ def test_ddp_with_two_cpu_processes(subtomo_star, tmp_path):
     assert estimates.shape == (12, 24, 24, 24) and np.isfinite(estimates).all()
 
 
-def test_n2n_refine_on_even_odd_halves(tmp_path):
+def test_n2n_refine_on_even_odd_halves(n2n_model):
     """Subtomograms with halves train in n2n mode (auto): checkpoint says so, estimates exist per half."""
     from isonet_pl.model.module import IsoNetModule
-    from isonet_pl.workflows.extract import extract
-    from isonet_pl.workflows.refine import refine
-    from isonet_pl.workflows.simulate import simulate
 
-    star = simulate(tmp_path / "sim", SimulateConfig(shape=(40, 64, 64), number_subtomos=8, halves=True, seed=2))
-    sub = extract(star, ExtractConfig(cube_size=16, crop_size=24, subtomo_folder=str(tmp_path / "st"),
-                                      subtomo_star=str(tmp_path / "st.star")), IOConfig(zarr_levels=1))
-    ckpt = refine(sub, RefineConfig(result_dir=str(tmp_path / "r"), **{**TINY, "mw_weight": 2.0}))
+    _, ckpt, result_dir = n2n_model
     model = IsoNetModule.load_from_checkpoint(ckpt, map_location="cpu")
     assert model.meta["method"] == "n2n" and model.meta["mw_weight"] == 2.0
-    estimates = np.load(tmp_path / "r" / "state" / "estimates_iter02.npy")
+    estimates = np.load(result_dir / "state" / "estimates_iter02.npy")
     assert estimates.shape == (8, 2, 24, 24, 24) and np.isfinite(estimates).all()
-    payload = json.loads((tmp_path / "r" / "refine_iter02.json").read_text())
+    payload = json.loads((result_dir / "refine_iter02.json").read_text())
     assert np.isfinite(payload["losses"]).all()
 
 
