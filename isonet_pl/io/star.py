@@ -188,6 +188,16 @@ def parse_tomo_idx(text: str | int) -> list[str]:
     return out
 
 
+def read_blocks(path: str | Path, what: str = "STAR file") -> tuple[Path, dict]:
+    """(checked path, {block name: DataFrame or dict}) of any STAR file."""
+    path = check_readable_file(path, what=what)
+    try:
+        return path, starfile.read(path, always_dict=True)
+    except Exception as exc:
+        raise InputError(f"not a readable STAR file ({exc.__class__.__name__}: {exc})", path,
+                         "check the file format") from None
+
+
 def read_star(path: str | Path, required: tuple[str, ...] = (), what: str = "STAR file") -> StarTable:
     """Read a single-table STAR file (IsoNet's or RELION's) into a :class:`StarTable`.
 
@@ -199,12 +209,7 @@ def read_star(path: str | Path, required: tuple[str, ...] = (), what: str = "STA
     InputError
         Missing or unreadable file, no table, or a required column missing.
     """
-    path = check_readable_file(path, what=what)
-    try:
-        data = starfile.read(path, always_dict=True)
-    except Exception as exc:
-        raise InputError(f"not a readable STAR file ({exc.__class__.__name__}: {exc})", path,
-                         "check the file format") from None
+    path, data = read_blocks(path, what)
     tables = [df for df in data.values() if isinstance(df, pd.DataFrame)]
     if not tables:
         raise InputError("no table (loop_) in the STAR file", path, "check the file")
@@ -220,8 +225,19 @@ def read_star(path: str | Path, required: tuple[str, ...] = (), what: str = "STA
 
 
 def read_tomogram_star(path: str | Path) -> StarTable:
-    """Read a tomogram STAR file; adds ``rlnIndex`` (1..n) if absent."""
-    table = read_star(path, required=("rlnMicrographName",), what="tomogram STAR file")
+    """Read a tomogram STAR file (ours, IsoNet's or RELION-5's); adds ``rlnIndex`` (1..n) if absent.
+
+    A RELION-5 ``tomograms.star`` is converted by :func:`isonet_pl.io.relion.relion5_table`: the
+    table returned (and written) is ``<stem>_isonet.star`` beside it.
+    """
+    from isonet_pl.io.relion import relion5_block, relion5_table
+
+    checked, blocks = read_blocks(path, "tomogram STAR file")
+    relion = relion5_block(blocks)
+    if relion is not None:
+        table = relion5_table(checked, blocks, relion)
+    else:
+        table = read_star(path, required=("rlnMicrographName",), what="tomogram STAR file")
     if "rlnIndex" not in table.df.columns:
         table.df.insert(0, "rlnIndex", np.arange(1, len(table.df) + 1))
     if len(table.df) == 0:

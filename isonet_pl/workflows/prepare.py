@@ -7,7 +7,8 @@ from pathlib import Path
 
 from isonet_pl.config import PrepareStarConfig, PrepareSubtomoStarConfig
 from isonet_pl.errors import InputError
-from isonet_pl.io.mrc import MrcWriter, iter_blocks, read_block, read_mrc_info
+from isonet_pl.io.mrc import read_mrc_info
+from isonet_pl.io.relion import average_halves
 from isonet_pl.io.paths import check_output_dir
 from isonet_pl.io.star import HALF_COLUMNS, SUBTOMO_COLUMNS, TOMOGRAM_COLUMNS, StarTable, new_table, relative_to
 
@@ -64,16 +65,6 @@ def pair_halves(even: str | Path, odd: str | Path) -> list[tuple[Path, Path]]:
                              "use halves of one reconstruction")
         pairs.append((evens[name], odds[name]))
     return pairs
-
-
-def average_halves(even: Path, odd: Path, out: Path) -> Path:
-    """Write (even + odd) / 2 as float32 MRC, streamed block by block, with the even half's header."""
-    a, b = read_mrc_info(even), read_mrc_info(odd)
-    with MrcWriter(out, a.shape, "float32", a.voxel_size, a.origin) as writer:
-        for (z0, z1), (y0, y1), block in iter_blocks(a, depth=16):
-            other = read_block(b, (z0, z1), (y0, y1))
-            writer.write((block.astype("float32") + other.astype("float32")) * 0.5, z0, y0)
-    return out
 
 
 def prepare_star(folder_name: str | Path, cfg: PrepareStarConfig | None = None) -> Path:
