@@ -189,6 +189,22 @@ def convert_cmd(ctx: click.Context, star_file: str, tomo_idx: str | None, **opti
     convert(star_file, settings(ctx, "io", options), tomo_idx)
 
 
+@cli.command("gui", context_settings=CONTEXT)
+@click.argument("project_dir", type=click.Path(file_okay=False, exists=True), default=".")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to listen on; 127.0.0.1 admits this machine only (0.0.0.0: all, still token-protected).")
+@click.option("--port", type=click.IntRange(0, 65535), default=0,
+              help="Port to listen on [default: a free one].")
+@click.option("--no-browser", "--no_browser", "no_browser", is_flag=True,
+              help="Only print the URL; do not open a web browser.")
+def gui_cmd(project_dir: str, host: str, port: int, no_browser: bool) -> None:
+    """Serve the web GUI for the project in PROJECT_DIR [default: here]; open the printed URL (with its token)."""
+    from isonet_pl.gui import serve
+
+    serve(project_dir, host=host, port=port, open_browser=not no_browser,
+          announce=lambda line: click.echo(line, err=True))
+
+
 @cli.command("config", context_settings=CONTEXT)
 def config_cmd() -> None:
     """Print every setting with its default as YAML (a starting point for --config)."""

@@ -1,0 +1,150 @@
+"""The GUI's forms, read from the CLI's own definitions, and their validation.
+
+A form is a click command of ``isonet_pl.cli.main``: its arguments (STAR file, folder,
+model) and its options, whose types, defaults, choices and help come from the
+command's settings section (:func:`isonet_pl.fields.section_fields`). Validation parses
+the command line the form makes with that same click command and applies the settings
+with :func:`isonet_pl.config.with_overrides`, exactly as the CLI does, so a bad value
+gets the CLI's one-line message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from isonet_pl.config import IsoNetConfig, with_overrides
+from isonet_pl.errors import IsoNetError
+from isonet_pl.fields import FieldSpec, format_value, section_fields
+
+#: Commands the GUI can run as jobs; the section of each is the IsoNetConfig field of that name.
+COMMANDS = ("prepare_star", "simulate", "deconv", "make_mask", "extract", "refine", "predict", "convert")
+_SECTION_OF = {"convert": "io"}
+
+
+class FormError(Exception):
+    """A form the CLI would reject; the message is the CLI's (``Error: ...``)."""
+
+
+def _command(name: str) -> click.Command:
+    from isonet_pl.cli.main import cli
+
+    if name not in COMMANDS:
+        raise FormError(f"Error: no such command {name!r} (one of {', '.join(COMMANDS)})")
+    return cli.commands[name]
+
+
+def _section(name: str):
+    return IsoNetConfig.model_fields[_SECTION_OF.get(name, name)].annotation
+
+
+def _argument_kind(name: str) -> str:
+    """What an argument names, so the page can offer matching files."""
+    if "star" in name:
+        return "star"
+    if name == "model":
+        return "ckpt"
+    return "folder"
+
+
+def _option(spec: FieldSpec) -> dict[str, Any]:
+    return {"name": spec.name, "kind": spec.kind, "default": None if spec.default is None else spec.default_text,
+            "description": spec.description, "choices": list(spec.choices) if spec.choices else None,
+            "nullable": spec.nullable}
+
+
+def command_form(name: str) -> dict[str, Any]:
+    """The form of one command: its help, arguments and options with the CLI's defaults."""
+    command = _command(name)
+    fields = {spec.name: spec for spec in section_fields(_section(name))}
+    arguments, options = [], []
+    for param in command.params:
+        if isinstance(param, click.Argument):
+            arguments.append({"name": param.name, "kind": _argument_kind(param.name), "required": param.required,
+                              "default": param.default if isinstance(param.default, str) else None})
+        elif param.name in fields:
+            options.append(_option(fields[param.name]))
+        elif isinstance(param, click.Option) and not param.hidden:  # e.g. --tomo_idx
+            options.append({"name": param.name, "kind": "str", "default": None, "description": param.help or "",
+                            "choices": None, "nullable": True})
+    help_text = (command.help or "").split("\n")[0]
+    return {"name": name, "help": help_text, "arguments": arguments, "options": options}
+
+
+def schema() -> dict[str, Any]:
+    """The forms of every command the GUI runs, keyed by command name."""
+    return {name: command_form(name) for name in COMMANDS}
+
+
+def _text(value: Any) -> str | None:
+    """A form value as command-line text; None for an empty field."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = format_value(tuple(value)) if isinstance(value, list) else str(value)
+    return text.strip() or None
+
+
+def command_line(name: str, arguments: dict[str, Any], options: dict[str, Any]) -> list[str]:
+    """The command line of a form, checked as the CLI checks it.
+
+    Options left empty, or equal to their default, are left out (the CLI then uses the
+    default too).
+
+    Returns
+    -------
+    list of str
+        ``[command, *arguments, --option value, ...]``, ready for ``isonet-pl``.
+
+    Raises
+    ------
+    FormError
+        With the CLI's message for a missing argument, an unknown option, a value of the
+        wrong type or a setting outside its range.
+    """
+    form = command_form(name)
+    known = {o["name"]: o for o in form["options"]}
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise FormError(f"Error: No such option: --{unknown[0]}")
+    argv = [name]
+    for arg in form["arguments"]:
+        text = _text(arguments.get(arg["name"]))
+        if text is None and arg["default"] is not None:
+            text = str(arg["default"])
+        if text is None:
+            raise FormError(f"Error: Missing argument '{arg['name'].upper()}'.")
+        argv.append(text)
+    for opt_name, value in options.items():
+        text = _text(value)
+        if text is not None and text != known[opt_name]["default"]:
+            argv += [f"--{opt_name}", text]
+    validate(argv)
+    return argv
+
+
+def validate(argv: list[str]) -> None:
+    """Parse ``argv`` with the click command and validate its settings, as the CLI would.
+
+    Raises
+    ------
+    FormError
+        With the line the CLI would print.
+    """
+    from isonet_pl.cli.main import cli
+
+    name, args = argv[0], argv[1:]
+    command = _command(name)
+    try:
+        with click.Context(cli, info_name="isonet-pl", obj={}) as parent:
+            ctx = command.make_context(name, list(args), parent=parent)
+    except click.ClickException as exc:
+        raise FormError(f"Error: {exc.format_message()}") from None
+    section = _section(name)
+    values = {k: v for k, v in ctx.params.items() if k in section.model_fields}
+    try:
+        with_overrides(section(), values)
+    except IsoNetError as exc:
+        raise FormError(f"Error: {exc}") from None

@@ -1,0 +1,278 @@
+"""Background jobs: ``isonet-pl`` commands run one at a time in subprocesses.
+
+Each job runs ``python -m isonet_pl.cli.main COMMAND ARGS...`` in the project folder, in
+its own process group (so cancelling stops its worker processes too), with stdout and
+stderr going to ``<project>/.isonet_gui/jobs/<id>.log``. Its record (command line,
+state, times, exit code, error line) is kept next to the log as ``<id>.json``, so the
+job list survives a restart of the GUI. States: queued, running, done, failed,
+cancelled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+FINISHED = (DONE, FAILED, CANCELLED)
+#: Seconds between the polite stop (SIGINT, as Ctrl-C) and SIGKILL of a cancelled job.
+KILL_AFTER = 5.0
+_PERCENT = re.compile(r"(\d{1,3})(?:\.\d+)?%")
+
+
+@dataclass
+class Job:
+    """One command run by the GUI.
+
+    Attributes
+    ----------
+    id : str
+        Zero-padded sequence number (``"0007"``), also the name of its log file.
+    argv : list of str
+        The ``isonet-pl`` command line (without the program name).
+    state : str
+        queued, running, done, failed or cancelled.
+    created, started, finished : float or None
+        Unix times.
+    returncode : int or None
+        The exit code of the finished process.
+    error : str or None
+        The CLI's error line of a failed job (``Error: ...``).
+    """
+
+    id: str
+    argv: list[str]
+    state: str = QUEUED
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    returncode: int | None = None
+    error: str | None = None
+
+    @property
+    def command(self) -> str:
+        """The subcommand, e.g. ``deconv``."""
+        return self.argv[0]
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line of a log, where carriage returns (progress bars) also end lines."""
+    for line in reversed(re.split(r"[\r\n]", text)):
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def progress_of(line: str) -> float | None:
+    """The completed fraction a progress line shows (``45%|###`` of tqdm or dask), if any."""
+    found = _PERCENT.findall(line)
+    return min(int(found[-1]), 100) / 100 if found else None
+
+
+def error_line(text: str) -> str | None:
+    """The CLI's one-line error (``Error: ...``) in a log, the last one if several."""
+    lines = [line.strip() for line in re.split(r"[\r\n]", text) if line.strip().startswith("Error:")]
+    return lines[-1] if lines else None
+
+
+class JobQueue:
+    """Runs jobs one at a time, in the order they were submitted, in a worker thread.
+
+    Parameters
+    ----------
+    project : Path
+        The folder the commands run in; records and logs go to ``.isonet_gui/jobs`` in it.
+    on_finish : callable, optional
+        Called with each job once it has finished.
+    """
+
+    def __init__(self, project: Path, on_finish=None):
+        self.project = Path(project)
+        self.folder = self.project / ".isonet_gui" / "jobs"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._jobs: dict[str, Job] = {}
+        self._procs: dict[str, subprocess.Popen] = {}
+        self._cancelled: set[str] = set()
+        self._wake = threading.Condition()
+        self._stopped = False
+        self._on_finish = on_finish
+        self._load()
+        self._worker = threading.Thread(target=self._run_forever, name="isonet-gui-jobs", daemon=True)
+        self._worker.start()
+
+    # ------------------------------------------------------------------ records
+    def _load(self) -> None:
+        """Read the records of earlier sessions; jobs they left unfinished count as cancelled."""
+        for path in sorted(self.folder.glob("*.json")):
+            try:
+                job = Job(**json.loads(path.read_text()))
+            except (ValueError, TypeError):
+                logger.warning("ignoring unreadable job record %s", path)
+                continue
+            if job.state not in FINISHED:
+                job.state, job.error = CANCELLED, "stopped when the GUI closed"
+                self._save(job)
+            self._jobs[job.id] = job
+
+    def _save(self, job: Job) -> None:
+        path = self.folder / f"{job.id}.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(asdict(job)))
+        os.replace(tmp, path)
+
+    def log_path(self, job_id: str) -> Path:
+        """The log file of a job."""
+        return self.folder / f"{job_id}.log"
+
+    # ------------------------------------------------------------------ public API
+    def submit(self, argv: list[str]) -> Job:
+        """Queue ``isonet-pl ARGV`` (already validated) and return its job."""
+        with self._wake:
+            number = max((int(j) for j in self._jobs), default=0) + 1
+            job = Job(id=f"{number:04d}", argv=list(argv))
+            self._jobs[job.id] = job
+            self._save(job)
+            self._wake.notify_all()
+        logger.info("job %s queued: isonet-pl %s", job.id, " ".join(argv))
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        """The job with this id, or None."""
+        return self._jobs.get(job_id)
+
+    def jobs(self) -> list[Job]:
+        """All jobs, newest first."""
+        return sorted(self._jobs.values(), key=lambda j: j.id, reverse=True)
+
+    def read_log(self, job_id: str, offset: int = 0, limit: int = 1 << 20) -> tuple[str, int]:
+        """Log text of a job from byte ``offset`` (at most ``limit`` bytes), and the offset after it."""
+        path = self.log_path(job_id)
+        if not path.exists():
+            return "", offset
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read(limit)
+        return data.decode("utf-8", errors="replace"), offset + len(data)
+
+    def tail(self, job_id: str, size: int = 4096) -> str:
+        """The last ``size`` bytes of a job's log."""
+        path = self.log_path(job_id)
+        if not path.exists():
+            return ""
+        start = max(path.stat().st_size - size, 0)
+        return self.read_log(job_id, start, size)[0]
+
+    def cancel(self, job_id: str) -> Job | None:
+        """Cancel a queued job, or stop a running one (SIGINT to its group, SIGKILL after a while)."""
+        with self._wake:
+            job = self._jobs.get(job_id)
+            if job is None or job.state in FINISHED:
+                return job
+            self._cancelled.add(job_id)
+            if job.state == QUEUED:
+                self._finish(job, CANCELLED, None, None)
+                return job
+            proc = self._procs.get(job_id)
+        if proc is not None:
+            threading.Thread(target=_stop, args=(proc,), daemon=True).start()
+        return job
+
+    def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        """Block until the job has finished (or ``timeout`` seconds passed); return it."""
+        end = None if timeout is None else time.monotonic() + timeout
+        with self._wake:
+            while self._jobs[job_id].state not in FINISHED:
+                left = None if end is None else end - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self._wake.wait(left)
+            return self._jobs[job_id]
+
+    def shutdown(self) -> None:
+        """Cancel queued and running jobs and stop the worker."""
+        for job in self.jobs():
+            if job.state not in FINISHED:
+                self.cancel(job.id)
+        with self._wake:
+            self._stopped = True
+            self._wake.notify_all()
+        self._worker.join(timeout=KILL_AFTER + 5)
+
+    # ------------------------------------------------------------------ worker
+    def _next(self) -> Job | None:
+        with self._wake:
+            while not self._stopped:
+                queued = [j for j in self._jobs.values() if j.state == QUEUED]
+                if queued:
+                    return min(queued, key=lambda j: j.id)
+                self._wake.wait()
+            return None
+
+    def _run_forever(self) -> None:
+        while (job := self._next()) is not None:
+            try:
+                self._run(job)
+            except Exception as exc:  # a job that cannot even start must not stop the queue
+                logger.exception("job %s could not run", job.id)
+                with self._wake:
+                    self._finish(job, FAILED, None, f"Error: the job could not start ({exc})")
+
+    def _run(self, job: Job) -> None:
+        cmd = [sys.executable, "-m", "isonet_pl.cli.main", *job.argv]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with self._wake, open(self.log_path(job.id), "ab") as log:
+            if job.state != QUEUED:  # cancelled between being picked and started
+                return
+            log.write(f"$ isonet-pl {' '.join(job.argv)}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(cmd, cwd=self.project, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+            self._procs[job.id] = proc
+            job.state, job.started = RUNNING, time.time()
+            self._save(job)
+        code = proc.wait()
+        with self._wake:
+            self._procs.pop(job.id, None)
+            if job.id in self._cancelled:
+                self._finish(job, CANCELLED, code, None)
+            elif code == 0:
+                self._finish(job, DONE, code, None)
+            else:
+                error = error_line(self.tail(job.id)) or f"Error: the command ended with exit code {code}"
+                self._finish(job, FAILED, code, error)
+
+    def _finish(self, job: Job, state: str, code: int | None, error: str | None) -> None:
+        """Record the end of a job (call with the lock held) and wake waiters."""
+        job.state, job.returncode, job.error, job.finished = state, code, error, time.time()
+        self._save(job)
+        self._wake.notify_all()
+        logger.info("job %s %s: isonet-pl %s%s", job.id, state, " ".join(job.argv), f" ({error})" if error else "")
+        if self._on_finish is not None:
+            self._on_finish(job)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop a job's process group: SIGINT first (completed outputs are kept), SIGKILL if it lingers."""
+    for sig, grace in ((signal.SIGINT, KILL_AFTER), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        if grace is None:
+            return
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue

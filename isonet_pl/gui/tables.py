@@ -1,0 +1,112 @@
+"""The tomogram table of the Preparation page: a STAR file as JSON rows, and back.
+
+Reading and writing go through :mod:`isonet_pl.io.star`; a table from the page is
+checked by reading it back with :func:`~isonet_pl.io.star.read_tomogram_star` (the same
+checks every command makes) before it replaces the file, atomically.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from isonet_pl.errors import InputError
+from isonet_pl.io.star import (
+    FLOAT_COLUMNS,
+    INT_COLUMNS,
+    NONE,
+    TOMOGRAM_COLUMNS,
+    read_star,
+    read_tomogram_star,
+    write_star,
+)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def load_table(path: Path) -> dict[str, Any]:
+    """A tomogram STAR file as ``{exists, columns, rows, defaults}`` (an empty table when missing).
+
+    Raises
+    ------
+    InputError
+        When the file exists but is not a tomogram STAR file.
+    """
+    defaults = {k: v for k, v in TOMOGRAM_COLUMNS.items() if k != "rlnIndex"}
+    if not path.exists():
+        return {"exists": False, "columns": list(TOMOGRAM_COLUMNS), "rows": [], "defaults": defaults}
+    table = read_star(path, required=("rlnMicrographName",), what="tomogram STAR file")
+    df = table.df
+    if "rlnIndex" not in df.columns:
+        df.insert(0, "rlnIndex", np.arange(1, len(df) + 1))
+    rows = [{k: _json_value(v) for k, v in record.items()} for record in df.to_dict("records")]
+    return {"exists": True, "columns": list(df.columns), "rows": rows, "defaults": defaults}
+
+
+def _frame(columns: list[str], rows: list[dict[str, Any]], target: Path) -> pd.DataFrame:
+    """The rows as a DataFrame, numbers checked, ``rlnIndex`` renumbered 1..n (as IsoNet's GUI does)."""
+    if "rlnMicrographName" not in columns:
+        raise InputError("the table has no rlnMicrographName column", target, "add it")
+    columns = ["rlnIndex"] + [c for c in columns if c != "rlnIndex"]
+    records = []
+    for n, row in enumerate(rows, start=1):
+        record = {}
+        for col in columns:
+            value = row.get(col)
+            if col in INT_COLUMNS | FLOAT_COLUMNS and col != "rlnIndex":
+                text = "" if value is None else str(value).strip()
+                try:
+                    number = float(text)
+                except ValueError:
+                    raise InputError(f"row {n}: _{col} {text!r} is not a number", target,
+                                     "type a number in that cell") from None
+                if col in INT_COLUMNS and number != int(number):
+                    raise InputError(f"row {n}: _{col} {text!r} is not a whole number", target,
+                                     "type a whole number in that cell")
+                value = int(number) if col in INT_COLUMNS else number
+            elif value is None or str(value).strip() == "":
+                value = NONE
+            record[col] = value
+        record["rlnIndex"] = n
+        records.append(record)
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def save_table(path: Path, columns: list[str], rows: list[dict[str, Any]], scratch: Path) -> Path:
+    """Check the rows from the page as every command would, then write them to ``path`` atomically.
+
+    Parameters
+    ----------
+    path : Path
+        The STAR file to write.
+    columns, rows : list
+        The table as the page holds it (cells may be text).
+    scratch : Path
+        A folder for the check file.
+
+    Raises
+    ------
+    InputError
+        Naming the row and column at fault; the file is left as it was.
+    """
+    df = _frame(columns, rows, path)
+    if len(df):
+        scratch.mkdir(parents=True, exist_ok=True)
+        check = write_star(df, scratch / "check.star")
+        try:
+            read_tomogram_star(check)
+        except InputError as exc:
+            raise InputError(exc.problem, path, exc.fix) from None
+        finally:
+            check.unlink(missing_ok=True)
+    return write_star(df, path)

@@ -1,0 +1,158 @@
+"""What the viewer and the refinement page show: volumes of a STAR file, slices as PNG, losses.
+
+Slices are read from the tomograms' Zarr copies (made on first use with
+:func:`isonet_pl.io.zarr_store.ensure_zarr`, in the ``zarr`` folder next to the STAR
+file, where the commands put them), one plane of the coarsest pyramid level that
+still shows it at :data:`MAX_EDGE` pixels or more, so a slice of a large tomogram
+reads a few chunks, never the volume.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from isonet_pl.config import IOConfig
+from isonet_pl.errors import InputError
+from isonet_pl.io.star import HALF_COLUMNS, read_tomogram_star
+from isonet_pl.io.zarr_store import TomogramStore, ensure_zarr
+from isonet_pl.plot import encode_png, slice_preview
+
+#: Volumes of a tomogram row the viewer offers, by STAR column.
+VOLUME_COLUMNS = {"rlnMicrographName": "tomogram", "rlnDeconvTomoName": "deconvolved", "rlnMaskName": "mask",
+                  "rlnCorrectedTomoName": "corrected", HALF_COLUMNS[0]: "half 1", HALF_COLUMNS[1]: "half 2"}
+#: Slices wider than this are read from a binned level of the pyramid.
+MAX_EDGE = 1024
+#: Colour and opacity of the mask overlay.
+OVERLAY_RGB, OVERLAY_ALPHA = np.array([255, 120, 0], np.float32), 0.35
+AXES = {"z": 0, "y": 1, "x": 2}
+
+_convert_lock = threading.Lock()
+
+
+def zarr_folder(star: Path) -> Path:
+    """Where the commands keep the Zarr copies of a STAR file's tomograms (the default ``zarr_folder``)."""
+    folder = Path(IOConfig().zarr_folder)
+    return folder if folder.is_absolute() else star.parent / folder
+
+
+def list_volumes(star: Path, project: Path) -> list[dict[str, Any]]:
+    """For each row of a tomogram STAR file: its index, name and the volumes that exist.
+
+    Paths are relative to ``project`` when inside it.
+    """
+    table = read_tomogram_star(star)
+    rows = []
+    for i in range(len(table.df)):
+        volumes = {}
+        for column, label in VOLUME_COLUMNS.items():
+            path = table.get_path(i, column, required=False) if column in table.df.columns else None
+            if path is not None and path.is_file():
+                volumes[label] = _relative(path, project)
+        name = Path(str(table.df["rlnMicrographName"].iloc[i])).name
+        rows.append({"index": int(table.df["rlnIndex"].iloc[i]), "name": name, "volumes": volumes})
+    return rows
+
+
+def _relative(path: Path, project: Path) -> str:
+    try:
+        return path.resolve().relative_to(project.resolve()).as_posix()
+    except ValueError:
+        return str(path.resolve())
+
+
+def open_volume(path: Path, star: Path) -> TomogramStore:
+    """The Zarr copy of an MRC volume, converted on first use (one conversion at a time)."""
+    if not path.is_file():
+        raise InputError("volume does not exist", path, "run the step that makes it")
+    with _convert_lock:
+        return ensure_zarr(path, zarr_folder(star))
+
+
+def volume_info(path: Path, star: Path) -> dict[str, Any]:
+    """Shape (z, y, x) and voxel size (Å) of a volume."""
+    store = open_volume(path, star)
+    return {"shape": list(store.shape), "voxel_size": list(store.voxel_size)}
+
+
+def _plane(store: TomogramStore, axis: str, index: int, level: int) -> np.ndarray:
+    arr = store.zarr_array(level)
+    ax = AXES[axis]
+    i = min(max(index >> level, 0), arr.shape[ax] - 1)
+    return np.asarray(arr[(slice(None),) * ax + (i,)], dtype=np.float32)
+
+
+def _level(store: TomogramStore, axis: str) -> int:
+    """The coarsest level whose slice is still at least MAX_EDGE wide (level 0 for small volumes)."""
+    edge = max(s for a, s in enumerate(store.shape) if a != AXES[axis])
+    level = 0
+    while level + 1 < store.levels and edge >> (level + 1) >= MAX_EDGE:
+        level += 1
+    return level
+
+
+def slice_png(path: Path, star: Path, axis: str, index: int, overlay: Path | None = None) -> bytes:
+    """One slice of a volume as PNG: grey levels clipped at the slice's 1st/99th percentiles.
+
+    Parameters
+    ----------
+    path : Path
+        The volume (MRC), read through its Zarr copy.
+    star : Path
+        The STAR file it belongs to (for the Zarr folder).
+    axis : {"z", "y", "x"}
+        ``z``: an XY slice; ``y``: XZ; ``x``: YZ.
+    index : int
+        The slice along ``axis`` (full-resolution voxels; clipped to the volume).
+    overlay : Path, optional
+        A mask of the same shape, drawn in colour where it is set.
+    """
+    if axis not in AXES:
+        raise InputError(f"axis {axis!r} is not one of z, y, x")
+    store = open_volume(path, star)
+    level = _level(store, axis)
+    image = slice_preview(_plane(store, axis, index, level))
+    if overlay is None:
+        return encode_png(image)
+    mask_store = open_volume(overlay, star)
+    if mask_store.shape != store.shape:
+        raise InputError(f"mask shape {mask_store.shape} differs from the volume's {store.shape}", overlay,
+                         "choose the mask of this tomogram")
+    step = 2**level
+    mask = _plane(mask_store, axis, index, 0)[::step, ::step][:image.shape[0], :image.shape[1]] > 0.5
+    rgb = np.repeat(image[..., None], 3, axis=2).astype(np.float32)
+    rgb[mask] = (1 - OVERLAY_ALPHA) * rgb[mask] + OVERLAY_ALPHA * OVERLAY_RGB
+    return encode_png(rgb.round().astype(np.uint8))
+
+
+def loss_points(result_dir: Path) -> dict[str, Any]:
+    """The losses of a refine run so far, from its Lightning CSV logs and per-iteration summaries.
+
+    Returns
+    -------
+    dict
+        ``train_step``: [step, loss] pairs; ``train`` and ``val``: [epoch, loss] pairs (epochs
+        counted from 1 over all iterations); ``iterations``: the finished iterations.
+    """
+    points: dict[str, list] = {"train_step": [], "train": [], "val": []}
+    columns = {"train/loss_step": ("train_step", "step"), "train/loss_epoch": ("train", "epoch"),
+               "val/loss": ("val", "epoch")}
+    for csv_path in sorted((result_dir / "logs").glob("iter*/metrics.csv")):
+        with open(csv_path, newline="") as fh:
+            for row in csv.DictReader(fh):
+                for column, (series, x) in columns.items():
+                    if row.get(column) and row.get(x):
+                        offset = 1 if x == "epoch" else 0
+                        points[series].append([int(float(row[x])) + offset, float(row[column])])
+    iterations = []
+    for path in sorted(result_dir.glob("refine_iter*.json")):
+        try:
+            iterations.append(int(json.loads(path.read_text())["iteration"]))
+        except (ValueError, KeyError):
+            continue
+    return {**{k: sorted(v) for k, v in points.items()}, "iterations": iterations}

@@ -1,0 +1,247 @@
+"""The GUI's server and API: token, forms from the CLI's definitions, tables, jobs, viewer."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from isonet_pl.config import IsoNetConfig, RefineConfig
+from isonet_pl.fields import format_value
+from isonet_pl.gui import forms
+from isonet_pl.gui.jobs import error_line, last_line, progress_of
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def wait_for(client, job_id: str, timeout: float = 120) -> dict:
+    """Poll a job until it has finished; return its last answer."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        job = client.json(f"/api/jobs/{job_id}")
+        if job["state"] in ("done", "failed", "cancelled"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish in {timeout} s")
+
+
+def test_requests_without_the_token_are_refused(client):
+    """No token, or a wrong one: 403 for the page and the API; the right one opens both."""
+    assert client.request("/", token=False)[0] == 403
+    assert client.request("/api/info", token=False)[0] == 403
+    assert client.request("/api/info", {"token": "wrong"}, token=False)[0] == 403
+    code, ctype, page = client.request("/")
+    assert code == 200 and ctype.startswith("text/html") and b"isonet-pl" in page
+
+
+def test_first_valid_request_sets_a_strict_httponly_cookie(server, client):
+    """The cookie set by a tokened request admits later requests without the token."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{client.base}/?token={server.token}") as res:
+        cookie = res.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and server.token in cookie
+    req = urllib.request.Request(f"{client.base}/api/info", headers={"Cookie": cookie.split(";")[0]})
+    with urllib.request.urlopen(req) as res:
+        assert json.loads(res.read())["project"] == str(server.project)
+
+
+def test_server_binds_to_localhost_by_default(server):
+    """The default interface is 127.0.0.1, and the printed URL carries the token."""
+    assert server.server_address[0] == "127.0.0.1"
+    assert server.url == f"http://127.0.0.1:{server.port}/?token={server.token}"
+
+
+def test_schema_has_the_cli_defaults_of_every_setting(client):
+    """Every field of every command's section appears in its form with the pydantic default."""
+    schema = client.json("/api/schema")
+    assert set(schema) == set(forms.COMMANDS)
+    for command, form in schema.items():
+        section = IsoNetConfig.model_fields[forms._SECTION_OF.get(command, command)].annotation
+        options = {o["name"]: o for o in form["options"]}
+        for name, info in section.model_fields.items():
+            default = info.get_default(call_default_factory=True)
+            assert options[name]["default"] == (None if default is None else format_value(default)), (command, name)
+            assert options[name]["description"] == info.description
+    refine = {o["name"]: o for o in schema["refine"]["options"]}
+    assert refine["noise_mode"]["choices"] == ["noFilter", "ramp", "hamming"]
+    assert refine["batch_normalization"]["kind"] == "bool"
+    assert refine["noise_level"]["default"] == format_value(RefineConfig().noise_level)
+    assert [a["name"] for a in schema["predict"]["arguments"]] == ["star_file", "model"]
+    assert "tomo_idx" in {o["name"] for o in schema["deconv"]["options"]}
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"pixel_size": "-1"}, "Error: --pixel_size -1.0: Input should be greater than 0; see --help"),
+    ({"pixel_size": "abc"}, "Error: Invalid value for '--pixel_size' / '--pixel-size': 'abc' is not a valid float."),
+    ({"tilt_min": "30", "tilt_max": "20"}, "must be below tilt_max"),
+    ({"no_such": "1"}, "Error: No such option: --no_such"),
+])
+def test_bad_form_values_get_the_cli_message(client, run_cli, project, options, message):
+    """A bad value is refused before any job starts, with the CLI's own message."""
+    answer = client.json("/api/jobs", body={"command": "prepare_star", "arguments": {"folder_name": "sim/tomos"},
+                                            "options": options}, status=400)
+    assert message in answer["error"]
+    assert client.json("/api/jobs") == []
+    if "no_such" not in options:  # the same words as the CLI prints
+        args = [a for k, v in options.items() for a in (f"--{k}", v)]
+        _, _, err = run_cli(["prepare_star", "sim/tomos", *args], cwd=project)
+        assert answer["error"] == err.strip().splitlines()[-1]
+
+
+def test_missing_argument_is_refused(client):
+    """A form without its STAR file names the missing argument."""
+    answer = client.json("/api/jobs", body={"command": "deconv", "arguments": {}, "options": {}}, status=400)
+    assert answer["error"] == "Error: Missing argument 'STAR_FILE'."
+
+
+def test_star_round_trip_renumbers_and_checks(client, project):
+    """Load, edit, add a row and save: the file holds the edits, rows numbered 1..n; bad cells are refused."""
+    table = client.json("/api/star", {"path": "sim/tomograms.star"})
+    assert table["exists"] and len(table["rows"]) == 1
+    row = dict(table["rows"][0], rlnPixelSize="7.5", rlnTiltMin="-50")
+    extra = dict(row, rlnMicrographName="../extra/other.mrc", rlnIndex=9)
+    client.json("/api/star", body={"path": "sim/tomograms.star", "columns": table["columns"], "rows": [row, extra]})
+    again = client.json("/api/star", {"path": "sim/tomograms.star"})
+    assert [r["rlnIndex"] for r in again["rows"]] == [1, 2]
+    assert again["rows"][0]["rlnPixelSize"] == 7.5 and again["rows"][0]["rlnTiltMin"] == -50
+    assert again["rows"][1]["rlnMicrographName"] == "../extra/other.mrc"
+    before = (project / "sim" / "tomograms.star").read_text()
+    bad = client.json("/api/star", body={"path": "sim/tomograms.star", "columns": table["columns"],
+                                         "rows": [dict(row, rlnDefocus="abc")]}, status=400)
+    assert "row 1: _rlnDefocus 'abc' is not a number" in bad["error"]
+    bad = client.json("/api/star", body={"path": "sim/tomograms.star", "columns": table["columns"],
+                                         "rows": [dict(row, rlnTiltMin="70", rlnTiltMax="60")]}, status=400)
+    assert "invalid tilt range" in bad["error"] and "sim/tomograms.star" in bad["error"]
+    assert (project / "sim" / "tomograms.star").read_text() == before
+
+
+def test_missing_star_is_an_empty_table(client):
+    """A STAR file that does not exist yet loads as an empty table with IsoNet's columns."""
+    table = client.json("/api/star", {"path": "new.star"})
+    assert not table["exists"] and table["rows"] == [] and "rlnMicrographName" in table["columns"]
+
+
+def test_job_runs_the_cli_and_finishes(client, project):
+    """simulate through the API: queued, run as a subprocess in the project, done, log kept."""
+    job = client.json("/api/jobs", body={"command": "simulate", "arguments": {"out_dir": "sim2"},
+                                         "options": {"shape": "16,32,32", "seed": "0", "snr": "0.3"}})
+    assert job["argv"] == ["simulate", "sim2", "--shape", "16,32,32"]  # defaults are left out
+    job = wait_for(client, job["id"])
+    assert job["state"] == "done" and job["returncode"] == 0, job
+    assert (project / "sim2" / "tomos" / "sim_00.mrc").exists()
+    assert "wrote sim2/tomograms.star" in job["log"]
+    assert (project / ".isonet_gui" / "jobs" / f"{job['id']}.log").exists()
+    assert client.json("/api/jobs")[0]["id"] == job["id"]
+    assert "sim2/tomograms.star" in client.json("/api/files", {"kind": "star"})
+
+
+def test_failed_job_shows_the_cli_error(client):
+    """A command that fails (missing STAR file) ends 'failed' with the CLI's error line."""
+    job = client.json("/api/jobs", body={"command": "deconv", "arguments": {"star_file": "missing.star"}})
+    job = wait_for(client, job["id"])
+    assert job["state"] == "failed" and job["returncode"] == 1
+    assert job["error"].startswith("Error: missing.star: tomogram STAR file does not exist")
+
+
+def test_cancel_a_queued_job(server):
+    """A queued job can be cancelled before it starts; it never runs."""
+    queue = server.jobs
+    with queue._wake:  # hold the worker so the job stays queued
+        job = queue.submit(["simulate", "never"])
+        queue.cancel(job.id)
+    assert queue.wait(job.id, 10).state == "cancelled"
+    assert not (server.project / "never").exists()
+
+
+def test_cancel_a_running_job(server):
+    """A running job is stopped (its process group interrupted) and marked cancelled."""
+    queue = server.jobs
+    job = queue.submit(["simulate", "big", "--shape", "64,256,256", "--n_tomograms", "50"])
+    for _ in range(200):
+        if queue.get(job.id).state == "running":
+            break
+        time.sleep(0.05)
+    queue.cancel(job.id)
+    assert queue.wait(job.id, 30).state == "cancelled"
+
+
+def test_volumes_slices_and_mask_overlay(client, project, run_cli):
+    """The viewer lists a row's volumes and returns XY/XZ/YZ slices as PNG, with a coloured mask overlay."""
+    assert run_cli(["make_mask", "sim/tomograms.star", "--use_deconv_tomo", "false"], cwd=project)[0] == 0
+    rows = client.json("/api/volumes", {"star": "sim/tomograms.star"})
+    assert rows[0]["name"] == "sim_00.mrc" and set(rows[0]["volumes"]) == {"tomogram", "mask"}
+    tomo, mask = rows[0]["volumes"]["tomogram"], rows[0]["volumes"]["mask"]
+    info = client.json("/api/volume", {"path": tomo, "star": "sim/tomograms.star"})
+    assert info["shape"] == [24, 48, 48]
+    shapes = {}
+    for axis in "zyx":
+        code, ctype, png = client.request("/api/slice", {"path": tomo, "star": "sim/tomograms.star", "axis": axis,
+                                                         "index": 10})
+        assert code == 200 and ctype == "image/png" and png.startswith(PNG_MAGIC)
+        shapes[axis] = _png_size(png)
+    assert shapes == {"z": (48, 48), "y": (48, 24), "x": (48, 24)}
+    code, _, png = client.request("/api/slice", {"path": tomo, "star": "sim/tomograms.star", "axis": "z",
+                                                 "index": 12, "overlay": mask})
+    assert code == 200 and png[25] == 2  # colour type 2: RGB, the overlay is drawn
+    bad = client.json("/api/slice", {"path": "nope.mrc", "star": "sim/tomograms.star"}, status=400)
+    assert "nope.mrc: volume does not exist" in bad["error"]
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR."""
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
+def test_losses_of_a_refine_run(client, project):
+    """Loss points come from Lightning's CSV logs: per step, per epoch, validation, finished iterations."""
+    logs = project / "results" / "logs" / "iter01"
+    logs.mkdir(parents=True)
+    (logs / "metrics.csv").write_text("epoch,step,train/loss_step,train/loss_epoch,val/loss\n"
+                                      "0,0,0.9,,\n0,1,0.8,,\n0,1,,,0.7\n0,1,,0.85,\n1,3,0.6,,\n")
+    (project / "results" / "refine_iter01.json").write_text(json.dumps({"iteration": 1}))
+    data = client.json("/api/losses", {"result_dir": "results"})
+    assert data["train_step"] == [[0, 0.9], [1, 0.8], [3, 0.6]]
+    assert data["train"] == [[1, 0.85]] and data["val"] == [[1, 0.7]] and data["iterations"] == [1]
+
+
+def test_log_parsing_helpers():
+    """Progress bars: the last line after carriage returns, its percentage, and the CLI's error line."""
+    text = "start\nEpoch 0:  10%|#  | 1/10\rEpoch 0:  45%|####  | 4/10\r"
+    assert last_line(text) == "Epoch 0:  45%|####  | 4/10"
+    assert progress_of(last_line(text)) == pytest.approx(0.45)
+    assert progress_of("[####      ] | 40% Completed | 0.1s") == pytest.approx(0.4)
+    assert error_line("a\nError: x.star: missing; fix it\n") == "Error: x.star: missing; fix it"
+
+
+def test_file_lists_skip_caches(client, project):
+    """MRC and folder lists come relative to the project, without Zarr stores or hidden folders."""
+    mrcs = client.json("/api/files", {"kind": "mrc"})
+    assert "sim/tomos/sim_00.mrc" in mrcs and "extra/other.mrc" in mrcs
+    folders = client.json("/api/files", {"kind": "folder"})
+    assert "sim/tomos" in folders and not any("zarr" in f or f.startswith(".") for f in folders)
+
+
+def test_gui_command_help_and_bad_port(run_cli, tmp_path):
+    """`isonet-pl gui --help` lists its options; a busy port is one clear line."""
+    import socket
+
+    code, out, _ = run_cli(["gui", "--help"])
+    assert code == 0 and "--no-browser" in out and "--port" in out and "--host" in out
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        code, _, err = run_cli(["gui", str(tmp_path), "--no-browser", "--port", str(busy.getsockname()[1])])
+    assert code == 1 and "cannot listen on 127.0.0.1" in err and "Traceback" not in err
+
+
+def test_slice_reads_only_one_level_plane(project):
+    """A slice comes from the coarsest pyramid level still MAX_EDGE wide (lazy, bounded reads)."""
+    from isonet_pl.gui import viewer
+
+    store = viewer.open_volume(project / "sim" / "tomos" / "sim_00.mrc", project / "sim" / "tomograms.star")
+    assert viewer._level(store, "z") == 0
+    plane = viewer._plane(store, "y", 1000, 0)  # an index past the end is clipped
+    np.testing.assert_array_equal(plane, np.asarray(store.zarr_array(0)[:, -1, :]))
