@@ -49,7 +49,10 @@ def _argument_kind(name: str) -> str:
 
 
 def _option(spec: FieldSpec) -> dict[str, Any]:
-    return {"name": spec.name, "kind": spec.kind, "default": None if spec.default is None else spec.default_text,
+    default = None if spec.default is None else spec.default_text
+    if spec.kind == "bool" and default is not None:
+        default = default.lower()  # as the page's true/false choices write it
+    return {"name": spec.name, "kind": spec.kind, "default": default,
             "description": spec.description, "choices": list(spec.choices) if spec.choices else None,
             "nullable": spec.nullable}
 
@@ -119,6 +122,8 @@ def command_line(name: str, arguments: dict[str, Any], options: dict[str, Any]) 
         argv.append(text)
     for opt_name, value in options.items():
         text = _text(value)
+        if text is not None and known[opt_name]["kind"] == "bool":
+            text = text.lower()
         if text is not None and text != known[opt_name]["default"]:
             argv += [f"--{opt_name}", text]
     validate(argv)

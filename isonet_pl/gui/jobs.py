@@ -29,6 +29,7 @@ FINISHED = (DONE, FAILED, CANCELLED)
 #: Seconds between the polite stop (SIGINT, as Ctrl-C) and SIGKILL of a cancelled job.
 KILL_AFTER = 5.0
 _PERCENT = re.compile(r"(\d{1,3})(?:\.\d+)?%")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 @dataclass
@@ -67,8 +68,8 @@ class Job:
 
 
 def last_line(text: str) -> str:
-    """The last non-empty line of a log, where carriage returns (progress bars) also end lines."""
-    for line in reversed(re.split(r"[\r\n]", text)):
+    """The last non-empty line of a log; carriage returns (progress bars) end lines too, ANSI codes go."""
+    for line in reversed(re.split(r"[\r\n]", _ANSI.sub("", text))):
         if line.strip():
             return line.strip()
     return ""

@@ -63,7 +63,10 @@ def test_schema_has_the_cli_defaults_of_every_setting(client):
         options = {o["name"]: o for o in form["options"]}
         for name, info in section.model_fields.items():
             default = info.get_default(call_default_factory=True)
-            assert options[name]["default"] == (None if default is None else format_value(default)), (command, name)
+            expected = None if default is None else format_value(default)
+            if isinstance(default, bool):
+                expected = expected.lower()
+            assert options[name]["default"] == expected, (command, name)
             assert options[name]["description"] == info.description
     refine = {o["name"]: o for o in schema["refine"]["options"]}
     assert refine["noise_mode"]["choices"] == ["noFilter", "ramp", "hamming"]
@@ -89,6 +92,13 @@ def test_bad_form_values_get_the_cli_message(client, run_cli, project, options, 
         args = [a for k, v in options.items() for a in (f"--{k}", v)]
         _, _, err = run_cli(["prepare_star", "sim/tomos", *args], cwd=project)
         assert answer["error"] == err.strip().splitlines()[-1]
+
+
+def test_command_line_leaves_out_defaults_and_empty_fields():
+    """Only changed values become options; booleans compare without regard to case."""
+    argv = forms.command_line("refine", {"subtomo_star": "subtomo.star"},
+                              {"batch_normalization": "True", "epochs": "10", "iterations": "2", "gpuID": ""})
+    assert argv == ["refine", "subtomo.star", "--iterations", "2"]
 
 
 def test_missing_argument_is_refused(client):
@@ -209,7 +219,7 @@ def test_losses_of_a_refine_run(client, project):
 
 def test_log_parsing_helpers():
     """Progress bars: the last line after carriage returns, its percentage, and the CLI's error line."""
-    text = "start\nEpoch 0:  10%|#  | 1/10\rEpoch 0:  45%|####  | 4/10\r"
+    text = "start\nEpoch 0:  10%|#  | 1/10\rEpoch 0:  45%|####  | 4/10\r\x1b[A"
     assert last_line(text) == "Epoch 0:  45%|####  | 4/10"
     assert progress_of(last_line(text)) == pytest.approx(0.45)
     assert progress_of("[####      ] | 40% Completed | 0.1s") == pytest.approx(0.4)

@@ -61,8 +61,7 @@ function fieldInput(opt) {
     input = el("select", {id, name: opt.name});
     if (opt.nullable) input.append(el("option", {value: "", text: "unset"}));
     for (const c of choices) input.append(el("option", {value: c, text: c}));
-    input.value = opt.default === null ? "" : String(opt.default).toLowerCase() === "true" ? "true"
-      : String(opt.default).toLowerCase() === "false" ? "false" : opt.default;
+    input.value = opt.default ?? "";
   } else {
     input = el("input", {id, name: opt.name, value: opt.default ?? "", placeholder: opt.default === null ? "unset" : "",
                          list: opt.list});
@@ -306,9 +305,11 @@ function selectJob(id) {
   pollLog();
 }
 
+const ANSI = /\x1b\[[0-9;?]*[A-Za-z]/g;
+
 /** Carriage returns (progress bars) overwrite the current line, as in a terminal. */
 function renderLog(text) {
-  const lines = text.split("\n").map((line) => {
+  const lines = text.replace(ANSI, "").split("\n").map((line) => {
     const parts = line.split("\r").filter((p) => p.trim() !== "");
     return parts.length ? parts[parts.length - 1] : "";
   });
@@ -346,8 +347,16 @@ async function refreshLists() {
     try {
       const files = await api("files", {kind});
       $(`#list-${kind}`).replaceChildren(...files.map((f) => el("option", {value: f})));
+      if (kind === "ckpt") suggestModel(files);
     } catch (e) { /* the lists are a convenience */ }
   }
+}
+
+/** An empty MODEL field gets the newest model_iterNN.ckpt of the project. */
+function suggestModel(files) {
+  const form = document.querySelector("#predict-forms form");
+  const models = files.filter((f) => /model_iter\d+\.ckpt$/.test(f));
+  if (form && !form.elements.model.value && models.length) form.elements.model.value = models[models.length - 1];
 }
 
 // ------------------------------------------------------------------ Refinement: loss curve
@@ -453,13 +462,14 @@ async function loadVolume() {
     if (!$("#view-message").textContent) $("#view-message").textContent = "No volume to show yet.";
     return;
   }
+  const before = state.volume ? state.volume.shape.join() : null;
   try {
     state.volume = await api("volume", {path: row.volumes[label], star: $("#view-star").value.trim()});
   } catch (e) {
     $("#view-message").textContent = e.message;
     return;
   }
-  setAxis(state.viewAxis, true);
+  setAxis(state.viewAxis, before === state.volume.shape.join());  // same shape: stay on the slice
 }
 
 function setAxis(axis, keepIndex = false) {

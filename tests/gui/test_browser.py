@@ -1,0 +1,161 @@
+"""The GUI in a real headless Chromium (Debian's chromium and chromium-driver, driven by Selenium).
+
+Skipped when Chromium, its driver or Selenium is missing, except under CI (``CI`` set),
+where a missing install fails the run. Screenshots go to ``$ISONET_GUI_ARTIFACTS`` or
+``tests/gui/artifacts/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ARTIFACTS = Path(os.environ.get("ISONET_GUI_ARTIFACTS") or Path(__file__).with_name("artifacts"))
+TIMEOUT = 120
+
+
+def _missing() -> str | None:
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (pip install -e '.[test]')"
+    if not (shutil.which("chromium") or Path("/usr/bin/chromium").exists()):
+        return "chromium is not installed (apt-get install chromium chromium-driver)"
+    if not (shutil.which("chromedriver") or Path("/usr/bin/chromedriver").exists()):
+        return "chromedriver is not installed (apt-get install chromium-driver)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium; skipped when not installed, a failure when not installed under CI."""
+    reason = _missing()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the browser tests: {reason}")
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1500,1000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"),
+                              options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def wait(driver, condition, timeout: float = TIMEOUT):
+    """Wait until ``condition(driver)`` is truthy and return its value."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(condition)
+
+
+def css(driver, selector: str):
+    """The first element matching a CSS selector."""
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, selector)
+
+
+def fill(element, text: str) -> None:
+    """Replace an input's text as a user types it."""
+    from selenium.webdriver.common.keys import Keys
+
+    element.send_keys(Keys.CONTROL, "a")
+    element.send_keys(Keys.DELETE)
+    element.send_keys(text)
+
+
+def run_form(driver, command: str, **fields: str) -> None:
+    """Fill fields of a command's form and press its Run button."""
+    form = css(driver, f'form[data-command="{command}"]')
+    for name, value in fields.items():
+        fill(form.find_element("name", name), value)
+    button = form.find_element("css selector", f'button[data-run="{command}"]')
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+    button.click()
+
+
+def finished_job(driver, job_id: str) -> str:
+    """Wait for job ``job_id`` in the page's job list to finish; return its state and text."""
+    selector = f'#job-list li[data-job="{job_id}"]'
+    wait(driver, lambda d: d.execute_script(
+        f"const li = document.querySelector('{selector}'); return li && "
+        "['done', 'failed', 'cancelled'].includes(li.dataset.state)"))
+    li = css(driver, selector)
+    return f"{li.get_attribute('data-state')}: {li.text}"
+
+
+def screenshot(driver, name: str) -> Path:
+    """Save a screenshot as a test artifact."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    return path
+
+
+def test_page_loads_with_forms_from_the_schema(browser, server):
+    """The page opens with its token, lists the project and builds every form with the CLI's defaults."""
+    browser.get(server.url)
+    wait(browser, lambda d: d.find_elements("css selector", 'form[data-command="refine"]'))
+    assert str(server.project) in css(browser, "#project").text
+    form = css(browser, 'form[data-command="deconv"]')
+    assert form.find_element("name", "voltage").get_attribute("value") == "300.0"
+    assert form.find_element("name", "star_file").get_attribute("value") == "tomograms.star"
+
+
+def test_workflow_through_the_page(browser, server, project):
+    """prepare_star, a row added by hand, deconv and make_mask run from the page; the viewer shows a slice."""
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(server.url)
+    wait(browser, lambda d: d.find_elements("css selector", 'form[data-command="prepare_star"]'))
+
+    run_form(browser, "prepare_star", folder_name="sim/tomos", defocus="20000")
+    assert finished_job(browser, "0001").startswith("done"), css(browser, "#job-list").text
+    wait(browser, lambda d: d.find_elements("css selector", '#star-table input[data-row="0"]'))
+
+    css(browser, "#row-insert").click()  # add a tomogram by hand
+    fill(css(browser, '#star-table input[data-row="1"][data-col="rlnMicrographName"]'), "extra/other.mrc")
+    fill(css(browser, '#star-table input[data-row="1"][data-col="rlnDefocus"]'), "20000")
+    css(browser, "#star-save").click()
+    wait(browser, lambda d: "2 row(s)" in css(d, "#star-status").text and "unsaved" not in css(d, "#star-status").text)
+
+    run_form(browser, "make_mask", patch_size="0")  # bad input: the CLI's message, no job
+    error = wait(browser, lambda d: css(d, 'form[data-command="make_mask"] [data-role="form-error"]').text)
+    assert "Error: --patch_size 0: Input should be greater than or equal to 1" in error
+    fill(css(browser, 'form[data-command="make_mask"]').find_element("name", "patch_size"), "4")
+
+    run_form(browser, "deconv")
+    assert finished_job(browser, "0002").startswith("done"), css(browser, "#job-list").text
+    run_form(browser, "make_mask")
+    assert finished_job(browser, "0003").startswith("done"), css(browser, "#job-list").text
+    assert css(browser, '#job-list li[data-job="0003"] .cmd').text == "#0003 make_mask tomograms.star"
+    wait(browser, lambda d: "mask" in css(d, '#star-table input[data-row="1"][data-col="rlnMaskName"]')
+         .get_attribute("value"))
+    screenshot(browser, "preparation")
+
+    css(browser, '#tabs button[data-page="viewer"]').click()
+    wait(browser, lambda d: len(Select(css(d, "#view-row")).options) == 2)
+    Select(css(browser, "#view-row")).select_by_value("2")
+    wait(browser, lambda d: "deconvolved" in [o.text for o in Select(css(d, "#view-volume")).options])
+    Select(css(browser, "#view-volume")).select_by_value("deconvolved")
+    css(browser, "#view-overlay").click()
+    css(browser, '#view-axes button[data-axis="y"]').click()
+    width = wait(browser, lambda d: d.execute_script(
+        "const i = document.querySelector('#view-image');"
+        "return i.complete && i.src.includes('overlay=') && i.src.includes('axis=y') && i.naturalWidth"))
+    assert width == 48
+    assert css(browser, "#view-message").text == ""
+    assert screenshot(browser, "viewer").stat().st_size > 0
+    assert (project / "tomograms.star").exists() and (project / "mask" / "other_mask.mrc").exists()
