@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import numpy as np
@@ -255,3 +256,24 @@ def test_slice_reads_only_one_level_plane(project):
     assert viewer._level(store, "z") == 0
     plane = viewer._plane(store, "y", 1000, 0)  # an index past the end is clipped
     np.testing.assert_array_equal(plane, np.asarray(store.zarr_array(0)[:, -1, :]))
+
+
+def test_3dmod_button_runs_3dmod_when_installed(client, project, monkeypatch, tmp_path):
+    """With a 3dmod on PATH, /api/info says so and /api/3dmod starts it on the files (folders expanded)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.txt"
+    fake = bin_dir / "3dmod"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" > {calls}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert client.json("/api/info")["has_3dmod"] is True
+    assert client.json("/api/3dmod", body={"paths": ["sim/tomos", "extra/other.mrc"]}) == {"started": True}
+    for _ in range(100):
+        if calls.exists() and calls.read_text().strip():
+            break
+        time.sleep(0.05)
+    started = calls.read_text().split()
+    assert started == [str(project / "sim" / "tomos" / "sim_00.mrc"), str(project / "extra" / "other.mrc")]
+    bad = client.json("/api/3dmod", body={"paths": ["nothing.mrc"]}, status=400)
+    assert "nothing.mrc does not exist" in bad["error"]

@@ -55,9 +55,12 @@ def browser():
 
 def wait(driver, condition, timeout: float = TIMEOUT):
     """Wait until ``condition(driver)`` is truthy and return its value."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(condition)
+    # the page re-renders lists every second: an element found may be replaced before it is read
+    return WebDriverWait(driver, timeout, poll_frequency=0.2,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(condition)
 
 
 def css(driver, selector: str):
@@ -87,13 +90,11 @@ def run_form(driver, command: str, **fields: str) -> None:
 
 
 def finished_job(driver, job_id: str) -> str:
-    """Wait for job ``job_id`` in the page's job list to finish; return its state and text."""
-    selector = f'#job-list li[data-job="{job_id}"]'
-    wait(driver, lambda d: d.execute_script(
-        f"const li = document.querySelector('{selector}'); return li && "
-        "['done', 'failed', 'cancelled'].includes(li.dataset.state)"))
-    li = css(driver, selector)
-    return f"{li.get_attribute('data-state')}: {li.text}"
+    """Wait for job ``job_id`` in the page's job list to finish; return ``state: command line, last line``."""
+    return wait(driver, lambda d: d.execute_script(
+        f"const li = document.querySelector('#job-list li[data-job=\"{job_id}\"]');"
+        "return li && ['done', 'failed', 'cancelled'].includes(li.dataset.state) && "
+        "`${li.dataset.state}: ${li.querySelector('.cmd').textContent}, ${li.lastChild.textContent}`"))
 
 
 def screenshot(driver, name: str) -> Path:
@@ -122,7 +123,8 @@ def test_workflow_through_the_page(browser, server, project):
     wait(browser, lambda d: d.find_elements("css selector", 'form[data-command="prepare_star"]'))
 
     run_form(browser, "prepare_star", folder_name="sim/tomos", defocus="20000")
-    assert finished_job(browser, "0001").startswith("done"), css(browser, "#job-list").text
+    state = finished_job(browser, "0001")
+    assert state.startswith("done"), state
     wait(browser, lambda d: d.find_elements("css selector", '#star-table input[data-row="0"]'))
 
     css(browser, "#row-insert").click()  # add a tomogram by hand
@@ -137,10 +139,11 @@ def test_workflow_through_the_page(browser, server, project):
     fill(css(browser, 'form[data-command="make_mask"]').find_element("name", "patch_size"), "4")
 
     run_form(browser, "deconv")
-    assert finished_job(browser, "0002").startswith("done"), css(browser, "#job-list").text
+    state = finished_job(browser, "0002")
+    assert state.startswith("done"), state
     run_form(browser, "make_mask")
-    assert finished_job(browser, "0003").startswith("done"), css(browser, "#job-list").text
-    assert css(browser, '#job-list li[data-job="0003"] .cmd').text == "#0003 make_mask tomograms.star"
+    state = finished_job(browser, "0003")
+    assert state.startswith("done: #0003 make_mask tomograms.star,"), state  # default options are left out
     wait(browser, lambda d: "mask" in css(d, '#star-table input[data-row="1"][data-col="rlnMaskName"]')
          .get_attribute("value"))
     screenshot(browser, "preparation")

@@ -502,6 +502,24 @@ function showSlice() {
   img.src = apiUrl("slice", params);
 }
 
+/** The selected rows' volumes in 3dmod (paths as the server resolves them, from /api/volumes). */
+async function openRows() {
+  if (!state.selected.size) return banner("Select rows first: click their numbers.");
+  try {
+    const rows = await api("volumes", {star: $("#star-path").value.trim()});
+    const wanted = new Set([...state.selected].map((i) => i + 1));
+    const paths = rows.filter((r) => wanted.has(r.index)).flatMap((r) => Object.values(r.volumes));
+    if (paths.length) open3dmod(paths);
+  } catch (e) {
+    banner(e.message);
+  }
+}
+
+async function cancelJob() {
+  try { await api(`jobs/${state.jobId}/cancel`, {}, {}); } catch (e) { banner(e.message); }
+  refreshJobs();
+}
+
 async function open3dmod(paths) {
   try {
     const res = await api("3dmod", {}, {paths});
@@ -535,29 +553,15 @@ async function main() {
   document.querySelector('#refine-forms form').elements.result_dir.addEventListener("change", refreshLosses);
 
   document.querySelectorAll("#tabs button").forEach((b) => b.addEventListener("click", () => showPage(b.dataset.page)));
-  $("#star-load").addEventListener("click", loadTable);
-  $("#star-save").addEventListener("click", saveTable);
-  $("#star-path").addEventListener("change", loadTable);
-  $("#row-insert").addEventListener("click", insertRow);
-  $("#row-duplicate").addEventListener("click", duplicateRows);
-  $("#row-delete").addEventListener("click", deleteRows);
-  $("#row-3dmod").addEventListener("click", () => {
-    const rows = state.selected.size ? [...state.selected] : [];
-    const paths = rows.flatMap((i) => ["rlnMicrographName", "rlnDeconvTomoName", "rlnMaskName", "rlnCorrectedTomoName"]
-      .map((c) => state.table.rows[i][c]).filter((p) => p && p !== "None"));
-    if (!paths.length) return banner("Select rows with volumes first: click their numbers.");
-    open3dmod(paths);
-  });
-  $("#job-cancel").addEventListener("click", async () => {
-    try { await api(`jobs/${state.jobId}/cancel`, {}, {}); } catch (e) { banner(e.message); }
-    refreshJobs();
-  });
-  $("#view-refresh").addEventListener("click", refreshViewer);
-  $("#view-star").addEventListener("change", refreshViewer);
-  $("#view-row").addEventListener("change", fillVolumes);
-  $("#view-volume").addEventListener("change", loadVolume);
-  $("#view-overlay").addEventListener("change", showSlice);
-  $("#view-slider").addEventListener("input", showSlice);
+  const handlers = [
+    ["#star-load", "click", loadTable], ["#star-save", "click", saveTable], ["#star-path", "change", loadTable],
+    ["#row-insert", "click", insertRow], ["#row-duplicate", "click", duplicateRows], ["#row-delete", "click", deleteRows],
+    ["#row-3dmod", "click", openRows], ["#job-cancel", "click", cancelJob],
+    ["#view-refresh", "click", refreshViewer], ["#view-star", "change", refreshViewer],
+    ["#view-row", "change", fillVolumes], ["#view-volume", "change", loadVolume],
+    ["#view-overlay", "change", showSlice], ["#view-slider", "input", showSlice],
+  ];
+  for (const [sel, event, fn] of handlers) $(sel).addEventListener(event, fn);
   document.querySelectorAll("#view-axes button").forEach((b) => b.addEventListener("click", () => setAxis(b.dataset.axis)));
   $("#view-3dmod").addEventListener("click", () => {
     const row = currentRow();
