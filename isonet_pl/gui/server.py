@@ -29,11 +29,13 @@ import http.cookies
 import json
 import logging
 import mimetypes
+import os
 import re
 import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import asdict
@@ -326,6 +328,15 @@ def open_3dmod(project: Path, paths: list[Path]) -> bool:
     return True
 
 
+def _has_display() -> bool:
+    """Whether a graphical browser can open (on Linux: X or Wayland is there).
+
+    On a console or an SSH session, :mod:`webbrowser` would start a text browser in the terminal.
+    """
+    return not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or
+                                                        os.environ.get("WAYLAND_DISPLAY"))
+
+
 def serve(project_dir: str | Path = ".", host: str = "127.0.0.1", port: int | None = None,
           open_browser: bool = True, announce: Callable[[str], None] | None = None) -> None:
     """Run the GUI until interrupted (Ctrl-C); jobs still running are then stopped.
@@ -339,7 +350,7 @@ def serve(project_dir: str | Path = ".", host: str = "127.0.0.1", port: int | No
     port : int, optional
         Port; None or 0 picks a free one.
     open_browser : bool
-        Open the page in the default web browser.
+        Open the page in the default web browser (when there is a graphical display).
     announce : callable, optional
         Receives the lines that give the URL (default: the INFO log).
     """
@@ -348,7 +359,7 @@ def serve(project_dir: str | Path = ".", host: str = "127.0.0.1", port: int | No
     announce(f"isonet-pl GUI for {server.project} at")
     announce(f"    {server.url}")
     announce("Open that URL in a browser (it holds the access token); Ctrl-C stops the GUI.")
-    if open_browser:
+    if open_browser and _has_display():
         import webbrowser
 
         threading.Thread(target=webbrowser.open, args=(server.url,), daemon=True).start()

@@ -277,3 +277,66 @@ def test_3dmod_button_runs_3dmod_when_installed(client, project, monkeypatch, tm
     assert started == [str(project / "sim" / "tomos" / "sim_00.mrc"), str(project / "extra" / "other.mrc")]
     bad = client.json("/api/3dmod", body={"paths": ["nothing.mrc"]}, status=400)
     assert "nothing.mrc does not exist" in bad["error"]
+
+
+def test_static_files_work_offline_and_are_packaged():
+    """The page loads nothing from the internet, and setup.cfg ships every static file with the package."""
+    import configparser
+    import re
+    from pathlib import Path
+
+    from isonet_pl.gui.server import STATIC
+
+    for path in STATIC.iterdir():
+        assert not re.search(r"(src|href)=\"?https?://|url\(https?:|import .* from \"http", path.read_text()), path
+    index = (STATIC / "index.html").read_text()
+    for name in re.findall(r'/static/([\w.-]+)', index):
+        assert (STATIC / name).is_file(), name
+    setup = Path(__file__).resolve().parents[2] / "setup.cfg"
+    if setup.exists():
+        cfg = configparser.ConfigParser()
+        cfg.read(setup)
+        assert cfg["options.package_data"]["isonet_pl.gui"].strip() == "static/*"
+
+
+def test_job_records_survive_a_restart(project):
+    """A new queue lists earlier jobs; one left running by a closed GUI counts as cancelled."""
+    from isonet_pl.gui.jobs import JobQueue
+
+    folder = project / ".isonet_gui" / "jobs"
+    folder.mkdir(parents=True)
+    (folder / "0004.json").write_text(json.dumps({"id": "0004", "argv": ["refine", "subtomo.star"],
+                                                  "state": "running", "created": 1.0}))
+    queue = JobQueue(project)
+    try:
+        job = queue.get("0004")
+        assert job.state == "cancelled" and "GUI closed" in job.error
+        assert queue.submit(["check"]).id == "0005"
+    finally:
+        queue.shutdown()
+
+
+def test_gui_command_prints_a_tokened_url_and_stops_on_ctrl_c(project):
+    """`isonet-pl gui --no-browser` prints the URL with its token; the page answers; Ctrl-C ends it cleanly."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "isonet_pl.cli.main", "gui", str(project), "--no-browser"],
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, DISPLAY=""))
+    try:
+        url = None
+        for _ in range(20):
+            line = proc.stderr.readline()
+            found = re.search(r"http://127\.0\.0\.1:\d+/\?token=[\w-]+", line)
+            if found:
+                url = found.group(0)
+                break
+        assert url, "no URL printed"
+        with urllib.request.urlopen(url, timeout=30) as res:
+            assert res.status == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) in (0, 130)
