@@ -49,6 +49,7 @@ from isonet_pl import __version__
 from isonet_pl.errors import IsoNetError
 from isonet_pl.gui import forms, tables, viewer
 from isonet_pl.gui.jobs import JobQueue, last_line, progress_of
+from isonet_pl.io.star import relative_to
 
 logger = logging.getLogger(__name__)
 
@@ -231,7 +232,8 @@ class Handler(BaseHTTPRequestHandler):
         elif route == "files":
             self._json(list_files(srv.project, q.get("kind", "star")))
         elif route == "star" and method == "GET":
-            self._json(tables.load_table(srv.path(q.get("path"), "STAR file")))
+            table = tables.load_table(srv.path(q.get("path"), "STAR file"))
+            self._json({**table, "path": relative_to(table["path"], srv.project)})
         elif route == "star" and method == "POST":
             path = srv.path(body.get("path"), "STAR file")
             tables.save_table(path, list(body.get("columns") or []), list(body.get("rows") or []),
@@ -339,7 +341,7 @@ def _has_display() -> bool:
 
 def serve(project_dir: str | Path = ".", host: str = "127.0.0.1", port: int | None = None,
           open_browser: bool = True, announce: Callable[[str], None] | None = None) -> None:
-    """Run the GUI until interrupted (Ctrl-C); jobs still running are then stopped.
+    """Run the GUI in ``project_dir`` (made the current folder) until Ctrl-C; running jobs are then stopped.
 
     Parameters
     ----------
@@ -355,6 +357,7 @@ def serve(project_dir: str | Path = ".", host: str = "127.0.0.1", port: int | No
         Receives the lines that give the URL (default: the INFO log).
     """
     server = GuiServer(Path(project_dir), host, port or 0)
+    os.chdir(server.project)  # as the jobs do: paths relative to the project resolve alike (RELION-5's too)
     announce = announce or logger.info
     announce(f"isonet-pl GUI for {server.project} at")
     announce(f"    {server.url}")

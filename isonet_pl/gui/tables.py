@@ -35,7 +35,11 @@ def _json_value(value: Any) -> Any:
 
 
 def load_table(path: Path) -> dict[str, Any]:
-    """A tomogram STAR file as ``{exists, columns, rows, defaults}`` (an empty table when missing).
+    """A tomogram STAR file as ``{path, exists, columns, rows, defaults}`` (an empty table when missing).
+
+    Read as the commands read it, so a RELION-5 ``tomograms.star`` gives the table kept beside
+    it (``path`` then names that file). A table the commands would refuse (empty, or with
+    a bad value) is still loaded as it is, to be fixed in the page.
 
     Raises
     ------
@@ -44,13 +48,21 @@ def load_table(path: Path) -> dict[str, Any]:
     """
     defaults = {k: v for k, v in TOMOGRAM_COLUMNS.items() if k != "rlnIndex"}
     if not path.exists():
-        return {"exists": False, "columns": list(TOMOGRAM_COLUMNS), "rows": [], "defaults": defaults}
-    table = read_star(path, required=("rlnMicrographName",), what="tomogram STAR file")
+        return {"path": str(path), "exists": False, "columns": list(TOMOGRAM_COLUMNS), "rows": [],
+                "defaults": defaults}
+    try:
+        table = read_tomogram_star(path)
+    except InputError as refused:
+        try:
+            table = read_star(path, required=("rlnMicrographName",), what="tomogram STAR file")
+        except InputError:
+            raise refused from None
     df = table.df
     if "rlnIndex" not in df.columns:
         df.insert(0, "rlnIndex", np.arange(1, len(df) + 1))
     rows = [{k: _json_value(v) for k, v in record.items()} for record in df.to_dict("records")]
-    return {"exists": True, "columns": list(df.columns), "rows": rows, "defaults": defaults}
+    return {"path": str(table.path), "exists": True, "columns": list(df.columns), "rows": rows,
+            "defaults": defaults}
 
 
 def _frame(columns: list[str], rows: list[dict[str, Any]], target: Path) -> pd.DataFrame:

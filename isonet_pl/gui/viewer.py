@@ -19,7 +19,7 @@ import numpy as np
 
 from isonet_pl.config import IOConfig
 from isonet_pl.errors import InputError
-from isonet_pl.io.star import HALF_COLUMNS, read_tomogram_star
+from isonet_pl.io.star import HALF_COLUMNS, read_tomogram_star, relative_to
 from isonet_pl.io.zarr_store import TomogramStore, ensure_zarr
 from isonet_pl.plot import encode_png, slice_preview
 
@@ -53,17 +53,10 @@ def list_volumes(star: Path, project: Path) -> list[dict[str, Any]]:
         for column, label in VOLUME_COLUMNS.items():
             path = table.get_path(i, column, required=False) if column in table.df.columns else None
             if path is not None and path.is_file():
-                volumes[label] = _relative(path, project)
+                volumes[label] = relative_to(path, project)
         name = Path(str(table.df["rlnMicrographName"].iloc[i])).name
         rows.append({"index": int(table.df["rlnIndex"].iloc[i]), "name": name, "volumes": volumes})
     return rows
-
-
-def _relative(path: Path, project: Path) -> str:
-    try:
-        return path.resolve().relative_to(project.resolve()).as_posix()
-    except ValueError:
-        return str(path.resolve())
 
 
 def open_volume(path: Path, star: Path) -> TomogramStore:

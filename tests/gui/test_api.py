@@ -135,6 +135,17 @@ def test_missing_star_is_an_empty_table(client):
     assert not table["exists"] and table["rows"] == [] and "rlnMicrographName" in table["columns"]
 
 
+def test_star_the_commands_refuse_still_loads_to_be_fixed(client, project):
+    """A table with a bad value loads as it is (to be fixed in the page); a file that is no table is an error."""
+    star = project / "sim" / "tomograms.star"
+    star.write_text(star.read_text().replace("20000.000000", "lots"))
+    table = client.json("/api/star", {"path": "sim/tomograms.star"})
+    assert table["rows"][0]["rlnDefocus"] == "lots"
+    (project / "bad.star").write_text("data_\nloop_\n_rlnSomething #1\n1\n")
+    error = client.json("/api/star", {"path": "bad.star"}, status=400)["error"]
+    assert "missing required column(s) _rlnMicrographName" in error
+
+
 def test_job_runs_the_cli_and_finishes(client, project):
     """simulate through the API: queued, run as a subprocess in the project, done, log kept."""
     job = client.json("/api/jobs", body={"command": "simulate", "arguments": {"out_dir": "sim2"},
@@ -340,3 +351,19 @@ def test_gui_command_prints_a_tokened_url_and_stops_on_ctrl_c(project):
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) in (0, 130)
+
+
+def test_relion5_star_loads_as_its_isonet_table(client, project, monkeypatch):
+    """A RELION-5 tomograms.star loads as the table kept beside it, whose path the page then uses."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "relion_helpers", Path(__file__).resolve().parents[1] / "io" / "test_relion.py")
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
+    monkeypatch.chdir(project)  # RELION paths are relative to the project folder (serve() makes it the cwd)
+    star = helpers._relion_project(project)
+    table = client.json("/api/star", {"path": star.relative_to(project).as_posix()})
+    assert table["path"] == "Tomograms/job010/tomograms_isonet.star"
+    assert [r["rlnTomoName"] for r in table["rows"]] == ["TS_01", "TS_02"]

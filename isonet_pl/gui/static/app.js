@@ -149,9 +149,14 @@ function setDirty(dirty) {
 }
 
 async function loadTable() {
-  const path = $("#star-path").value.trim();
+  let path = $("#star-path").value.trim();
   try {
     state.table = await api("star", {path});
+    if (state.table.path !== path && state.table.path !== path.replace(/^\.\//, "")) {
+      banner(`${path} is RELION-5's table; its isonet-pl table is ${state.table.path}`, "info");
+      path = state.table.path;
+      $("#star-path").value = path;
+    }
     state.selected.clear();
     renderTable();
     setDirty(false);
