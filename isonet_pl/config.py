@@ -326,7 +326,8 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
         value = err.get("input")
         msg = err["msg"].replace("Value error, ", "")
         shown = f" {value!r}" if not isinstance(value, (dict, BaseModel)) and loc else ""
-        parts.append(f"{source}{loc}{shown}: {msg}" if loc else f"{source.rstrip('.')}: {msg}")
+        where = source.rstrip(".-")  # a check of several settings together has no location
+        parts.append(f"{source}{loc}{shown}: {msg}" if loc else f"{where}: {msg}" if where else msg)
     return "; ".join(parts)
 
 

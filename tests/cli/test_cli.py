@@ -16,7 +16,7 @@ import starfile
 from isonet_pl.io.mrc import write_mrc
 
 COMMANDS = ["prepare_star", "prepare_subtomo_star", "deconv", "make_mask", "extract", "refine", "predict", "simulate",
-            "convert", "check", "config", "demo"]
+            "convert", "check", "config", "demo", "gui"]
 
 
 def assert_clean_error(code: int, err: str, *words: str) -> None:
@@ -183,6 +183,8 @@ def test_invalid_option_value(run_cli, tomo_folder, tmp_path):
     """An out-of-range value names the option."""
     code, _, err = run_cli(["prepare_star", tomo_folder, "--pixel_size", "-3"])
     assert_clean_error(code, err, "pixel_size")
+    code, _, err = run_cli(["prepare_star", tomo_folder, "--tilt_min", "50", "--tilt_max", "40"])
+    assert_clean_error(code, err, "Error: tilt_min (50.0) must be below tilt_max (40.0)")
 
 
 def test_debug_shows_the_traceback(run_cli, tmp_path):
