@@ -21,14 +21,21 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import scipy.ndimage as ndi
 
 from isonet_pl.config import load_config
+from isonet_pl.data.wedge import apply_wedge, measured_region
 from isonet_pl.evaluate import wedge_correlations
 from isonet_pl.io.mrc import read_mrc
 from isonet_pl.workflows.demo import BAND, demo_config, demo_inputs
 from isonet_pl.workflows.predict import predict
 from isonet_pl.workflows.refine import refine
+
+
+def without_wedge(volume: np.ndarray, tilt_min: float, tilt_max: float) -> np.ndarray:
+    """``volume`` (nz, ny, nx) with the Fourier coefficients outside the tilt range set to 0."""
+    return apply_wedge(volume, measured_region(volume.shape, tilt_min, tilt_max)).astype(np.float32)
 
 
 def main() -> None:
@@ -53,6 +60,9 @@ def main() -> None:
     truth, _ = read_mrc(out / "ground_truth" / "sim_00.mrc")
     volumes = {"raw": read_mrc(out / "tomos" / "sim_00.mrc")[0]}
     volumes["gaussian low-pass of raw (sigma 1.5)"] = ndi.gaussian_filter(volumes["raw"], 1.5)
+    # reference: a perfect denoiser that does not fill the wedge
+    volumes["ground truth, wedge removed (reference)"] = without_wedge(truth, cfg.simulate.tilt_min,
+                                                                       cfg.simulate.tilt_max)
     if (out / "deconv" / "sim_00.mrc").exists():
         volumes["deconvolved"] = read_mrc(out / "deconv" / "sim_00.mrc")[0]
     for method in methods:
