@@ -224,6 +224,9 @@ class RefineConfig(Section):
     drop_out: float = Field(0.3, ge=0, lt=1, description="Dropout rate.")
     batch_normalization: bool = Field(True, description="Batch normalisation in the convolution blocks.")
     pool: bool = Field(False, description="Max-pooling / up-sampling instead of strided convolutions.")
+    residual: bool = Field(True, description="Add the input to the network's output (IsoNet's U-Net). Off: less "
+                                             "high-frequency noise left, a weaker wedge fill at small budgets "
+                                             "(bench/RESULTS.md).")
     normalize_percentile: bool = Field(True, description="Normalise by the 4th/96th percentiles (else z-score).")
     method: Literal["auto", "isonet", "n2n"] = Field("auto", description="isonet: IsoNet's single-tomogram "
                                                                          "training; n2n: even/odd halves "
@@ -286,10 +289,10 @@ class PredictConfig(Section):
     normalize_percentile: bool | None = Field(None, description="Normalisation mode; unset: the checkpoint's "
                                                                 "(a different value is ignored with a warning).")
     use_deconv_tomo: bool = Field(True, description="Correct the deconvolved tomogram when there is one.")
-    halves: Literal["auto", "both", "average"] = Field(
-        "auto", description="Tomograms with even/odd halves: both = run the model on each half and average the "
-                            "two outputs; average = run it on the average tomogram; auto = both for a model "
-                            "trained with --method n2n, else average.")
+    halves: Literal["both", "average"] = Field(
+        "average", description="Tomograms with even/odd halves: average = run the model on the average tomogram "
+                               "(measured better, bench/RESULTS.md); both = run it on each half and average the "
+                               "two outputs.")
     disagreement_map: bool = Field(False, description="With halves: also write <name>_disagreement.mrc, the "
                                                       "per-voxel |difference| of the two half predictions "
                                                       "(where the network's fill is not supported by both).")

@@ -106,7 +106,7 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
         out_mrc = out_dir / f"{Path(micrograph.name).stem}_corrected.mrc"
         out_zarr = cached_zarr_path(out_mrc, zarr_cache(table, io))
         out_zarr.parent.mkdir(parents=True, exist_ok=True)
-        inputs = _inputs(table, row, column, store, cfg, module.meta, io)
+        inputs = _inputs(table, row, column, store, cfg, io)
 
         def run(arr, path, **extra):
             with dask_context(len(devices)), progress_bar(progress):  # one thread per network copy
@@ -137,12 +137,9 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
     return table.path
 
 
-def _inputs(table, row: int, column: str, store, cfg: PredictConfig, meta: dict, io: IOConfig) -> list:
+def _inputs(table, row: int, column: str, store, cfg: PredictConfig, io: IOConfig) -> list:
     """What the network runs on: the tomogram, or its two halves (see ``--halves``)."""
-    mode = cfg.halves
-    if mode == "auto":
-        mode = "both" if meta.get("method") == "n2n" else "average"
-    if mode == "both" or cfg.disagreement_map:
+    if cfg.halves == "both" or cfg.disagreement_map:
         halves = half_volumes(table, row, column == "rlnDeconvTomoName", io, store.shape)
         if halves:
             return halves

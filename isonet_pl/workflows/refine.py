@@ -199,7 +199,7 @@ def build_module(cfg: RefineConfig, subs: Subtomograms):
 
     net = {"depth": cfg.unet_depth, "base_channels": cfg.filter_base, "convs_per_level": cfg.convs_per_depth,
            "kernel_size": cfg.kernel, "batch_norm": cfg.batch_normalization, "dropout": cfg.drop_out,
-           "residual": True, "pool": cfg.pool}
+           "residual": cfg.residual, "pool": cfg.pool}
     meta = {"method": method_of(cfg, subs), "mw_weight": cfg.mw_weight, "normalize_percentile": cfg.normalize_percentile,
             "normalization": "tomogram" if subs.per_tomogram else "subtomogram", "cube_size": subs.cube,
             "crop_size": subs.crop, "tilt_ranges": sorted({tuple(t) for t in subs.tilt_ranges.tolist()}),

@@ -91,15 +91,16 @@ def test_tiny_tomogram_and_unwritable_output(subtomo_star, tmp_path):
 
 
 def test_predict_on_both_halves_and_disagreement_map(n2n_model, tmp_path):
-    """An n2n model runs on each half (auto); the output is the mean of the two half predictions and
-    the disagreement map their |difference|, both equal to predicting each half on its own."""
+    """--halves both: the output is the mean of the two half predictions and the disagreement map their
+    |difference|, both equal to predicting each half on its own."""
     from isonet_pl.predict.predictor import predict_tomogram
     from isonet_pl.workflows.predict import load_model, predict
     from isonet_pl.workflows.extract import tomogram_statistics
     from isonet_pl.workflows.refine import tomogram_norm
 
     star, ckpt, _ = n2n_model
-    predict(star, ckpt, PredictConfig(output_dir=str(tmp_path / "out"), crop_size=32, disagreement_map=True), IO)
+    predict(star, ckpt, PredictConfig(output_dir=str(tmp_path / "out"), crop_size=32, halves="both",
+                                      disagreement_map=True), IO)
     mean, _ = read_mrc(tmp_path / "out" / "sim_00_corrected.mrc")
     disagreement, _ = read_mrc(tmp_path / "out" / "sim_00_disagreement.mrc")
     module = load_model(ckpt)
@@ -111,13 +112,13 @@ def test_predict_on_both_halves_and_disagreement_map(n2n_model, tmp_path):
     np.testing.assert_allclose(mean, (halves[0] + halves[1]) / 2, atol=1e-5 * np.abs(mean).max())
     np.testing.assert_allclose(disagreement, np.abs(halves[0] - halves[1]), atol=1e-5 * np.abs(mean).max())
     assert disagreement.max() > 0
-    # --halves average runs on the average tomogram instead; without halves a disagreement map is an error
-    predict(star, ckpt, PredictConfig(output_dir=str(tmp_path / "avg"), crop_size=32, halves="average"), IO)
+    # by default (--halves average) the model runs on the average tomogram instead
+    predict(star, ckpt, PredictConfig(output_dir=str(tmp_path / "avg"), crop_size=32), IO)
     assert not np.allclose(read_mrc(tmp_path / "avg" / "sim_00_corrected.mrc")[0], mean)
 
 
 def test_disagreement_map_needs_halves(n2n_model, subtomo_star, tmp_path):
-    """A tomogram without halves: an n2n model runs on it (auto), but asking for halves is a clear error."""
+    """A tomogram without halves: an n2n model runs on it, but asking for its halves is a clear error."""
     from isonet_pl.workflows.predict import predict
 
     _, ckpt, _ = n2n_model
