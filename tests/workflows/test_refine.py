@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from isonet_pl.config import ExtractConfig, IOConfig, RefineConfig, SimulateConfig
+from isonet_pl.config import RefineConfig
 from isonet_pl.errors import InputError
 from isonet_pl.io.mrc import read_mrc, write_mrc
 
