@@ -162,3 +162,17 @@ def test_workflow_through_the_page(browser, server, project):
     assert css(browser, "#view-message").text == ""
     assert screenshot(browser, "viewer").stat().st_size > 0
     assert (project / "tomograms.star").exists() and (project / "mask" / "other_mask.mrc").exists()
+
+    # the values last run are remembered for this project, and "Defaults" forgets them
+    browser.refresh()
+    form = wait(browser, lambda d: d.find_elements("css selector", 'form[data-command="prepare_star"]'))[0]
+    assert form.find_element("name", "folder_name").get_attribute("value") == "sim/tomos"
+    assert form.find_element("name", "defocus").get_attribute("value") == "20000"
+    button = form.find_element("xpath", './/button[text()="Defaults"]')
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+    button.click()
+    form = css(browser, 'form[data-command="prepare_star"]')
+    assert form.find_element("name", "defocus").get_attribute("value") != "20000"
+    browser.refresh()
+    form = wait(browser, lambda d: d.find_elements("css selector", 'form[data-command="prepare_star"]'))[0]
+    assert form.find_element("name", "folder_name").get_attribute("value") == ""

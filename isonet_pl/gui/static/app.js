@@ -71,21 +71,47 @@ function fieldInput(opt) {
             opt.description ? el("div", {class: "help", text: opt.description}) : null);
 }
 
-/** A card with the form of one command; `setup` may prefill values. Returns the form element. */
+/** Where a command's last submitted form values are kept (the browser's storage, per project). */
+function storageKey(command) {
+  return `isonet-pl:${state.info.project}:${command}`;
+}
+
+/** The values of a command's form last submitted in this project, or {}. */
+function remembered(command) {
+  try {
+    return JSON.parse(localStorage.getItem(storageKey(command))) || {};
+  } catch (e) {
+    return {};
+  }
+}
+
+function remember(form, command) {
+  const values = {};
+  for (const e of form.elements) if (e.name) values[e.name] = e.value;
+  try { localStorage.setItem(storageKey(command), JSON.stringify(values)); } catch (e) { /* storage full or off */ }
+}
+
+/** A card with the form of one command, with the values last submitted for it in this project (else
+ * `prefill`, else the CLI's defaults). Returns the form element. */
 function commandCard(container, command, title, {open = true, prefill = {}, after = null} = {}) {
   const spec = state.schema[command];
+  const saved = remembered(command);
   const grid = el("div", {class: "form-grid"});
   for (const a of spec.arguments) {
     const list = {star: "list-star", ckpt: "list-ckpt", folder: "list-folder"}[a.kind];
-    grid.append(fieldInput({form: command, name: a.name, kind: "str", default: prefill[a.name] ?? a.default ??
-      STAR_DEFAULTS[a.name] ?? "", description: `${a.name.toUpperCase()} (required)`, list, argument: true}));
+    grid.append(fieldInput({form: command, name: a.name, kind: "str", default: saved[a.name] ?? prefill[a.name] ??
+      a.default ?? STAR_DEFAULTS[a.name] ?? "", description: `${a.name.toUpperCase()} (required)`, list,
+      argument: true}));
   }
   for (const o of spec.options) {
-    grid.append(fieldInput({...o, form: command, default: prefill[o.name] ?? o.default}));
+    const field = fieldInput({...o, form: command, default: prefill[o.name] ?? o.default});
+    if (o.name in saved) field.querySelector("input, select").value = saved[o.name];
+    grid.append(field);
   }
   const error = el("div", {class: "error hidden", "data-role": "form-error"});
   const run = el("button", {class: "primary", "data-run": command, text: `Run ${command}`});
-  const reset = el("button", {text: "Defaults", title: "Reset every field to the CLI's default"});
+  const reset = el("button", {text: "Defaults", title: "Reset every field to the CLI's default (and forget the "
+                                                    + "values last run)"});
   const form = el("form", {"data-command": command}, grid,
                   el("div", {class: "form-actions"}, run, reset, el("span", {class: "muted", text: spec.help})),
                   error);
@@ -95,6 +121,7 @@ function commandCard(container, command, title, {open = true, prefill = {}, afte
     try {
       if (after) await after(form);
       const job = await submitForm(form, command);
+      remember(form, command);
       selectJob(job.id);
     } catch (e) {
       error.textContent = e.message;
@@ -103,6 +130,7 @@ function commandCard(container, command, title, {open = true, prefill = {}, afte
   });
   reset.addEventListener("click", (ev) => {
     ev.preventDefault();
+    localStorage.removeItem(storageKey(command));
     const fresh = commandCard(el("div"), command, title, {open, prefill, after});
     card.replaceWith(fresh.closest("details"));
   });
