@@ -210,6 +210,11 @@ def read_star(path: str | Path, required: tuple[str, ...] = (), what: str = "STA
         Missing or unreadable file, no table, or a required column missing.
     """
     path, data = read_blocks(path, what)
+    return table_from_blocks(path, data, required)
+
+
+def table_from_blocks(path: Path, data: dict, required: tuple[str, ...] = ()) -> StarTable:
+    """The first block of ``data`` (from :func:`read_blocks`) with all ``required`` columns, as a StarTable."""
     tables = [df for df in data.values() if isinstance(df, pd.DataFrame)]
     if not tables:
         raise InputError("no table (loop_) in the STAR file", path, "check the file")
@@ -237,7 +242,7 @@ def read_tomogram_star(path: str | Path) -> StarTable:
     if relion is not None:
         table = relion5_table(checked, blocks, relion)
     else:
-        table = read_star(path, required=("rlnMicrographName",), what="tomogram STAR file")
+        table = table_from_blocks(checked, blocks, required=("rlnMicrographName",))
     if "rlnIndex" not in table.df.columns:
         table.df.insert(0, "rlnIndex", np.arange(1, len(table.df) + 1))
     if len(table.df) == 0:

@@ -11,9 +11,8 @@ import torch
 from isonet_pl.compute import dask_context, progress_bar
 from isonet_pl.config import IOConfig, PredictConfig
 from isonet_pl.errors import InputError
-from isonet_pl.io.paths import check_output_dir, check_readable_file
+from isonet_pl.io.paths import check_output_dir, check_readable_file, remove
 from isonet_pl.io.star import read_tomogram_star
-from isonet_pl.io.paths import remove
 from isonet_pl.io.zarr_store import cached_zarr_path, open_tomogram, stamp_source, write_tomogram, zarr_to_mrc
 from isonet_pl.predict.predictor import predict_tomogram
 from isonet_pl.workflows.convert import tomogram_store, zarr_cache
@@ -141,12 +140,11 @@ def _inputs(table, row: int, column: str, store, cfg: PredictConfig, io: IOConfi
     """What the network runs on: the tomogram, or its two halves (see ``--halves``)."""
     if cfg.halves == "both" or cfg.disagreement_map:
         halves = half_volumes(table, row, column == "rlnDeconvTomoName", io, store.shape)
-        if halves:
-            return halves
-        what = "deconvolved " if column == "rlnDeconvTomoName" else ""
-        if cfg.disagreement_map or cfg.halves == "both":
+        if not halves:
+            what = "deconvolved " if column == "rlnDeconvTomoName" else ""
             raise InputError(f"row {row + 1} has no {what}even/odd halves for --halves both / --disagreement_map",
                              table.path, "prepare_star --even/--odd (and deconv again), or drop those options")
+        return halves
     return [store.zarr_array(0)]
 
 
