@@ -107,6 +107,11 @@ class SimulateConfig(TiltRange):
     voltage: float = Field(300.0, gt=0, description="Acceleration voltage (kV), for the CTF.")
     cs: float = Field(2.7, ge=0, description="Spherical aberration (mm), for the CTF.")
     halves: bool = Field(False, description="Also write even/odd half tomograms with independent noise.")
+    slab_fraction: float = Field(0.6, gt=0, le=1, description="Ice thickness as a fraction of the tomogram's z "
+                                                              "size; outside the slab the density is 0.")
+    membranes: int | None = Field(None, ge=0, description="Flat membrane sheets nearly parallel to the slab "
+                                                         "(their power lies almost all in the missing wedge); "
+                                                         "unset: 2 per 256x256 voxels of 10 A.")
     number_subtomos: int = Field(100, ge=1, description="Subtomograms per tomogram written to the STAR file.")
     seed: int = Field(0, ge=0, description="Random seed.")
 
@@ -298,6 +303,9 @@ class PredictConfig(Section):
                                                       "(where the network's fill is not supported by both).")
     gpuID: str | None = Field(None, description="GPU to predict on, e.g. 0; unset: the first visible GPU, else "
                                                 "the CPU.")
+    precision: Literal["32", "bf16-mixed", "16-mixed"] | None = Field(
+        None, description="Inference precision; unset: the one the model was trained with (refine --precision; "
+                          "bf16-mixed: ~2x faster on CPUs with bf16 instructions and on GPUs).")
     log_level: Literal["info", "debug"] = Field("info", description="Log detail.")
 
     @model_validator(mode="after")

@@ -19,13 +19,18 @@ import torch
 logger = logging.getLogger(__name__)
 
 
+#: torch autocast dtype of each precision setting (refine --precision, predict --precision); None: float32.
+AUTOCAST = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
 @torch.no_grad()
-def predict_block(block: np.ndarray, module, offset: float, scale: float, device: str = "cpu") -> np.ndarray:
+def predict_block(block: np.ndarray, module, offset: float, scale: float, device: str = "cpu",
+                  precision: str = "32") -> np.ndarray:
     """Predict one block (shape (z, y, x), stored contrast) and return it in the same units.
 
     The block is normalised as in training, ``(-x - offset) / scale``, padded (edge
-    replication) to the network's input multiple, run, cropped and mapped back with
-    ``-(y * scale + offset)``.
+    replication) to the network's input multiple, run (under autocast for a mixed
+    ``precision``), cropped and mapped back with ``-(y * scale + offset)``.
     """
     x = torch.from_numpy(np.ascontiguousarray(-block, dtype=np.float32))
     x = (x - offset) / scale
@@ -34,7 +39,9 @@ def predict_block(block: np.ndarray, module, offset: float, scale: float, device
     x = x[None, None].to(device)
     if any(pads):
         x = torch.nn.functional.pad(x, (0, pads[2], 0, pads[1], 0, pads[0]), mode="replicate")
-    y = module(x)[0, 0, : block.shape[0], : block.shape[1], : block.shape[2]].float().cpu().numpy()
+    dtype = AUTOCAST[precision]
+    with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
+        y = module(x)[0, 0, : block.shape[0], : block.shape[1], : block.shape[2]].float().cpu().numpy()
     return -(y * np.float32(scale) + np.float32(offset))
 
 
@@ -52,21 +59,22 @@ def read_reflected(source, lo: tuple[int, ...], hi: tuple[int, ...]) -> np.ndarr
 class _Replicas:
     """One copy of the network per device, each used by one thread at a time (tiles go round-robin)."""
 
-    def __init__(self, module, devices: list[str]):
+    def __init__(self, module, devices: list[str], precision: str = "32"):
         import copy
         import threading
 
+        self.precision = precision
         self.devices = list(devices)
         self.modules = [module.to(d) if i == 0 else copy.deepcopy(module).to(d) for i, d in enumerate(self.devices)]
         self.locks = [threading.Lock() for _ in self.devices]
 
     def __reduce__(self):  # sent to dask.distributed workers: rebuilt there (locks are not picklable)
-        return (_Replicas, (self.modules[0], self.devices))
+        return (_Replicas, (self.modules[0], self.devices, self.precision))
 
     def run(self, index: int, block: np.ndarray, offset: float, scale: float) -> np.ndarray:
         k = index % len(self.devices)
         with self.locks[k]:
-            return predict_block(block, self.modules[k], offset, scale, self.devices[k])
+            return predict_block(block, self.modules[k], offset, scale, self.devices[k], self.precision)
 
 
 def _predict_core(source, replicas: _Replicas, offset: float, scale: float, halo: tuple[int, ...],
@@ -80,7 +88,7 @@ def _predict_core(source, replicas: _Replicas, offset: float, scale: float, halo
 
 
 def predict_tomogram(arr, module, offset: float, scale: float, chunk: int = 64, halo: int = 16,
-                     device: str | list[str] = "cpu") -> da.Array:
+                     device: str | list[str] = "cpu", precision: str = "32") -> da.Array:
     """Lazily predict a whole tomogram (shape (nz, ny, nx)) with ``module`` in eval mode.
 
     For a numpy or Zarr array every output block is an independent task that reads its own
@@ -102,16 +110,18 @@ def predict_tomogram(arr, module, offset: float, scale: float, chunk: int = 64, 
     device : str or list of str
         torch device(s); with several (e.g. ``["cuda:0", "cuda:1"]``) each holds a copy of the
         network and the tiles are shared among them (run with as many dask threads).
+    precision : str
+        ``32``, ``bf16-mixed`` or ``16-mixed`` (see :data:`AUTOCAST`).
     """
     module.eval()
     if not isinstance(arr, da.Array):
         margins = tuple(min(halo, n - 1) for n in arr.shape)
         chunks = da.core.normalize_chunks(tuple(min(chunk, n) for n in arr.shape), arr.shape)
-        replicas = _Replicas(module, [device] if isinstance(device, str) else device)
+        replicas = _Replicas(module, [device] if isinstance(device, str) else device, precision)
         return da.map_blocks(_predict_core, arr, replicas, offset, scale, margins, dtype=np.float32,
                              chunks=chunks, meta=np.empty((0, 0, 0), np.float32))
     arr = arr.astype(np.float32).rechunk(tuple(min(chunk, n) for n in arr.shape))
     depth = {i: min(halo, n - 1) for i, n in enumerate(arr.shape)}
     device = device if isinstance(device, str) else device[0]
     return arr.map_overlap(predict_block, depth=depth, boundary="reflect", trim=True, dtype=np.float32,
-                           module=module, offset=offset, scale=scale, device=device)
+                           module=module, offset=offset, scale=scale, device=device, precision=precision)

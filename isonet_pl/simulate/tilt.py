@@ -298,6 +298,7 @@ def simulate_tomogram(
     halves: bool = False,
     seed: int | None = 0,
     slab_fraction: float = 0.6,
+    n_membranes: int | None = None,
     phantom: np.ndarray | None = None,
 ) -> dict[str, np.ndarray | float]:
     """Simulate a noisy, missing-wedge-affected cryo-ET reconstruction of a phantom.
@@ -333,6 +334,8 @@ def simulate_tomogram(
         Seed of the one generator used for the phantom and then the noise.
     slab_fraction : float, default 0.6
         Ice thickness as a fraction of nz (passed to :func:`make_phantom`).
+    n_membranes : int, optional
+        Number of flat membrane sheets (passed to :func:`make_phantom`; default scaled to the area).
     phantom : ndarray, shape (nz, ny, nx), optional
         Use this density instead of a random phantom (``shape_zyx`` is then ignored).
 
@@ -348,7 +351,8 @@ def simulate_tomogram(
     """
     rng = np.random.default_rng(seed)
     if phantom is None:
-        density = make_phantom(shape_zyx, rng, slab_fraction=slab_fraction, pixel_size=pixel_size)
+        density = make_phantom(shape_zyx, rng, slab_fraction=slab_fraction, n_membranes=n_membranes,
+                               pixel_size=pixel_size)
     else:
         density = np.asarray(phantom, dtype=np.float32)
         if density.ndim != 3:

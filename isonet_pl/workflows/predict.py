@@ -85,6 +85,7 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
         logger.warning("the model was trained with normalize_percentile=%s; using that, not %s", percentile,
                        cfg.normalize_percentile)
     devices = _devices(cfg)
+    precision = cfg.precision or module.meta.get("settings", {}).get("precision", "32")
     cube, crop = tile_sizes(cfg, module.meta)
     table = read_tomogram_star(star_file)
     rows = table.select(tomo_idx)
@@ -113,8 +114,8 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
                                levels=io.zarr_levels, compression_level=io.compression_level,
                                extra={"model": str(Path(model).resolve()), **extra})
 
-        predictions = [predict_tomogram(a, module, offset, scale, chunk=cube, halo=halo, device=devices)
-                       for a in inputs]
+        predictions = [predict_tomogram(a, module, offset, scale, chunk=cube, halo=halo, device=devices,
+                                        precision=precision) for a in inputs]
         if len(predictions) == 1:
             run(predictions[0], out_zarr)
         elif not cfg.disagreement_map:  # each block predicts both halves and keeps the mean

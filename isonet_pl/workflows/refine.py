@@ -35,6 +35,7 @@ from isonet_pl.errors import InputError
 from isonet_pl.io.mrc import read_mrc
 from isonet_pl.io.paths import atomic_path, check_output_dir
 from isonet_pl.io.star import read_subtomo_star
+from isonet_pl.predict.predictor import AUTOCAST
 
 logger = logging.getLogger(__name__)
 
@@ -208,9 +209,15 @@ def build_module(cfg: RefineConfig, subs: Subtomograms):
 
 
 @torch.no_grad()
-def predict_volumes(module, volumes: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
-    """Run the network on whole subtomograms (padded to its input multiple), returning N(output)."""
+def predict_volumes(module, volumes: np.ndarray, batch_size: int, device: torch.device,
+                    precision: str = "32") -> np.ndarray:
+    """Run the network on whole subtomograms (padded to its input multiple), returning N(output).
+
+    ``precision`` is refine's: with ``bf16-mixed`` / ``16-mixed`` the forward runs under autocast
+    (as training does; about 2x faster on CPUs with bf16 instructions).
+    """
     module.eval()
+    autocast = AUTOCAST[precision]
     multiple = module.net.min_input_multiple
     p = volumes.shape[1]
     size = -(-p // multiple) * multiple
@@ -220,7 +227,8 @@ def predict_volumes(module, volumes: np.ndarray, batch_size: int, device: torch.
         batch = torch.from_numpy(volumes[start:start + batch_size])[:, None].to(device)
         if pad:
             batch = torch.nn.functional.pad(batch, (0, pad, 0, pad, 0, pad), mode="replicate")
-        pred = module(batch)[:, 0, :p, :p, :p].float().cpu().numpy()
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+            pred = module(batch)[:, 0, :p, :p, :p].float().cpu().numpy()
         out[start:start + len(pred)] = [normalize(v) for v in pred]
     module.train()
     return out
@@ -233,17 +241,18 @@ def _dist():
     return 0, 1
 
 
-def predict_all(module, volumes: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
+def predict_all(module, volumes: np.ndarray, batch_size: int, device: torch.device,
+                precision: str = "32") -> np.ndarray:
     """Predict every subtomogram (or half: (n, 2, p, p, p)), split across DDP ranks and gathered."""
     if volumes.ndim == 5:
         n = volumes.shape[0]
-        flat = predict_all(module, volumes.reshape(-1, *volumes.shape[2:]), batch_size, device)
+        flat = predict_all(module, volumes.reshape(-1, *volumes.shape[2:]), batch_size, device, precision)
         return flat.reshape(n, 2, *volumes.shape[2:])
     rank, world = _dist()
     if world == 1:
-        return predict_volumes(module, volumes, batch_size, device)
+        return predict_volumes(module, volumes, batch_size, device, precision)
     mine = np.arange(rank, len(volumes), world)
-    part = predict_volumes(module, volumes[mine], max(1, batch_size // world), device)
+    part = predict_volumes(module, volumes[mine], max(1, batch_size // world), device, precision)
     gathered: list = [None] * world
     torch.distributed.all_gather_object(gathered, (mine, part))
     out = np.empty_like(volumes)
@@ -404,7 +413,7 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
         losses = _epoch_losses(result_dir / "logs" / f"iter{it:02d}" / "metrics.csv", it, cfg.epochs)
         ckpt = result_dir / f"model_iter{it:02d}.ckpt"
         trainer.save_checkpoint(ckpt)  # every rank calls it; Lightning writes from rank 0 only
-        estimates = predict_all(module, _originals(subs, method), batch, device)
+        estimates = predict_all(module, _originals(subs, method), batch, device, cfg.precision)
         if trainer.is_global_zero:
             np.save(state / f".estimates_iter{it:02d}.npy", estimates)
             (state / f".estimates_iter{it:02d}.npy").replace(state / f"estimates_iter{it:02d}.npy")

@@ -42,7 +42,8 @@ def simulate(out_dir: str | Path, cfg: SimulateConfig | None = None) -> Path:
         volumes = simulate_tomogram(
             shape_zyx=cfg.shape, tilt_min=cfg.tilt_min, tilt_max=cfg.tilt_max, tilt_step=cfg.tilt_step,
             pixel_size=cfg.pixel_size, snr=cfg.snr, defocus_angstrom=cfg.defocus, voltage_kv=cfg.voltage,
-            cs_mm=cfg.cs, halves=cfg.halves, seed=cfg.seed + i)
+            cs_mm=cfg.cs, halves=cfg.halves, slab_fraction=cfg.slab_fraction, n_membranes=cfg.membranes,
+            seed=cfg.seed + i)
         for key, sub in folders.items():
             path = out / sub / f"sim_{i:02d}.mrc"
             write_mrc(path, volumes[key], voxel_size=cfg.pixel_size)

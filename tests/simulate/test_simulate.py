@@ -223,3 +223,18 @@ def test_ctf_flips_contrast_where_ctf_is_negative():
     usable = k < 0.45
     assert fourier_correlation(plain, with_ctf, (ctf < -0.5) & usable) < -0.5
     assert fourier_correlation(plain, with_ctf, (ctf > 0.5) & usable) > 0.5
+
+
+def test_simulate_command_settings_reach_the_phantom(tmp_path):
+    """simulate --membranes 0 --slab_fraction 1: the same phantom without its sheets, filling all of z."""
+    from isonet_pl.config import SimulateConfig
+    from isonet_pl.io.mrc import read_mrc
+    from isonet_pl.simulate.phantom import make_phantom
+    from isonet_pl.workflows.simulate import simulate
+
+    shape = (32, 64, 64)
+    simulate(tmp_path / "a", SimulateConfig(shape=shape, membranes=0, slab_fraction=1.0, snr=2.0, seed=5))
+    truth = read_mrc(tmp_path / "a" / "ground_truth" / "sim_00.mrc")[0]
+    np.testing.assert_array_equal(truth, -make_phantom(shape, 5, slab_fraction=1.0, n_membranes=0))
+    default = make_phantom(shape, 5)
+    assert np.abs(truth[0]).max() > 0 and np.abs(default[0]).max() == 0  # the slab now reaches the faces

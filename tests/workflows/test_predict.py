@@ -127,3 +127,23 @@ def test_disagreement_map_needs_halves(n2n_model, subtomo_star, tmp_path):
         with pytest.raises(InputError, match="no even/odd halves"):
             predict(star, ckpt, PredictConfig(output_dir=str(tmp_path / "bad"), crop_size=32, **bad), IO)
         assert not list((tmp_path / "bad").glob("*.mrc"))
+
+
+def test_precision_follows_the_checkpoint(subtomo_star, tmp_path):
+    """A model trained with bf16-mixed predicts in bf16 unless told otherwise: close to, not equal to, float32."""
+    from isonet_pl.workflows.predict import predict
+    from isonet_pl.workflows.refine import refine
+
+    torch.set_num_threads(1)
+    ckpt = refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "r"), iterations=1, epochs=1,
+                                             steps_per_epoch=2, batch_size=2, filter_base=4, unet_depth=2,
+                                             convs_per_depth=1, preprocessing_ncpus=0, precision="bf16-mixed"))
+    star = subtomo_star.parent / "sim" / "tomograms.star"
+    out = {}
+    for name, precision in (("default", None), ("bf16", "bf16-mixed"), ("fp32", "32")):
+        predict(star, ckpt, PredictConfig(output_dir=str(tmp_path / name), crop_size=32, use_deconv_tomo=False,
+                                          precision=precision), IO)
+        out[name] = read_mrc(tmp_path / name / "sim_00_corrected.mrc")[0]
+    np.testing.assert_array_equal(out["default"], out["bf16"])
+    rel = np.sqrt(np.mean((out["bf16"] - out["fp32"]) ** 2) / np.mean(out["fp32"] ** 2))
+    assert 0 < rel <= 3e-2
