@@ -242,6 +242,10 @@ class RefineConfig(Section):
                                                     "in both halves).")
     refill_every: int = Field(1, ge=1, description="n2n: refill the halves' wedges with the prediction every N "
                                                    "iterations.")
+    fill_normalization: Literal["subtomogram", "tomogram"] = Field(
+        "subtomogram", description="How the wedge-filled subtomograms are normalised each iteration: subtomogram = "
+                                   "each on its own percentiles (IsoNet 0.2); tomogram = keep the whole tomogram's "
+                                   "statistics (level differences between subtomograms stay; needs our extract).")
     precision: Literal["32", "bf16-mixed", "16-mixed"] = Field("32", description="Training precision "
                                                                                    "(bf16-mixed: ~2x faster on "
                                                                                    "recent CPUs and GPUs).")

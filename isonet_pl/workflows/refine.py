@@ -210,11 +210,12 @@ def build_module(cfg: RefineConfig, subs: Subtomograms):
 
 @torch.no_grad()
 def predict_volumes(module, volumes: np.ndarray, batch_size: int, device: torch.device,
-                    precision: str = "32") -> np.ndarray:
+                    precision: str = "32", renormalize: bool = True) -> np.ndarray:
     """Run the network on whole subtomograms (padded to its input multiple), returning N(output).
 
     ``precision`` is refine's: with ``bf16-mixed`` / ``16-mixed`` the forward runs under autocast
-    (as training does; about 2x faster on CPUs with bf16 instructions).
+    (as training does; about 2x faster on CPUs with bf16 instructions). ``renormalize=False``
+    returns the outputs as they are (in the units of the input) instead of N(output).
     """
     module.eval()
     autocast = AUTOCAST[precision]
@@ -229,7 +230,7 @@ def predict_volumes(module, volumes: np.ndarray, batch_size: int, device: torch.
             batch = torch.nn.functional.pad(batch, (0, pad, 0, pad, 0, pad), mode="replicate")
         with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
             pred = module(batch)[:, 0, :p, :p, :p].float().cpu().numpy()
-        out[start:start + len(pred)] = [normalize(v) for v in pred]
+        out[start:start + len(pred)] = [normalize(v) for v in pred] if renormalize else pred
     module.train()
     return out
 
@@ -242,17 +243,18 @@ def _dist():
 
 
 def predict_all(module, volumes: np.ndarray, batch_size: int, device: torch.device,
-                precision: str = "32") -> np.ndarray:
+                precision: str = "32", renormalize: bool = True) -> np.ndarray:
     """Predict every subtomogram (or half: (n, 2, p, p, p)), split across DDP ranks and gathered."""
     if volumes.ndim == 5:
         n = volumes.shape[0]
-        flat = predict_all(module, volumes.reshape(-1, *volumes.shape[2:]), batch_size, device, precision)
+        flat = predict_all(module, volumes.reshape(-1, *volumes.shape[2:]), batch_size, device, precision,
+                           renormalize)
         return flat.reshape(n, 2, *volumes.shape[2:])
     rank, world = _dist()
     if world == 1:
-        return predict_volumes(module, volumes, batch_size, device, precision)
+        return predict_volumes(module, volumes, batch_size, device, precision, renormalize)
     mine = np.arange(rank, len(volumes), world)
-    part = predict_volumes(module, volumes[mine], max(1, batch_size // world), device, precision)
+    part = predict_volumes(module, volumes[mine], max(1, batch_size // world), device, precision, renormalize)
     gathered: list = [None] * world
     torch.distributed.all_gather_object(gathered, (mine, part))
     out = np.empty_like(volumes)
@@ -266,18 +268,25 @@ def _originals(subs: Subtomograms, method: str) -> np.ndarray:
     return subs.halves if method == "n2n" else subs.data
 
 
-def first_estimates(subs: Subtomograms, method: str = "isonet") -> np.ndarray:
-    """IsoNet's FIRST_ITER: the wedge-filtered originals (each half for n2n), normalised."""
+def first_estimates(subs: Subtomograms, method: str = "isonet", renormalize: bool = True) -> np.ndarray:
+    """IsoNet's FIRST_ITER: the wedge-filtered originals (each half for n2n), normalised (unless not ``renormalize``)."""
     data = _originals(subs, method)
-    return np.stack([_per_volume(lambda a, m: normalize(apply_measured(a, m)), a, wedge_mask(subs.crop, *t))
+    norm = normalize if renormalize else _same
+    return np.stack([_per_volume(lambda a, m: norm(apply_measured(a, m)), a, wedge_mask(subs.crop, *t))
                      for a, t in zip(data, subs.tilt_ranges)])
 
 
-def filled_volumes(subs: Subtomograms, estimates: np.ndarray, method: str = "isonet") -> np.ndarray:
-    """C = N(Wmiss(B) + Wmeas(A)) for every subtomogram (every half for n2n)."""
+def filled_volumes(subs: Subtomograms, estimates: np.ndarray, method: str = "isonet",
+                   renormalize: bool = True) -> np.ndarray:
+    """C = N(Wmiss(B) + Wmeas(A)) for every subtomogram (every half for n2n); without N unless ``renormalize``."""
     data = _originals(subs, method)
-    return np.stack([_per_volume(lambda a, b, m: normalize(fill_wedge(a, b, m)), a, b, wedge_mask(subs.crop, *t))
+    norm = normalize if renormalize else _same
+    return np.stack([_per_volume(lambda a, b, m: norm(fill_wedge(a, b, m)), a, b, wedge_mask(subs.crop, *t))
                      for a, b, t in zip(data, estimates, subs.tilt_ranges)])
+
+
+def _same(volume: np.ndarray) -> np.ndarray:
+    return volume
 
 
 def _per_volume(func, *arrays_and_mask):
@@ -350,6 +359,7 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
         raise InputError(f"crop size {subs.crop} is smaller than cube size {subs.cube}", subtomo_star,
                          "extract again with crop_size >= cube_size")
     method = method_of(cfg, subs)
+    renormalize = cfg.fill_normalization == "subtomogram" or not subs.per_tomogram
     logger.info("method %s on %d subtomograms (cube %d, crop %d)", method, len(subs.data), subs.cube, subs.crop)
     dev = resolve_devices(cfg)
     batch, steps = derived_settings(cfg, len(subs.data), dev["count"])
@@ -380,9 +390,10 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
                 raise InputError(f"not an isonet-pl checkpoint ({exc.__class__.__name__})", cfg.pretrained_model,
                                  "give a model_iterNN.ckpt made by isonet-pl refine") from None
             module = pretrained
-            estimates = predict_all(module, _originals(subs, method), batch, torch.device("cpu"))
+            estimates = predict_all(module, _originals(subs, method), batch, torch.device("cpu"),
+                                    renormalize=renormalize)
         else:
-            estimates = first_estimates(subs, method)
+            estimates = first_estimates(subs, method, renormalize)
     device = torch.device("cuda", dev["devices"][0] if isinstance(dev["devices"], list) else 0) \
         if dev["accelerator"] == "gpu" else torch.device("cpu")
 
@@ -393,7 +404,7 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
         if cfg.select_subtomo_number and cfg.select_subtomo_number < len(train_idx):
             active = np.sort(rng.choice(train_idx, cfg.select_subtomo_number, replace=False))
         if method != "n2n" or (it - 1) % cfg.refill_every == 0 or it == done + 1:
-            filled = filled_volumes(subs, estimates, method)
+            filled = filled_volumes(subs, estimates, method, renormalize)
         noise = 0.0 if method == "n2n" else float(schedule[it])  # n2n: the other half is the noise model
         dm = IsoNetDataModule(filled, subs.tilt_ranges, active, val_idx, subs.cube, batch // dev["count"], steps,
                               noise, cfg.noise_mode, workers, (cfg.seed, it))
@@ -413,7 +424,7 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
         losses = _epoch_losses(result_dir / "logs" / f"iter{it:02d}" / "metrics.csv", it, cfg.epochs)
         ckpt = result_dir / f"model_iter{it:02d}.ckpt"
         trainer.save_checkpoint(ckpt)  # every rank calls it; Lightning writes from rank 0 only
-        estimates = predict_all(module, _originals(subs, method), batch, device, cfg.precision)
+        estimates = predict_all(module, _originals(subs, method), batch, device, cfg.precision, renormalize)
         if trainer.is_global_zero:
             np.save(state / f".estimates_iter{it:02d}.npy", estimates)
             (state / f".estimates_iter{it:02d}.npy").replace(state / f"estimates_iter{it:02d}.npy")
