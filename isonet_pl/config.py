@@ -240,6 +240,10 @@ class RefineConfig(Section):
     mw_weight: float = Field(1.0, ge=0, description="n2n: weight of the loss in the input's missing wedge "
                                                     "(per Fourier coefficient, relative to the region measured "
                                                     "in both halves).")
+    wedge_target: Literal["half", "average"] = Field(
+        "half", description="n2n: target of the loss in the input's missing wedge: half = the other half (as in the "
+                            "rest of the spectrum); average = the average of both halves (half the noise; the "
+                            "input holds none of those coefficients).")
     refill_every: int = Field(1, ge=1, description="n2n: refill the halves' wedges with the prediction every N "
                                                    "iterations.")
     fill_normalization: Literal["subtomogram", "tomogram"] = Field(

@@ -38,10 +38,12 @@ class PairDataset(Dataset):
         Back-projection filter of the noise.
     seed : tuple of int
         Keys the generator of every sample (with its index).
+    wedge_target : str
+        Even/odd pairs: ``half`` or ``average`` (see :func:`isonet_pl.data.pairs.make_n2n_pair`).
     """
 
     def __init__(self, filled: np.ndarray, tilt_ranges: np.ndarray, indices: np.ndarray, length: int, cube: int,
-                 noise_level: float, noise_mode: str, seed: tuple[int, ...]):
+                 noise_level: float, noise_mode: str, seed: tuple[int, ...], wedge_target: str = "half"):
         self.filled = filled
         self.tilt_ranges = tilt_ranges
         self.indices = np.asarray(indices)
@@ -50,6 +52,7 @@ class PairDataset(Dataset):
         self.noise_level = float(noise_level)
         self.noise_mode = noise_mode
         self.seed = tuple(int(s) for s in seed)
+        self.wedge_target = wedge_target
 
     def __len__(self) -> int:
         return self.length
@@ -60,9 +63,13 @@ class PairDataset(Dataset):
         rotation = int(rng.integers(len(ROTATIONS)))
         tilt = (float(self.tilt_ranges[i, 0]), float(self.tilt_ranges[i, 1]))
         if self.filled.ndim == 5:  # even/odd halves: (n, 2, p, p, p)
-            inp, target, regions = make_n2n_pair(self.filled[i], rotation, bool(rng.random() < 0.5), tilt, self.cube)
-            return {"input": torch.from_numpy(inp)[None], "target": torch.from_numpy(target)[None],
-                    "regions": torch.from_numpy(regions)}
+            inp, target, regions, *wedge = make_n2n_pair(self.filled[i], rotation, bool(rng.random() < 0.5), tilt,
+                                                         self.cube, self.wedge_target)
+            sample = {"input": torch.from_numpy(inp)[None], "target": torch.from_numpy(target)[None],
+                      "regions": torch.from_numpy(regions)}
+            if wedge:
+                sample["target_wedge"] = torch.from_numpy(wedge[0])[None]
+            return sample
         inp, target = make_pair(self.filled[i], rotation, tilt, self.cube, self.noise_level, self.noise_mode, rng)
         return {"input": torch.from_numpy(inp)[None], "target": torch.from_numpy(target)[None]}
 
@@ -86,23 +93,26 @@ class IsoNetDataModule(pl.LightningDataModule):
         DataLoader worker processes.
     seed : tuple of int
         (run seed, iteration).
+    wedge_target : str
+        See :class:`PairDataset`.
     """
 
     def __init__(self, filled: np.ndarray, tilt_ranges: np.ndarray, train_indices: np.ndarray,
                  val_indices: np.ndarray, cube: int, batch_size: int, steps_per_epoch: int, noise_level: float,
-                 noise_mode: str, num_workers: int, seed: tuple[int, ...]):
+                 noise_mode: str, num_workers: int, seed: tuple[int, ...], wedge_target: str = "half"):
         super().__init__()
         self.filled, self.tilt_ranges = filled, tilt_ranges
         self.train_indices, self.val_indices = train_indices, val_indices
         self.cube, self.batch_size, self.steps_per_epoch = cube, batch_size, steps_per_epoch
         self.noise_level, self.noise_mode = noise_level, noise_mode
         self.num_workers, self.seed = num_workers, tuple(seed)
+        self.wedge_target = wedge_target
 
     def setup(self, stage: str | None = None) -> None:
         """Build the validation set (training pairs are drawn anew each epoch, see train_dataloader)."""
         n_val = max(self.batch_size, int(np.ceil(0.1 * self.steps_per_epoch)) * self.batch_size)
         self.val_set = PairDataset(self.filled, self.tilt_ranges, self.val_indices, n_val, self.cube,
-                                   self.noise_level, self.noise_mode, (*self.seed, 1))
+                                   self.noise_level, self.noise_mode, (*self.seed, 1), self.wedge_target)
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
@@ -117,7 +127,7 @@ class IsoNetDataModule(pl.LightningDataModule):
         epoch = self.trainer.global_step if self.trainer is not None else 0
         n_train = self.steps_per_epoch * self.batch_size
         train_set = PairDataset(self.filled, self.tilt_ranges, self.train_indices, n_train, self.cube,
-                                self.noise_level, self.noise_mode, (*self.seed, 0, epoch))
+                                self.noise_level, self.noise_mode, (*self.seed, 0, epoch), self.wedge_target)
         return self._loader(train_set, shuffle=False)
 
     def val_dataloader(self) -> DataLoader:

@@ -203,7 +203,7 @@ def split_regions(size: int, tilt_min: float, tilt_max: float, rotation: int) ->
 
 
 def make_n2n_pair(filled_halves: np.ndarray, rotation: int, swap: bool, tilt_range: tuple[float, float],
-                  cube: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  cube: int, wedge_target: str = "half") -> tuple[np.ndarray, ...]:
     """An even/odd training pair: input = one half (wedge imposed again after the rotation), target = the other.
 
     Parameters
@@ -218,15 +218,25 @@ def make_n2n_pair(filled_halves: np.ndarray, rotation: int, swap: bool, tilt_ran
         Degrees.
     cube : int
         Edge of the training cubes.
+    wedge_target : str
+        ``half``: the other half is the target everywhere. ``average``: also return the average of
+        both halves as the target of the input's wedge (region 1). The input holds none of those
+        Fourier coefficients of its own half, so the average's noise there is independent of the
+        input (up to the crop's leakage) and has half the variance of one half's.
 
     Returns
     -------
-    (input, target, regions)
-        (c, c, c), (c, c, c) and the (2, c, c, c//2+1) loss regions of :func:`split_regions`.
+    (input, target, regions) or (input, target, regions, wedge target)
+        (c, c, c), (c, c, c), the (2, c, c, c//2+1) loss regions of :func:`split_regions`, and for
+        ``wedge_target="average"`` the (c, c, c) average.
     """
     a, b = (filled_halves[1], filled_halves[0]) if swap else (filled_halves[0], filled_halves[1])
     rot_a = np.ascontiguousarray(rotate(a, rotation))
     inp = centre_crop(apply_measured(rot_a, wedge_mask(a.shape[0], *tilt_range)), cube)
-    target = centre_crop(np.ascontiguousarray(rotate(b, rotation)), cube)
-    return (np.ascontiguousarray(inp, dtype=np.float32), np.ascontiguousarray(target, dtype=np.float32),
-            split_regions(cube, float(tilt_range[0]), float(tilt_range[1]), rotation))
+    rot_b = rotate(b, rotation)
+    target = centre_crop(rot_b, cube)
+    out = (np.ascontiguousarray(inp, dtype=np.float32), np.ascontiguousarray(target, dtype=np.float32),
+           split_regions(cube, float(tilt_range[0]), float(tilt_range[1]), rotation))
+    if wedge_target == "average":
+        out += (np.ascontiguousarray(0.5 * (centre_crop(rot_a, cube) + target), dtype=np.float32),)
+    return out

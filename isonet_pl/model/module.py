@@ -39,7 +39,7 @@ __all__ = ["IsoNetModule", "mean_absolute_error", "fourier_split_loss"]
 
 
 def fourier_split_loss(pred: torch.Tensor, target: torch.Tensor, regions: torch.Tensor,
-                       mw_weight: float) -> torch.Tensor:
+                       mw_weight: float, target_wedge: torch.Tensor | None = None) -> torch.Tensor:
     """Even/odd loss in Fourier space: mean |FFT(pred - target)|² over the region measured in both
     input and target, plus ``mw_weight`` times that over the region measured only in the target.
 
@@ -51,10 +51,16 @@ def fourier_split_loss(pred: torch.Tensor, target: torch.Tensor, regions: torch.
         ``(b, 2, z, y, x//2+1)`` 0/1 masks (rfft layout) of the two regions.
     mw_weight : float
         Weight of the missing-wedge region.
+    target_wedge : torch.Tensor, optional
+        ``(b, 1, z, y, x)``: the target of the missing-wedge region instead of ``target``.
     """
-    diff = torch.fft.rfftn((pred - target).float()[:, 0], dim=(-3, -2, -1), norm="ortho")
-    power = diff.real**2 + diff.imag**2
-    terms = [(power * regions[:, k]).sum() / regions[:, k].sum().clamp_min(1) for k in (0, 1)]
+    def power(goal):
+        diff = torch.fft.rfftn((pred - goal).float()[:, 0], dim=(-3, -2, -1), norm="ortho")
+        return diff.real**2 + diff.imag**2
+
+    both = power(target)
+    wedge = both if target_wedge is None else power(target_wedge)
+    terms = [(p * regions[:, k]).sum() / regions[:, k].sum().clamp_min(1) for k, p in enumerate((both, wedge))]
     return terms[0] + mw_weight * terms[1]
 
 # Keras's Adam defaults, which IsoNet uses (SPEC §6.6).
@@ -311,7 +317,7 @@ class IsoNetModule(pl.LightningModule):
         """
         if "regions" in batch:
             return fourier_split_loss(pred, batch["target"], batch["regions"],
-                                      float(self.meta.get("mw_weight", 1.0)))
+                                      float(self.meta.get("mw_weight", 1.0)), batch.get("target_wedge"))
         return mean_absolute_error(pred, batch["target"], batch.get("weight"))
 
     def _log_metrics(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:

@@ -407,7 +407,7 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
             filled = filled_volumes(subs, estimates, method, renormalize)
         noise = 0.0 if method == "n2n" else float(schedule[it])  # n2n: the other half is the noise model
         dm = IsoNetDataModule(filled, subs.tilt_ranges, active, val_idx, subs.cube, batch // dev["count"], steps,
-                              noise, cfg.noise_mode, workers, (cfg.seed, it))
+                              noise, cfg.noise_mode, workers, (cfg.seed, it), cfg.wedge_target)
         epoch_ckpt = ModelCheckpoint(dirpath=state, filename="epoch", save_last=False, save_top_k=1,
                                      monitor=None, every_n_epochs=1, enable_version_counter=False,
                                      save_on_train_epoch_end=True)

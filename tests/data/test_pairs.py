@@ -128,3 +128,23 @@ def test_fourier_split_loss_weights_the_wedge_region():
     pred = target + torch.randn_like(target)
     a, b = fourier_split_loss(pred, target, regions, 0.0), fourier_split_loss(pred, target, regions, 2.0)
     assert b > a > 0
+
+
+def test_average_wedge_target():
+    """wedge_target=average: the wedge target is the mean of both rotated halves; the loss uses it only in region 1."""
+    import torch
+
+    from isonet_pl.data.pairs import centre_crop, make_n2n_pair
+    from isonet_pl.model.module import fourier_split_loss
+
+    halves = np.random.default_rng(1).normal(size=(2, 24, 24, 24)).astype(np.float32)
+    inp, target, regions = make_n2n_pair(halves, 7, False, (-60, 60), 16)
+    inp2, target2, regions2, wedge = make_n2n_pair(halves, 7, False, (-60, 60), 16, "average")
+    assert np.array_equal(inp, inp2) and np.array_equal(target, target2) and np.array_equal(regions, regions2)
+    np.testing.assert_allclose(wedge, 0.5 * (centre_crop(rotate(halves[0], 7), 16) + target), atol=1e-6)
+    t, w, r = (torch.from_numpy(x)[None] for x in (target, wedge, regions))
+    t, w = t[None], w[None]
+    # a prediction equal to the wedge target: region 1 costs nothing, region 0 the same as against the half
+    only_both = fourier_split_loss(w, t, r, 0.0)
+    assert abs(fourier_split_loss(w, t, r, 3.0, w).item() - only_both.item()) < 1e-5 * only_both.item()
+    assert fourier_split_loss(w, t, r, 3.0).item() > only_both.item()

@@ -38,5 +38,6 @@ def n2n_model(tmp_path_factory):
                                       subtomo_star=str(root / "st.star")), IOConfig(zarr_levels=1))
     ckpt = refine(sub, RefineConfig(result_dir=str(root / "r"), iterations=2, epochs=2, steps_per_epoch=3,
                                     batch_size=2, filter_base=4, unet_depth=2, convs_per_depth=1,
-                                    preprocessing_ncpus=0, mw_weight=2.0, residual=False))
+                                    preprocessing_ncpus=0, mw_weight=2.0, residual=False, wedge_target="average",
+                                    fill_normalization="tomogram"))
     return star, ckpt, root / "r"

@@ -152,6 +152,7 @@ def test_n2n_refine_on_even_odd_halves(n2n_model):
     model = IsoNetModule.load_from_checkpoint(ckpt, map_location="cpu")
     assert model.meta["method"] == "n2n" and model.meta["mw_weight"] == 2.0
     assert not model.net.residual  # --residual false reaches the network and its checkpoint
+    assert model.meta["settings"]["wedge_target"] == "average"
     estimates = np.load(result_dir / "state" / "estimates_iter02.npy")
     assert estimates.shape == (8, 2, 24, 24, 24) and np.isfinite(estimates).all()
     payload = json.loads((result_dir / "refine_iter02.json").read_text())
