@@ -229,9 +229,9 @@ class RefineConfig(Section):
     drop_out: float = Field(0.3, ge=0, lt=1, description="Dropout rate.")
     batch_normalization: bool = Field(True, description="Batch normalisation in the convolution blocks.")
     pool: bool = Field(False, description="Max-pooling / up-sampling instead of strided convolutions.")
-    residual: bool = Field(True, description="Add the input to the network's output (IsoNet's U-Net). Off: less "
-                                             "high-frequency noise left, a weaker wedge fill at small budgets "
-                                             "(bench/RESULTS.md).")
+    residual: bool | None = Field(None, description="Add the input to the network's output (IsoNet's U-Net). Off: "
+                                                    "less high-frequency noise left (bench/RESULTS.md). Unset: on "
+                                                    "for --method isonet, off for n2n.")
     normalize_percentile: bool = Field(True, description="Normalise by the 4th/96th percentiles (else z-score).")
     method: Literal["auto", "isonet", "n2n"] = Field("auto", description="isonet: IsoNet's single-tomogram "
                                                                          "training; n2n: even/odd halves "
@@ -246,10 +246,11 @@ class RefineConfig(Section):
                             "input holds none of those coefficients).")
     refill_every: int = Field(1, ge=1, description="n2n: refill the halves' wedges with the prediction every N "
                                                    "iterations.")
-    fill_normalization: Literal["subtomogram", "tomogram"] = Field(
-        "subtomogram", description="How the wedge-filled subtomograms are normalised each iteration: subtomogram = "
-                                   "each on its own percentiles (IsoNet 0.2); tomogram = keep the whole tomogram's "
-                                   "statistics (level differences between subtomograms stay; needs our extract).")
+    fill_normalization: Literal["auto", "subtomogram", "tomogram"] = Field(
+        "auto", description="How the wedge-filled subtomograms are normalised each iteration: subtomogram = each on "
+                            "its own percentiles (IsoNet 0.2); tomogram = keep the whole tomogram's statistics "
+                            "(level differences between subtomograms stay; needs our extract); auto = subtomogram "
+                            "for --method isonet, tomogram for n2n (measured better, bench/RESULTS.md).")
     precision: Literal["32", "bf16-mixed", "16-mixed"] = Field("32", description="Training precision "
                                                                                    "(bf16-mixed: ~2x faster on "
                                                                                    "recent CPUs and GPUs).")

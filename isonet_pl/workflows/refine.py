@@ -194,13 +194,25 @@ def method_of(cfg: RefineConfig, subs: Subtomograms) -> str:
     return cfg.method
 
 
+def uses_residual(cfg: RefineConfig, method: str) -> bool:
+    """``--residual``, unset: IsoNet's residual U-Net for ``isonet``, none for ``n2n`` (bench/RESULTS.md)."""
+    return cfg.residual if cfg.residual is not None else method != "n2n"
+
+
+def renormalizes(cfg: RefineConfig, method: str, subs: Subtomograms) -> bool:
+    """Whether the filled subtomograms are renormalised each on its own (``--fill_normalization``)."""
+    mode = cfg.fill_normalization if cfg.fill_normalization != "auto" else \
+        ("tomogram" if method == "n2n" else "subtomogram")
+    return mode == "subtomogram" or not subs.per_tomogram
+
+
 def build_module(cfg: RefineConfig, subs: Subtomograms):
     """A fresh IsoNetModule with the network of ``cfg`` and the metadata predict needs."""
     from isonet_pl.model.module import IsoNetModule
 
     net = {"depth": cfg.unet_depth, "base_channels": cfg.filter_base, "convs_per_level": cfg.convs_per_depth,
            "kernel_size": cfg.kernel, "batch_norm": cfg.batch_normalization, "dropout": cfg.drop_out,
-           "residual": cfg.residual, "pool": cfg.pool}
+           "residual": uses_residual(cfg, method_of(cfg, subs)), "pool": cfg.pool}
     meta = {"method": method_of(cfg, subs), "mw_weight": cfg.mw_weight, "normalize_percentile": cfg.normalize_percentile,
             "normalization": "tomogram" if subs.per_tomogram else "subtomogram", "cube_size": subs.cube,
             "crop_size": subs.crop, "tilt_ranges": sorted({tuple(t) for t in subs.tilt_ranges.tolist()}),
@@ -359,7 +371,7 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
         raise InputError(f"crop size {subs.crop} is smaller than cube size {subs.cube}", subtomo_star,
                          "extract again with crop_size >= cube_size")
     method = method_of(cfg, subs)
-    renormalize = cfg.fill_normalization == "subtomogram" or not subs.per_tomogram
+    renormalize = renormalizes(cfg, method, subs)
     logger.info("method %s on %d subtomograms (cube %d, crop %d)", method, len(subs.data), subs.cube, subs.crop)
     dev = resolve_devices(cfg)
     batch, steps = derived_settings(cfg, len(subs.data), dev["count"])

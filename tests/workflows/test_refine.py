@@ -180,3 +180,18 @@ def test_fill_normalization_keeps_tomogram_units(subtomo_star, tmp_path):
     np.testing.assert_allclose(first_estimates(subs)[0], normalize(kept[0]), atol=1e-5)
     last = refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "r"), fill_normalization="tomogram", **TINY))
     assert last.exists()
+
+
+def test_method_dependent_defaults(subtomo_star, n2n_model):
+    """Unset --residual / --fill_normalization auto: IsoNet's choices for isonet, the measured ones for n2n."""
+    from isonet_pl.workflows.refine import build_module, load_subtomograms, method_of, renormalizes, uses_residual
+
+    single = load_subtomograms(subtomo_star)
+    halves = load_subtomograms(n2n_model[2].parent / "st.star")
+    cfg = RefineConfig()
+    assert (method_of(cfg, single), method_of(cfg, halves)) == ("isonet", "n2n")
+    assert uses_residual(cfg, "isonet") and not uses_residual(cfg, "n2n")
+    assert renormalizes(cfg, "isonet", single) and not renormalizes(cfg, "n2n", halves)
+    assert build_module(cfg, single).net.residual and not build_module(cfg, halves).net.residual
+    explicit = RefineConfig(residual=True, fill_normalization="subtomogram")
+    assert uses_residual(explicit, "n2n") and renormalizes(explicit, "n2n", halves)
