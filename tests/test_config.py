@@ -17,7 +17,7 @@ def test_default_yaml_matches_the_models():
     assert CONF.joinpath("default.yaml").read_text() == default_yaml()
 
 
-@pytest.mark.parametrize("name", ["default.yaml", "smoke.yaml", "demo.yaml", "n2n.yaml"])
+@pytest.mark.parametrize("name", ["default.yaml", "smoke.yaml", "demo.yaml", "n2n.yaml", "n2n_nosheets.yaml"])
 def test_every_preset_loads_and_round_trips(tmp_path, name):
     """Each shipped preset validates, and save -> load gives the same settings."""
     cfg = load_config(CONF.joinpath(name))
