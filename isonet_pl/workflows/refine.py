@@ -345,7 +345,7 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
         The checkpoint of the last iteration.
     """
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.callbacks import EMAWeightAveraging, ModelCheckpoint
 
     from isonet_pl.data.datamodule import IsoNetDataModule
     from isonet_pl.model.module import IsoNetModule
@@ -425,7 +425,9 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
                                      save_on_train_epoch_end=True)
         trainer = pl.Trainer(max_epochs=it * cfg.epochs, accelerator=dev["accelerator"], devices=dev["devices"],
                              strategy=dev["strategy"], num_nodes=cfg.num_nodes, precision=cfg.precision,
-                             logger=_loggers(result_dir, it), callbacks=[epoch_ckpt, _epoch_seed_callback(cfg.seed)],
+                             logger=_loggers(result_dir, it),
+                             callbacks=[epoch_ckpt, _epoch_seed_callback(cfg.seed)]
+                             + ([EMAWeightAveraging(decay=cfg.ema_decay)] if cfg.ema_decay else []),
                              reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0,
                              log_every_n_steps=max(1, min(50, steps)), enable_model_summary=it == 1,
                              default_root_dir=result_dir, deterministic=False)

@@ -39,13 +39,17 @@ def test_refine_writes_checkpoints_settings_losses(subtomo_star, tmp_path):
     assert (tmp_path / "r" / "losses.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_continue_from_resumes_exactly(subtomo_star, tmp_path, monkeypatch):
-    """A run killed during iteration 2 and resumed ends with the weights of an uninterrupted run."""
+@pytest.mark.parametrize("ema", [0.0, 0.5])
+def test_continue_from_resumes_exactly(subtomo_star, tmp_path, monkeypatch, ema):
+    """A run killed during iteration 2 and resumed ends with the weights of an uninterrupted run (also with
+    --ema_decay, whose checkpoints hold the averaged weights)."""
     import pytorch_lightning as pl
 
     from isonet_pl.workflows import refine as refine_module
 
-    full = refine_module.refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "a"), **TINY))
+    tiny = dict(TINY, ema_decay=ema)
+    full = refine_module.refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "a"), **tiny))
+    assert ("averaging_state" in torch.load(full, map_location="cpu", weights_only=False)) == bool(ema)
     original = refine_module._epoch_seed_callback
 
     def killing(seed):
@@ -63,7 +67,7 @@ def test_continue_from_resumes_exactly(subtomo_star, tmp_path, monkeypatch):
 
     monkeypatch.setattr(refine_module, "_epoch_seed_callback", killing)
     with pytest.raises((KeyboardInterrupt, SystemExit)):  # Lightning turns Ctrl-C into exit(1)
-        refine_module.refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "b"), **TINY))
+        refine_module.refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "b"), **tiny))
     assert not (tmp_path / "b" / "model_iter02.ckpt").exists()
     monkeypatch.setattr(refine_module, "_epoch_seed_callback", original)
     resumed = refine_module.refine(subtomo_star, RefineConfig(continue_from=str(tmp_path / "b"), iterations=99))
@@ -195,3 +199,4 @@ def test_method_dependent_defaults(subtomo_star, n2n_model):
     assert build_module(cfg, single).net.residual and not build_module(cfg, halves).net.residual
     explicit = RefineConfig(residual=True, fill_normalization="subtomogram")
     assert uses_residual(explicit, "n2n") and renormalizes(explicit, "n2n", halves)
+
