@@ -271,7 +271,9 @@ class RefineConfig(Section):
     num_nodes: int = Field(1, ge=1, description="Nodes for multi-node DDP (SLURM or torchrun set the rest).")
     pretrained_model: str | None = Field(None, description="A checkpoint (.ckpt) of ours to start from.")
     continue_from: str | None = Field(None, description="A refine_iterNN.json or result folder to resume "
-                                                        "exactly (settings and state).")
+                                                        "exactly (its saved settings and state; given with it, "
+                                                        "iterations extends or shortens the run and the devices "
+                                                        "and worker settings apply).")
     remove_intermediate: bool = Field(False, description="Keep only the latest subtomogram estimates.")
     log_level: Literal["info", "debug"] = Field("info", description="Log detail.")
     seed: int = Field(0, ge=0, description="Random seed (pairs, split, initialisation).")
@@ -387,12 +389,16 @@ def with_overrides(section: Section, overrides: dict[str, Any], source: str = "-
     InputError
         Naming the option and the rule it breaks.
     """
+    given = {k: v for k, v in overrides.items() if v is not None}
     values = section.model_dump()
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    values.update(given)
     try:
-        return type(section).model_validate(values)
+        merged = type(section).model_validate(values)
     except ValidationError as exc:
         raise InputError(format_validation_error(exc, source), fix="see --help") from None
+    # the settings given explicitly (config file or options), as pydantic's model_fields_set
+    object.__setattr__(merged, "__pydantic_fields_set__", set(section.model_fields_set) | set(given))
+    return merged
 
 
 def default_yaml() -> str:

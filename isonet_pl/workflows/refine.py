@@ -12,7 +12,10 @@ Per iteration ``it`` (SPEC §6.2, reorganised):
 Resuming (``continue_from``) restores the settings saved in the JSON, the estimates of the
 last completed iteration and, if the process was killed during an iteration, the
 Lightning checkpoint of its last completed epoch; pairs are keyed by (seed, iteration,
-epoch, sample), so the resumed run trains on the same pairs.
+epoch, sample), so the resumed run trains on the same pairs. Of the settings given with
+``continue_from`` explicitly (``model_fields_set``: options, config file), only
+:data:`RESUME_SETTINGS` apply: ``iterations`` extends a finished run (or shortens one), the
+others say where to run it now.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ from isonet_pl.io.star import read_subtomo_star
 from isonet_pl.predict.predictor import AUTOCAST
 
 logger = logging.getLogger(__name__)
+
+#: settings a resumed run takes from the call (when given explicitly) instead of its saved settings
+RESUME_SETTINGS = ("iterations", "gpuID", "accelerator", "devices", "num_nodes", "preprocessing_ncpus",
+                   "remove_intermediate", "log_level")
 
 STATE = "state"  # sub-folder of result_dir with the resume state
 
@@ -353,10 +360,13 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
     cfg = cfg or RefineConfig()
     done = 0
     if cfg.continue_from:
-        overrides = {"continue_from": cfg.continue_from}
+        overrides = {k: getattr(cfg, k) for k in RESUME_SETTINGS if k in cfg.model_fields_set}
+        overrides["continue_from"] = cfg.continue_from
         cfg, done = _resume_point(cfg)
+        changed = {k: v for k, v in overrides.items() if k != "continue_from" and getattr(cfg, k) != v}
         cfg = cfg.model_copy(update=overrides)
-        logger.info("resuming %s after iteration %d with its saved settings", cfg.result_dir, done)
+        logger.info("resuming %s after iteration %d with its saved settings%s", cfg.result_dir, done,
+                    "".join(f", {k} {v}" for k, v in changed.items()))
     if done >= cfg.iterations:
         logger.info("all %d iterations are done in %s", cfg.iterations, cfg.result_dir)
         return Path(cfg.result_dir) / f"model_iter{cfg.iterations:02d}.ckpt"

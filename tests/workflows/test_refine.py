@@ -70,8 +70,28 @@ def test_continue_from_resumes_exactly(subtomo_star, tmp_path, monkeypatch, ema)
         refine_module.refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "b"), **tiny))
     assert not (tmp_path / "b" / "model_iter02.ckpt").exists()
     monkeypatch.setattr(refine_module, "_epoch_seed_callback", original)
-    resumed = refine_module.refine(subtomo_star, RefineConfig(continue_from=str(tmp_path / "b"), iterations=99))
-    a, b = _weights(full), _weights(resumed)
+    resumed = refine_module.refine(subtomo_star, RefineConfig(continue_from=str(tmp_path / "b"), filter_base=8))
+    a, b = _weights(full), _weights(resumed)  # the saved settings win: filter_base stays 4
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def test_continue_from_extends_a_finished_run(subtomo_star, tmp_path):
+    """--continue_from with --iterations extends a finished run to the weights of a longer run; without
+    --iterations a finished run returns its last checkpoint; the CLI marks only given options."""
+    from isonet_pl.config import with_overrides
+    from isonet_pl.workflows.refine import refine
+
+    longer = refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "a"), **TINY))
+    short = refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "b"), **dict(TINY, iterations=1)))
+    assert refine(subtomo_star, with_overrides(RefineConfig(), {"continue_from": str(tmp_path / "b")})) == short
+    cli_cfg = with_overrides(RefineConfig(), {"continue_from": str(tmp_path / "b"), "iterations": 2,
+                                              "epochs": None})
+    assert cli_cfg.model_fields_set == {"continue_from", "iterations"}
+    extended = refine(subtomo_star, cli_cfg)
+    assert extended == tmp_path / "b" / "model_iter02.ckpt"
+    assert json.loads((tmp_path / "b" / "refine_iter02.json").read_text())["settings"]["iterations"] == 2
+    a, b = _weights(longer), _weights(extended)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
 
