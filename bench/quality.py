@@ -1,7 +1,7 @@
 """Quality benchmark: missing-wedge correction measured against the ground truth of a simulation.
 
 Run: ``.venv/bin/python bench/quality.py [--out bench/out/quality] [--config conf/demo.yaml]
-[--methods isonet,n2n]``
+[--methods isonet,n2n] [--seed N]``
 
 Runs the inputs of ``make demo`` once (simulate, deconv when the simulation has a CTF,
 make_mask, extract), then for each refine method (``isonet``; also ``n2n`` when the
@@ -44,8 +44,13 @@ def main() -> None:
     parser.add_argument("--config", default=None, help="settings (default: the demo preset)")
     parser.add_argument("--methods", default=None, help="refine methods to compare, e.g. isonet,n2n "
                                                         "(default: isonet, and n2n when the simulation has halves)")
+    parser.add_argument("--seed", type=int, default=None, help="another phantom, noise and training seed "
+                                                                   "(simulate and refine seed; default: the config's)")
     args = parser.parse_args()
     cfg = load_config(args.config) if args.config else demo_config()
+    if args.seed is not None:
+        cfg = cfg.model_copy(update={"simulate": cfg.simulate.model_copy(update={"seed": args.seed}),
+                                     "refine": cfg.refine.model_copy(update={"seed": args.seed})})
     methods = args.methods.split(",") if args.methods else ["isonet"] + (["n2n"] if cfg.simulate.halves else [])
     out = Path(args.out).resolve()
     seconds: dict[str, float] = {}
