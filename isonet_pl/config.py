@@ -244,10 +244,12 @@ class RefineConfig(Section):
         "half", description="n2n: target of the loss in the input's missing wedge: half = the other half (as in the "
                             "rest of the spectrum); average = the average of both halves (half the noise; the "
                             "input holds none of those coefficients).")
-    ema_decay: float = Field(0.0, ge=0, lt=1, description="Exponential moving average of the weights, updated "
-                                                          "every step (e.g. 0.99): the averaged weights are "
-                                                          "validated, refill the wedges, start the next iteration "
-                                                          "and are saved; 0 = off.")
+    ema_decay: float | None = Field(None, ge=0, lt=1, description="Exponential moving average of the weights, "
+                                                                 "updated every step: the averaged weights are "
+                                                                 "validated, refill the wedges, start the next "
+                                                                 "iteration and are saved; 0 = off. Unset: 0.99 for "
+                                                                 "n2n (steadier and better, bench/RESULTS.md), off "
+                                                                 "for isonet (as IsoNet).")
     refill_every: int = Field(1, ge=1, description="n2n: refill the halves' wedges with the prediction every N "
                                                    "iterations.")
     fill_normalization: Literal["auto", "subtomogram", "tomogram"] = Field(

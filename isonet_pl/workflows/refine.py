@@ -206,6 +206,11 @@ def uses_residual(cfg: RefineConfig, method: str) -> bool:
     return cfg.residual if cfg.residual is not None else method != "n2n"
 
 
+def ema_decay(cfg: RefineConfig, method: str) -> float:
+    """``--ema_decay``, unset: 0.99 for ``n2n``, 0 (off) for ``isonet`` (bench/RESULTS.md)."""
+    return cfg.ema_decay if cfg.ema_decay is not None else (0.99 if method == "n2n" else 0.0)
+
+
 def renormalizes(cfg: RefineConfig, method: str, subs: Subtomograms) -> bool:
     """Whether the filled subtomograms are renormalised each on its own (``--fill_normalization``)."""
     mode = cfg.fill_normalization if cfg.fill_normalization != "auto" else \
@@ -382,6 +387,7 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
                          "extract again with crop_size >= cube_size")
     method = method_of(cfg, subs)
     renormalize = renormalizes(cfg, method, subs)
+    decay = ema_decay(cfg, method)
     logger.info("method %s on %d subtomograms (cube %d, crop %d)", method, len(subs.data), subs.cube, subs.crop)
     dev = resolve_devices(cfg)
     batch, steps = derived_settings(cfg, len(subs.data), dev["count"])
@@ -437,7 +443,7 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
                              strategy=dev["strategy"], num_nodes=cfg.num_nodes, precision=cfg.precision,
                              logger=_loggers(result_dir, it),
                              callbacks=[epoch_ckpt, _epoch_seed_callback(cfg.seed)]
-                             + ([EMAWeightAveraging(decay=cfg.ema_decay)] if cfg.ema_decay else []),
+                             + ([EMAWeightAveraging(decay=decay)] if decay else []),
                              reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0,
                              log_every_n_steps=max(1, min(50, steps)), enable_model_summary=it == 1,
                              default_root_dir=result_dir, deterministic=False)

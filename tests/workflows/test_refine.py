@@ -207,8 +207,10 @@ def test_fill_normalization_keeps_tomogram_units(subtomo_star, tmp_path):
 
 
 def test_method_dependent_defaults(subtomo_star, n2n_model):
-    """Unset --residual / --fill_normalization auto: IsoNet's choices for isonet, the measured ones for n2n."""
-    from isonet_pl.workflows.refine import build_module, load_subtomograms, method_of, renormalizes, uses_residual
+    """Unset --residual / --fill_normalization auto / unset --ema_decay: IsoNet's choices for isonet, the measured
+    ones for n2n."""
+    from isonet_pl.workflows.refine import build_module, ema_decay, load_subtomograms, method_of, renormalizes
+    from isonet_pl.workflows.refine import uses_residual
 
     single = load_subtomograms(subtomo_star)
     halves = load_subtomograms(n2n_model[2].parent / "st.star")
@@ -217,6 +219,8 @@ def test_method_dependent_defaults(subtomo_star, n2n_model):
     assert uses_residual(cfg, "isonet") and not uses_residual(cfg, "n2n")
     assert renormalizes(cfg, "isonet", single) and not renormalizes(cfg, "n2n", halves)
     assert build_module(cfg, single).net.residual and not build_module(cfg, halves).net.residual
-    explicit = RefineConfig(residual=True, fill_normalization="subtomogram")
+    assert (ema_decay(cfg, "isonet"), ema_decay(cfg, "n2n")) == (0.0, 0.99)
+    explicit = RefineConfig(residual=True, fill_normalization="subtomogram", ema_decay=0)
     assert uses_residual(explicit, "n2n") and renormalizes(explicit, "n2n", halves)
+    assert ema_decay(explicit, "n2n") == 0.0
 
