@@ -36,8 +36,9 @@ def n2n_model(tmp_path_factory):
     star = simulate(root / "sim", SimulateConfig(shape=(40, 64, 64), number_subtomos=8, halves=True, seed=2))
     sub = extract(star, ExtractConfig(cube_size=16, crop_size=24, subtomo_folder=str(root / "st"),
                                       subtomo_star=str(root / "st.star")), IOConfig(zarr_levels=1))
+    # ema_decay 0.5: the n2n default 0.99 would leave these 12 steps' weights near their initialisation
     ckpt = refine(sub, RefineConfig(result_dir=str(root / "r"), iterations=2, epochs=2, steps_per_epoch=3,
                                     batch_size=2, filter_base=4, unet_depth=2, convs_per_depth=1,
                                     preprocessing_ncpus=0, mw_weight=2.0, residual=False, wedge_target="average",
-                                    fill_normalization="tomogram"))
+                                    fill_normalization="tomogram", ema_decay=0.5))
     return star, ckpt, root / "r"

@@ -223,4 +223,5 @@ def test_method_dependent_defaults(subtomo_star, n2n_model):
     explicit = RefineConfig(residual=True, fill_normalization="subtomogram", ema_decay=0)
     assert uses_residual(explicit, "n2n") and renormalizes(explicit, "n2n", halves)
     assert ema_decay(explicit, "n2n") == 0.0
+    assert "averaging_state" in torch.load(n2n_model[1], map_location="cpu", weights_only=False)  # EMA ran in n2n
 
