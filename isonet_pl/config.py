@@ -18,9 +18,10 @@ from isonet_pl.errors import InputError
 
 
 class Section(BaseModel):
-    """Base of the per-command settings: unknown keys are errors, assignments are validated."""
+    """Base of the per-command settings: unknown keys are errors, assignments are validated, and
+    ``inf``/``nan`` are refused for every number (they would run to a non-finite result)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 def _split_ints(value: Any) -> Any:

@@ -141,16 +141,45 @@ class StarTable:
         self.df.loc[self.df.index[row], column] = value
 
     def select(self, tomo_idx: str | None) -> list[int]:
-        """Row positions selected by a ``tomo_idx`` string such as ``"1,3-4"`` (all if None)."""
+        """Row positions selected by a ``tomo_idx`` string such as ``"1,3-4"`` (all if None).
+
+        Ranges select the rows whose ``rlnIndex`` lies in them (``1-999999`` costs nothing);
+        a single index that is not in the table, or a range that selects no row, is an error.
+        """
         if tomo_idx is None or str(tomo_idx).strip() == "":
             return list(range(len(self.df)))
-        wanted = parse_tomo_idx(tomo_idx)
-        index = [str(v) for v in self.df["rlnIndex"]]
-        missing = [w for w in wanted if w not in index]
+        ranges = parse_tomo_idx(tomo_idx)
+        index = [_index_value(v) for v in self.df["rlnIndex"]]
+        missing = [f"{a}" if a == b else f"{a}-{b}" for a, b in ranges
+                   if not any(i is not None and a <= i <= b for i in index)]
         if missing:
-            raise InputError(f"tomo_idx {','.join(missing)} not in the table (rlnIndex: {', '.join(index)})",
+            shown = ", ".join(str(v) for v in self.df["rlnIndex"])
+            raise InputError(f"tomo_idx {','.join(missing)} not in the table (rlnIndex: {shown})",
                              self.path, "choose indices from _rlnIndex")
-        return [i for i, v in enumerate(index) if v in wanted]
+        return [row for row, i in enumerate(index) if i is not None and any(a <= i <= b for a, b in ranges)]
+
+    def output_keys(self) -> list[str]:
+        """A unique, readable name per row, used for every output of that row (deconv, mask,
+        subtomograms, Zarr copies, corrected tomograms): ``_rlnTomoName`` where set, else the
+        tomogram's file stem; rows that share it get their folder's name in front
+        (``run1_TS_01``), and the row's ``_rlnIndex`` after it if that is not enough."""
+        bases = []
+        for row in range(len(self.df)):
+            name = self.df["rlnTomoName"].iloc[row] if "rlnTomoName" in self.df.columns else None
+            path = self.resolve(self.df["rlnMicrographName"].iloc[row]) if "rlnMicrographName" in self.df.columns \
+                else None
+            if is_none(name):
+                name = path.stem if path is not None else f"row{row + 1}"
+            folder = path.parent.name if path is not None else ""
+            bases.append((_safe_name(str(name)), _safe_name(folder)))
+        keys = [base for base, _ in bases]
+        if len(set(keys)) < len(keys):
+            counts = {k: keys.count(k) for k in keys}
+            keys = [f"{folder}_{base}" if counts[base] > 1 and folder else base for base, folder in bases]
+        if len(set(keys)) < len(keys):
+            counts = {k: keys.count(k) for k in keys}
+            keys = [f"{k}_{self.df['rlnIndex'].iloc[r]}" if counts[k] > 1 else k for r, k in enumerate(keys)]
+        return keys
 
     def tilt_range(self, row: int) -> tuple[float, float]:
         """(tilt_min, tilt_max) of a row in degrees; -60/+60 when the columns are absent."""
@@ -165,16 +194,58 @@ class StarTable:
         return target
 
 
-def parse_tomo_idx(text: str | int) -> list[str]:
+def _safe_name(text: str) -> str:
+    """``text`` usable as (part of) a file name: characters other than letters, digits, ``.-_`` become ``_``."""
+    return re.sub(r"[^\w.-]", "_", text.strip()).strip(".") or "tomogram"
+
+
+def _check_rows(table: StarTable) -> None:
+    """Refuse rows that would write over each other: a repeated ``_rlnIndex``, or two rows naming
+    the same tomogram file (through any path or link)."""
+    seen: dict[object, int] = {}
+    for row, value in enumerate(table.df["rlnIndex"]):
+        if value in seen:
+            raise InputError(f"rows {seen[value] + 1} and {row + 1} have the same _rlnIndex {value}", table.path,
+                             "number the rows 1..n")
+        seen[value] = row
+    files: dict[str, int] = {}
+    for row in range(len(table.df)):
+        for column in ("rlnMicrographName", *HALF_COLUMNS):
+            if column not in table.df.columns:
+                continue
+            path = table.resolve(table.df[column].iloc[row])
+            if path is None:
+                continue
+            real = os.path.realpath(path)
+            if real in files and files[real] != row:
+                raise InputError(f"rows {files[real] + 1} and {row + 1} name the same tomogram {path.name}; their "
+                                 "outputs would overwrite each other", table.path, "remove one of the rows")
+            files[real] = row
+
+
+def _index_value(value: object) -> int | None:
+    """An ``rlnIndex`` value as an integer (None when it is not one)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number.is_integer() else None
+
+
+def parse_tomo_idx(text: str | int) -> list[tuple[int, int]]:
     """Parse IsoNet's ``tomo_idx`` syntax: comma/space separated integers and ``a-b`` ranges.
 
-    Returns the indices as strings (IsoNet compares them as strings with ``rlnIndex``).
+    Returns
+    -------
+    list of (int, int)
+        Inclusive ranges (``(3, 3)`` for a single index); never expanded, so a huge range
+        costs nothing.
     """
-    out: list[str] = []
+    out: list[tuple[int, int]] = []
     for token in re.split(r"[,\s]+", str(text).strip()):
         if not token:
             continue
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", token)
+        m = re.fullmatch(r"(\d{1,18})(?:-(\d{1,18}))?", token)
         if not m:
             raise InputError(f"invalid tomo_idx {text!r}: {token!r} is not a number or a range a-b",
                              fix="use e.g. --tomo_idx 1,3-4")
@@ -182,7 +253,7 @@ def parse_tomo_idx(text: str | int) -> list[str]:
         b = int(m.group(2)) if m.group(2) else a
         if b < a:
             raise InputError(f"invalid tomo_idx {text!r}: range {token} runs backwards", fix="write it as low-high")
-        out.extend(str(i) for i in range(a, b + 1))
+        out.append((a, b))
     if not out:
         raise InputError(f"invalid tomo_idx {text!r}: no index given", fix="use e.g. --tomo_idx 1,3-4")
     return out
@@ -247,7 +318,10 @@ def read_tomogram_star(path: str | Path) -> StarTable:
         table.df.insert(0, "rlnIndex", np.arange(1, len(table.df) + 1))
     if len(table.df) == 0:
         raise InputError("the tomogram table is empty", table.path, "add tomograms with prepare_star")
-    _check_numbers(table, ("rlnPixelSize", "rlnDefocus", "rlnNumberSubtomo", "rlnTiltMin", "rlnTiltMax"))
+    _check_numbers(table, ("rlnIndex", "rlnPixelSize", "rlnDefocus", "rlnNumberSubtomo", "rlnSnrFalloff",
+                           "rlnDeconvStrength", "rlnMaskDensityPercentage", "rlnMaskStdPercentage", "rlnTiltMin",
+                           "rlnTiltMax"))
+    _check_rows(table)
     return table
 
 
@@ -256,23 +330,64 @@ def read_subtomo_star(path: str | Path) -> StarTable:
     table = read_star(path, required=("rlnImageName",), what="subtomogram STAR file")
     if len(table.df) == 0:
         raise InputError("the subtomogram table is empty", table.path, "run extract first")
-    _check_numbers(table, ("rlnCubeSize", "rlnCropSize", "rlnPixelSize", "rlnTiltMin", "rlnTiltMax"))
+    _check_numbers(table, ("rlnSubtomoIndex", "rlnCubeSize", "rlnCropSize", "rlnPixelSize", "rlnTiltMin",
+                           "rlnTiltMax"))
     return table
 
 
+#: Allowed values of the numeric columns: (lowest, highest, whether the lowest itself is allowed).
+COLUMN_RANGES: dict[str, tuple[float, float, bool]] = {
+    "rlnIndex": (0, np.inf, True),
+    "rlnSubtomoIndex": (0, np.inf, True),
+    "rlnPixelSize": (0, np.inf, False),
+    "rlnDefocus": (0, np.inf, True),
+    "rlnNumberSubtomo": (1, np.inf, True),
+    "rlnSnrFalloff": (0, np.inf, False),
+    "rlnDeconvStrength": (0, np.inf, False),
+    "rlnMaskDensityPercentage": (0, 100, False),
+    "rlnMaskStdPercentage": (0, 100, False),
+    "rlnCubeSize": (8, np.inf, True),
+    "rlnCropSize": (8, np.inf, True),
+    "rlnTiltMin": (-90, 90, True),
+    "rlnTiltMax": (-90, 90, True),
+}
+
+
 def _check_numbers(table: StarTable, columns: tuple[str, ...]) -> None:
+    """Check every row's value of each numeric column present: a finite number (an integer for
+    :data:`INT_COLUMNS`) in its :data:`COLUMN_RANGES`; then a column named twice and tilt ranges
+    that run backwards. Converts the columns to int/float.
+
+    Raises
+    ------
+    InputError
+        Naming the column, the first bad row and the allowed values.
+    """
+    duplicated = sorted({c for c in table.df.columns if list(table.df.columns).count(c) > 1})
+    if duplicated:
+        raise InputError(f"column _{duplicated[0]} appears twice", table.path, "remove one of them")
     for col in columns:
         if col not in table.df.columns:
             continue
-        values = pd.to_numeric(table.df[col], errors="coerce")
-        bad = np.flatnonzero(values.isna().to_numpy())
-        if bad.size:
-            raise InputError(f"_{col} of row {bad[0] + 1} is not a number ({table.df[col].iloc[bad[0]]!r})",
+        values = pd.to_numeric(table.df[col], errors="coerce").astype(float)
+        arr = values.to_numpy()
+        lo, hi, lo_ok = COLUMN_RANGES.get(col, (-np.inf, np.inf, True))
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(arr) | (arr > hi) | ((arr < lo) if lo_ok else (arr <= lo))
+            if col in INT_COLUMNS:
+                bad |= np.isfinite(arr) & (arr != np.round(arr))
+        rows = np.flatnonzero(bad)
+        if rows.size:
+            r = rows[0]
+            kind = "a whole number" if col in INT_COLUMNS else "a number"
+            bounds = (f"{'>=' if lo_ok else '>'} {lo:g}" + (f" and <= {hi:g}" if np.isfinite(hi) else "")
+                      if col in COLUMN_RANGES else "finite")
+            raise InputError(f"_{col} of row {r + 1} is {str(table.df[col].iloc[r])!r}, not {kind} {bounds}",
                              table.path, "fix that value")
-        table.df[col] = values.astype(int) if col in INT_COLUMNS else values.astype(float)
-    if "rlnTiltMin" in table.df.columns and "rlnTiltMax" in table.df.columns:
-        lo, hi = table.df["rlnTiltMin"].to_numpy(float), table.df["rlnTiltMax"].to_numpy(float)
-        bad = np.flatnonzero((lo >= hi) | (lo < -90) | (hi > 90))
+        table.df[col] = values.astype(int) if col in INT_COLUMNS else values
+    if "rlnTiltMin" in table.df.columns or "rlnTiltMax" in table.df.columns:
+        lo, hi = np.array([table.tilt_range(r) for r in range(len(table.df))], float).reshape(-1, 2).T
+        bad = np.flatnonzero(lo >= hi)
         if bad.size:
             raise InputError(f"row {bad[0] + 1} has an invalid tilt range {lo[bad[0]]}..{hi[bad[0]]}", table.path,
                              "use -90 <= _rlnTiltMin < _rlnTiltMax <= 90")

@@ -26,7 +26,7 @@ import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
 
-from isonet_pl.errors import InputError
+from isonet_pl.errors import InputError, IsoNetError
 from isonet_pl.io.mrc import MrcWriter, iter_blocks, read_mrc_info
 from isonet_pl.io.paths import atomic_path
 
@@ -41,7 +41,12 @@ MIN_LEVEL_EDGE = 32
 #: Upper bound on the bytes of one MRC block read during conversion.
 BLOCK_BYTES = 64 << 20
 
-FORMAT_VERSION = 1
+#: 2: stores record the statistics of their values (``isonet_pl.stats``), checked on every read.
+FORMAT_VERSION = 2
+
+
+class NonFiniteError(IsoNetError):
+    """A computed volume holds NaN or infinite values (nothing was written)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,37 @@ class TomogramStore:
     def shape(self) -> tuple[int, int, int]:
         """(nz, ny, nx) at full resolution."""
         return tuple(self.zarr_array(0).shape)  # type: ignore[return-value]
+
+    def value_stats(self) -> dict:
+        """``{"min", "max", "finite"}`` of the full-resolution values: as recorded when the store was
+        written, else computed once (streamed) and recorded."""
+        group = zarr.open_group(self.path, mode="r")
+        meta = dict(group.attrs["isonet_pl"])
+        if "stats" not in meta:
+            stats = VolumeStats()
+            stats.add(self.dask().map_blocks(_block_stats, dtype=np.float64, chunks=(1, 1, 1, 5),
+                                             new_axis=3).compute())
+            meta["stats"] = stats.as_dict()
+            try:
+                zarr.open_group(self.path, mode="r+").attrs["isonet_pl"] = meta
+            except Exception:  # a read-only store: computed again next time
+                pass
+        return meta["stats"]
+
+
+def check_values(store: TomogramStore, source: str | Path, what: str = "tomogram") -> None:
+    """Refuse a volume that holds NaN or infinite values, or is constant.
+
+    Raises
+    ------
+    InputError
+        Naming ``source`` (the file the user knows).
+    """
+    stats = store.value_stats()
+    if not stats["finite"]:
+        raise InputError(f"{what} contains NaN or infinite values", source, "fix or re-reconstruct it")
+    if stats["min"] == stats["max"]:
+        raise InputError(f"{what} is constant (every voxel {stats['min']:g})", source, "check the reconstruction")
 
 
 def open_tomogram(path: str | Path) -> TomogramStore:
@@ -135,6 +171,12 @@ class _StoreBuilder:
         meta.update(extra or {})
         self.group.attrs.update({"ome": _ngff_metadata(path.stem, len(self.shapes), voxel_size, origin),
                                  "isonet_pl": meta})
+
+    def record_stats(self, stats: VolumeStats) -> None:
+        """Record the statistics of the values (see :meth:`TomogramStore.value_stats`)."""
+        meta = dict(self.group.attrs["isonet_pl"])
+        meta["stats"] = stats.as_dict()
+        self.group.attrs["isonet_pl"] = meta
 
     def write(self, block: np.ndarray, z0: int, y0: int) -> None:
         """Write a full-width block at (z0, y0) to level 0 and its binned versions."""
@@ -204,11 +246,14 @@ def mrc_to_zarr(mrc_path: str | Path, zarr_path: str | Path, chunks: tuple[int, 
     depth = -(-chunks[0] // 2 ** (n_levels - 1)) * 2 ** (n_levels - 1)
     rows = _block_rows((depth, chunks[1], chunks[2]), info.shape[2], info.dtype.itemsize, n_levels - 1)
     rows = -(-rows // 2 ** (n_levels - 1)) * 2 ** (n_levels - 1)
+    stats = VolumeStats()
     with atomic_path(zarr_path) as tmp:
         builder = _StoreBuilder(tmp, info.shape, info.dtype.newbyteorder("="), chunks, info.voxel_size,
                                 info.origin, levels, compression_level, extra={"source": source_key(info.path)})
         for (z0, _), (y0, _), block in iter_blocks(info, depth, rows):
             builder.write(block, z0, y0)
+            stats.add(_block_stats(block))
+        builder.record_stats(stats)
     logger.debug("converted %s -> %s (%d levels)", info.path, zarr_path, n_levels)
     return open_tomogram(zarr_path)
 
@@ -256,10 +301,13 @@ class VolumeStats:
 
     def __init__(self) -> None:
         self.min, self.max, self._sum, self._sum_sq, self.count = np.inf, -np.inf, 0.0, 0.0, 0
+        self.finite = True
 
     def add(self, partials: np.ndarray) -> None:
-        """Add rows of (min, max, sum, sum of squares, count)."""
+        """Add rows of (min, max, sum, sum of squares, count); a NaN or infinity clears :attr:`finite`."""
         partials = np.asarray(partials, dtype=np.float64).reshape(-1, 5)
+        with np.errstate(invalid="ignore", over="ignore"):
+            self.finite = self.finite and bool(np.isfinite(partials[:, :2]).all())
         self.min = min(self.min, float(partials[:, 0].min()))
         self.max = max(self.max, float(partials[:, 1].max()))
         self._sum += float(partials[:, 2].sum())
@@ -276,14 +324,27 @@ class VolumeStats:
         """Standard deviation of all values."""
         return float(np.sqrt(max(self._sum_sq / max(self.count, 1) - self.mean**2, 0.0)))
 
+    def as_dict(self) -> dict:
+        """``{"min", "max", "finite"}`` as plain numbers (for a store's attributes)."""
+        finite = self.finite and bool(np.isfinite([self.min, self.max]).all())
+        return {"min": float(self.min) if finite else None, "max": float(self.max) if finite else None,
+                "finite": finite}
+
+
+def _block_stats(block: np.ndarray, block_info=None) -> np.ndarray:
+    """(min, max, sum, sum of squares, count) of a block, shape (1, 1, 1, 5); min/max are NaN or ±inf
+    when the block holds such values."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        sum_sq = sum(float(np.square(plane, dtype=np.float64).sum()) for plane in block)  # no float64 copy
+        return np.array([block.min(), block.max(), block.sum(dtype=np.float64), sum_sq, block.size],
+                        dtype=np.float64).reshape(1, 1, 1, 5)
+
 
 def _store_block(block: np.ndarray, target, block_info=None) -> np.ndarray:
     """Write one block into ``target`` at its place; return its partial statistics (shape (1, 1, 1, 5))."""
     where = tuple(slice(lo, hi) for lo, hi in block_info[0]["array-location"])
     target[where] = block
-    sum_sq = sum(float(np.square(plane, dtype=np.float64).sum()) for plane in block)  # no whole-block float64 copy
-    return np.array([block.min(), block.max(), block.sum(dtype=np.float64), sum_sq, block.size],
-                    dtype=np.float64).reshape(1, 1, 1, 5)
+    return _block_stats(block)
 
 
 def _store_with_stats(arr: da.Array, target, stats: VolumeStats) -> None:
@@ -303,7 +364,7 @@ def _aligned(arr: da.Array, chunks: tuple[int, ...]) -> da.Array:
 def write_tomogram(arr: da.Array | np.ndarray, zarr_path: str | Path, voxel_size, origin=(0.0, 0.0, 0.0),
                    chunks: tuple[int, int, int] | None = None, levels: int = 1,
                    compression_level: int = DEFAULT_COMPRESSION_LEVEL, extra: dict | None = None,
-                   stats: VolumeStats | None = None) -> TomogramStore:
+                   stats: VolumeStats | None = None, require_finite: bool = False) -> TomogramStore:
     """Compute a (lazy) volume and store it as an OME-Zarr tomogram, each dask chunk computed once.
 
     Parameters
@@ -321,7 +382,10 @@ def write_tomogram(arr: da.Array | np.ndarray, zarr_path: str | Path, voxel_size
     extra : dict, optional
         More entries for the store's ``isonet_pl`` attributes.
     stats : VolumeStats, optional
-        Accumulates the statistics of the values as they are written.
+        Accumulates the statistics of the values as they are written (they are also recorded in
+        the store).
+    require_finite : bool
+        Raise :class:`NonFiniteError` (and write nothing) when a value is NaN or infinite.
     """
     chunks = tuple(chunks or DEFAULT_CHUNKS)
     arr = arr if isinstance(arr, da.Array) else da.from_array(arr, chunks=tuple(4 * c for c in chunks))
@@ -329,10 +393,11 @@ def write_tomogram(arr: da.Array | np.ndarray, zarr_path: str | Path, voxel_size
     with atomic_path(zarr_path) as tmp:
         builder = _StoreBuilder(tmp, arr.shape, arr.dtype, chunks, voxel_size, origin, levels,
                                 compression_level, extra=extra)
-        if stats is None:
-            da.store(_aligned(arr, chunks), builder.arrays[0], lock=False)
-        else:
-            _store_with_stats(_aligned(arr, chunks), builder.arrays[0], stats)
+        stats = VolumeStats() if stats is None else stats
+        _store_with_stats(_aligned(arr, chunks), builder.arrays[0], stats)
+        if require_finite and not stats.finite:
+            raise NonFiniteError(f"{zarr_path.name}: the computed volume holds NaN or infinite values")
+        builder.record_stats(stats)
         for level in range(1, len(builder.shapes)):
             prev = builder.arrays[level - 1]
             even = tuple(s // 2 * 2 for s in prev.shape)
@@ -380,5 +445,5 @@ def zarr_to_mrc(zarr_path: str | Path, mrc_path: str | Path, level: int = 0) -> 
     return dask_to_mrc(store.dask(level), mrc_path, vs, store.origin)
 
 
-__all__ = ["DEFAULT_CHUNKS", "VolumeStats", "stamp_source", "TomogramStore", "open_tomogram", "mrc_to_zarr", "ensure_zarr", "cached_zarr_path",
+__all__ = ["NonFiniteError", "check_values", "DEFAULT_CHUNKS", "VolumeStats", "stamp_source", "TomogramStore", "open_tomogram", "mrc_to_zarr", "ensure_zarr", "cached_zarr_path",
            "write_tomogram", "dask_to_mrc", "zarr_to_mrc", "source_key"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from isonet_pl.config import IOConfig
 from isonet_pl.io.star import StarTable, read_tomogram_star
-from isonet_pl.io.zarr_store import TomogramStore, ensure_zarr
+from isonet_pl.io.zarr_store import TomogramStore, check_values, ensure_zarr
 
 logger = logging.getLogger(__name__)
 
@@ -24,9 +24,17 @@ def zarr_cache(table: StarTable, io: IOConfig) -> Path:
 
 
 def tomogram_store(table: StarTable, row: int, column: str, io: IOConfig) -> TomogramStore:
-    """The Zarr store of the volume in ``column`` of ``row``, converted on first use."""
-    return ensure_zarr(table.get_path(row, column), zarr_cache(table, io), chunks=io.zarr_chunks,
-                       levels=io.zarr_levels, compression_level=io.compression_level)
+    """The Zarr store of the volume in ``column`` of ``row``, converted on first use.
+
+    Every volume but a mask is checked here, for every command: one holding NaN or infinite
+    values, or a constant one, is refused with an error naming its file.
+    """
+    source = table.get_path(row, column)
+    store = ensure_zarr(source, zarr_cache(table, io), chunks=io.zarr_chunks, levels=io.zarr_levels,
+                        compression_level=io.compression_level)
+    if column != "rlnMaskName":
+        check_values(store, source)
+    return store
 
 
 def convert(star_file: str | Path, io: IOConfig | None = None, tomo_idx: str | None = None) -> list[Path]:

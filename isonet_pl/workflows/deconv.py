@@ -15,6 +15,7 @@ from isonet_pl.errors import InputError
 from isonet_pl.io.paths import check_output_dir, remove
 from isonet_pl.io.star import HALF_COLUMNS, StarTable, read_tomogram_star
 from isonet_pl.io.zarr_store import (
+    NonFiniteError,
     TomogramStore,
     VolumeStats,
     cached_zarr_path,
@@ -86,7 +87,7 @@ def deconvolve_store(store: TomogramStore, params: DeconvParams, out_zarr: Path,
         _check_moments(float(vol.mean(dtype=np.float64)), float(vol.std(dtype=np.float64)), source)
         out = deconvolve_volume(vol, params, workers=cfg.ncpu or usable_cpus())
         del vol
-        write_tomogram(out, out_zarr, **common)
+        write_tomogram(out, out_zarr, **common, require_finite=True)
         return "whole volume"
     chunk = cfg.chunk_size or DEFAULT_CHUNK
     plan = deconvolve_chunked(store.zarr_array(0), params, chunk_size=chunk, overlap_rate=cfg.overlap_rate)
@@ -99,7 +100,7 @@ def deconvolve_store(store: TomogramStore, params: DeconvParams, out_zarr: Path,
                            compression_level=1, stats=stats)
         raw = TomogramStore(unscaled, store.voxel_size, store.origin, 1).dask()
         scaled = raw.map_blocks(match_intensity, stats.std, plan.mean, plan.std, dtype=np.float32)
-        write_tomogram(scaled, out_zarr, **common)
+        write_tomogram(scaled, out_zarr, **common, require_finite=True)
     finally:
         remove(unscaled)
     return f"chunked ({chunk}^3 blocks, overlap {cfg.overlap_rate:g})"
@@ -130,6 +131,7 @@ def deconv(star_file: str | Path, cfg: DeconvConfig | None = None, io: IOConfig 
     table.ensure_column("rlnSnrFalloff", 1.0)
     table.ensure_column("rlnDeconvStrength", 1.0)
     table.ensure_column("rlnDeconvTomoName", "None")
+    keys = table.output_keys()
     for row in rows:
         if cfg.snrfalloff is not None:
             table.set_value(row, "rlnSnrFalloff", cfg.snrfalloff)
@@ -145,7 +147,7 @@ def deconv(star_file: str | Path, cfg: DeconvConfig | None = None, io: IOConfig 
             if table.get_path(row, half, required=False) is not None]
         for column, out_column, folder in jobs:
             source = table.get_path(row, column)
-            out_mrc = check_output_dir(folder) / source.name
+            out_mrc = check_output_dir(folder) / f"{keys[row]}{source.suffix}"
             if out_mrc.resolve() == source.resolve():
                 raise InputError("the deconvolved tomogram would overwrite its source", out_mrc,
                                  "choose another --deconv_folder")
@@ -154,7 +156,13 @@ def deconv(star_file: str | Path, cfg: DeconvConfig | None = None, io: IOConfig 
             out_zarr = cached_zarr_path(out_mrc, zarr_cache(table, io))
             out_zarr.parent.mkdir(parents=True, exist_ok=True)
             with dask_context(cfg.ncpu, cfg.dask_scheduler):
-                mode = deconvolve_store(store, params, out_zarr, cfg, io, source, progress)
+                try:
+                    mode = deconvolve_store(store, params, out_zarr, cfg, io, source, progress)
+                except NonFiniteError:
+                    used = ", ".join(f"{k} {v:g}" for k, v in params.as_dict().items())
+                    raise InputError(f"row {row + 1}: deconvolution gave NaN or infinite values (nothing written)",
+                                     table.path, f"check the row's values and the microscope options ({used})") \
+                        from None
                 zarr_to_mrc(out_zarr, out_mrc)
             stamp_source(out_zarr, out_mrc)
             table.set_value(row, out_column, table.relative(out_mrc))

@@ -84,6 +84,7 @@ def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfi
         logger.warning("%s exists; it will be replaced by the new subtomograms", folder)
     rng = np.random.default_rng(cfg.seed)
     records: list[dict] = []
+    keys = table.output_keys()
     with atomic_path(folder) as tmp, dask_context(cfg.ncpu, cfg.dask_scheduler):
         tmp.mkdir(parents=True)
         for row in rows:
@@ -119,7 +120,7 @@ def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfi
             pixel_size = float(table.df["rlnPixelSize"].iloc[row]) if "rlnPixelSize" in table.df.columns else \
                 store.voxel_size[2]
             for j, centre in enumerate(centres):
-                name = f"{Path(micrograph.name).stem}_{j:06d}.mrc"
+                name = f"{keys[row]}_{j:06d}.mrc"
                 write_mrc(tmp / name, crop_around(volume, centre, crop), voxel_size=pixel_size)
                 half_names = {}
                 for k, half in enumerate(halves):  # the same centres in both halves

@@ -58,6 +58,7 @@ def make_mask(star_file: str | Path, cfg: MaskConfig | None = None, io: IOConfig
     table.ensure_column("rlnMaskStdPercentage", 50.0)
     table.ensure_column("rlnMaskName", "None")
     table.ensure_column("rlnMaskBoundary", "None")
+    keys = table.output_keys()
     for row in rows:
         if cfg.density_percentage is not None:
             table.set_value(row, "rlnMaskDensityPercentage", cfg.density_percentage)
@@ -75,7 +76,7 @@ def make_mask(star_file: str | Path, cfg: MaskConfig | None = None, io: IOConfig
         column = mask_source_column(table, row, cfg.use_deconv_tomo)
         source = table.get_path(row, column)
         micrograph = table.get_path(row, "rlnMicrographName", required=False) or source
-        out_mrc = out_dir / f"{Path(micrograph.name).stem}_mask.mrc"
+        out_mrc = out_dir / f"{keys[row]}_mask.mrc"
         t0 = time.perf_counter()
         store = tomogram_store(table, row, column, io)
         out_zarr = cached_zarr_path(out_mrc, zarr_cache(table, io))

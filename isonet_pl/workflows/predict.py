@@ -13,7 +13,14 @@ from isonet_pl.config import IOConfig, PredictConfig
 from isonet_pl.errors import InputError
 from isonet_pl.io.paths import check_output_dir, check_readable_file, remove
 from isonet_pl.io.star import read_tomogram_star
-from isonet_pl.io.zarr_store import cached_zarr_path, open_tomogram, stamp_source, write_tomogram, zarr_to_mrc
+from isonet_pl.io.zarr_store import (
+    NonFiniteError,
+    cached_zarr_path,
+    open_tomogram,
+    stamp_source,
+    write_tomogram,
+    zarr_to_mrc,
+)
 from isonet_pl.predict.predictor import predict_tomogram
 from isonet_pl.workflows.convert import tomogram_store, zarr_cache
 from isonet_pl.workflows.extract import half_volumes, tomogram_statistics
@@ -33,6 +40,11 @@ def load_model(path: str | Path):
     except Exception as exc:
         raise InputError(f"not an isonet-pl checkpoint ({exc.__class__.__name__})", path,
                          "give a model_iterNN.ckpt written by isonet-pl refine") from None
+    bad = [name for name, value in module.state_dict().items()
+           if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    if bad:
+        raise InputError(f"the model's weights hold NaN or infinite values ({bad[0]}): its training diverged", path,
+                         "use a checkpoint of an earlier iteration, or refine again with a lower --learning_rate")
     module.eval()
     return module
 
@@ -92,10 +104,10 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
     out_dir = check_output_dir(cfg.output_dir, option="--output_dir")
     table.ensure_column("rlnCorrectedTomoName", "None")
     halo = (crop - cube) // 2
+    keys = table.output_keys()
     for row in rows:
         column = mask_source_column(table, row, cfg.use_deconv_tomo)
         source = table.get_path(row, column)
-        micrograph = table.get_path(row, "rlnMicrographName", required=False) or source
         t0 = time.perf_counter()
         store = tomogram_store(table, row, column, io)
         if min(store.shape) < 2 * module.net.min_input_multiple:
@@ -103,16 +115,21 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
                              "predict on a larger tomogram")
         stats = tomogram_statistics(store.dask())
         offset, scale = tomogram_norm(stats, percentile)
-        out_mrc = out_dir / f"{Path(micrograph.name).stem}_corrected.mrc"
+        out_mrc = out_dir / f"{keys[row]}_corrected.mrc"
         out_zarr = cached_zarr_path(out_mrc, zarr_cache(table, io))
         out_zarr.parent.mkdir(parents=True, exist_ok=True)
         inputs = _inputs(table, row, column, store, cfg, io)
 
         def run(arr, path, **extra):
             with dask_context(len(devices)), progress_bar(progress):  # one thread per network copy
-                write_tomogram(arr, path, store.voxel_size, store.origin, chunks=io.zarr_chunks,
-                               levels=io.zarr_levels, compression_level=io.compression_level,
-                               extra={"model": str(Path(model).resolve()), **extra})
+                try:
+                    write_tomogram(arr, path, store.voxel_size, store.origin, chunks=io.zarr_chunks,
+                                   levels=io.zarr_levels, compression_level=io.compression_level,
+                                   extra={"model": str(Path(model).resolve()), **extra}, require_finite=True)
+                except NonFiniteError:
+                    raise InputError(f"the prediction of row {row + 1} holds NaN or infinite values (nothing "
+                                     "written)", model, "check the tomogram's values, or use another checkpoint "
+                                     "(--precision 32 if it ran in 16-mixed)") from None
 
         predictions = [predict_tomogram(a, module, offset, scale, chunk=cube, halo=halo, device=devices,
                                         precision=precision) for a in inputs]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ from isonet_pl.compute import usable_cpus
 from isonet_pl.config import RefineConfig
 from isonet_pl.data.pairs import apply_measured, fill_wedge, noise_schedule, normalization_stats, normalize
 from isonet_pl.data.pairs import wedge_mask
-from isonet_pl.errors import InputError
+from isonet_pl.errors import InputError, IsoNetError
 from isonet_pl.io.mrc import read_mrc
 from isonet_pl.io.paths import atomic_path, check_output_dir
 from isonet_pl.io.star import read_subtomo_star
@@ -59,6 +60,36 @@ def _epoch_seed_callback(seed: int):
             torch.manual_seed(int(np.random.default_rng((seed, trainer.global_step, 11)).integers(2**31)))
 
     return StepSeed()
+
+
+class TrainingDiverged(IsoNetError):
+    """The training loss or the weights became NaN or infinite."""
+
+
+def _finite_guard(iteration: int, epochs: int):
+    """A callback that stops training at the first non-finite loss (or weights at an epoch's end)
+    with an error naming the iteration, epoch and step and the likely cause."""
+    import pytorch_lightning as pl
+
+    def fail(trainer, what: str) -> None:
+        epoch = trainer.current_epoch - (iteration - 1) * epochs + 1
+        raise TrainingDiverged(
+            f"iteration {iteration}, epoch {epoch}/{epochs}, step {trainer.global_step}: {what}; training diverged "
+            "(likely a too high --learning_rate, or --precision 16-mixed overflowing); the last completed "
+            f"iteration's model_iterNN.ckpt is kept: lower --learning_rate or use --precision 32")
+
+    class FiniteGuard(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            if loss is not None and not bool(torch.isfinite(loss.detach()).all()):
+                fail(trainer, f"the training loss is {float(loss.detach()):g}")
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            for name, value in pl_module.named_parameters():
+                if not bool(torch.isfinite(value.detach()).all()):
+                    fail(trainer, f"the weights {name} hold NaN or infinite values")
+
+    return FiniteGuard()
 
 
 @dataclass
@@ -185,9 +216,18 @@ def derived_settings(cfg: RefineConfig, n_subtomos: int, n_devices: int) -> tupl
 
 
 def split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split of n subtomograms into training and validation ones (validation at least 1 if n > 1)."""
+    """Seeded split of n subtomograms into training and validation ones (validation at least 1 if n > 1).
+
+    Raises
+    ------
+    InputError
+        When ``fraction`` leaves no subtomogram to train on.
+    """
     order = np.random.default_rng((seed, 7)).permutation(n)
     n_val = 0 if n < 2 or fraction == 0 else max(1, int(round(fraction * n)))
+    if n_val >= n and n > 1:
+        raise InputError(f"--val_fraction {fraction:g} holds out all {n} subtomograms, leaving none to train on",
+                         fix=f"use a --val_fraction below {(n - 1) / n:.2f}, or extract more subtomograms")
     return np.sort(order[n_val:]), np.sort(order[:n_val] if n_val else order[:1])
 
 
@@ -232,6 +272,42 @@ def build_module(cfg: RefineConfig, subs: Subtomograms):
     return IsoNetModule(net=net, learning_rate=cfg.learning_rate, meta=meta)
 
 
+def load_pretrained(module, path: str | Path) -> None:
+    """Start ``module`` (this run's network, settings and metadata) from the weights of a checkpoint.
+
+    Only the weights are taken; ``meta["pretrained_model"]`` records where they came from.
+
+    Raises
+    ------
+    InputError
+        When the file is not one of our checkpoints, or its network differs in shape from this run's.
+    """
+    path = Path(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        weights = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+        theirs = checkpoint["hyper_parameters"]["net"]
+    except Exception as exc:
+        raise InputError(f"not an isonet-pl checkpoint ({exc.__class__.__name__})", path,
+                         "give a model_iterNN.ckpt made by isonet-pl refine") from None
+    ours = module.hparams["net"]
+    own = module.net.state_dict()
+    differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k) and k != "dropout")
+    if set(weights) != set(own) or any(weights[k].shape != own[k].shape for k in own):
+        option = {"depth": "unet_depth", "base_channels": "filter_base", "convs_per_level": "convs_per_depth",
+                  "kernel_size": "kernel", "batch_norm": "batch_normalization"}
+        shown = ", ".join(f"{option.get(k, k)} {theirs.get(k)} vs {ours.get(k)}" for k in differ) or "layer shapes"
+        raise InputError(f"its network differs from this run's ({shown})", path,
+                         "give the same network options as the run that made it (--unet_depth, --filter_base, "
+                         "--convs_per_depth, --kernel, --batch_normalization, --pool, --residual), or drop "
+                         "--pretrained_model")
+    if any(not bool(torch.isfinite(v).all()) for v in weights.values() if v.is_floating_point()):
+        raise InputError("its weights hold NaN or infinite values", path, "start from another checkpoint")
+    module.net.load_state_dict(weights)
+    module.hparams["meta"]["pretrained_model"] = str(path.resolve())
+    logger.info("starting from the weights of %s", path)
+
+
 @torch.no_grad()
 def predict_volumes(module, volumes: np.ndarray, batch_size: int, device: torch.device,
                     precision: str = "32", renormalize: bool = True) -> np.ndarray:
@@ -264,6 +340,14 @@ def _dist():
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
+
+
+def _launch_rank() -> int:
+    """This process's global rank as set by its launcher (Lightning's DDP, torchrun, SLURM); 0 if none."""
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"):
+        if os.environ.get(name, "0") not in ("", "0"):
+            return int(os.environ[name])
+    return 0
 
 
 def predict_all(module, volumes: np.ndarray, batch_size: int, device: torch.device,
@@ -327,8 +411,23 @@ def _save_json(path: Path, payload: dict) -> None:
 
 
 def _resume_point(cfg: RefineConfig) -> tuple[RefineConfig, int]:
-    """Settings and last completed iteration of a run given by ``continue_from``."""
+    """Settings and last completed iteration of a run given by ``continue_from``.
+
+    The run continues in the folder given (or the folder of the JSON file given), wherever it
+    now lies: its saved ``result_dir`` is replaced by it, so a copied or renamed run folder
+    resumes in place and never writes into the original.
+    """
+    saved, done = _saved_run(cfg)
     src = Path(cfg.continue_from)
+    folder = src if src.is_dir() else src.parent
+    return saved.model_copy(update={"result_dir": str(folder)}), done
+
+
+def _saved_run(cfg: RefineConfig) -> tuple[RefineConfig, int]:
+    src = Path(cfg.continue_from)
+    if not src.exists():
+        raise InputError("does not exist", src, "give the result_dir of a refine run (or one of its "
+                         "refine_iterNN.json)")
     if src.is_dir():
         found = sorted(src.glob("refine_iter*.json"))
         src = found[-1] if found else src / "none.json"
@@ -346,6 +445,17 @@ def _resume_point(cfg: RefineConfig) -> tuple[RefineConfig, int]:
         raise InputError(f"not a refine_iterNN.json of isonet-pl ({exc.__class__.__name__})", src,
                          "give a refine_iterNN.json or the result_dir") from None
     return saved, done
+
+
+def _check_fresh_result_dir(folder: Path) -> None:
+    """Refuse a result folder that holds another refine run (its checkpoints, settings or state)."""
+    if not folder.is_dir():
+        return
+    found = [p.name for p in (*folder.glob("refine_iter*.json"), *folder.glob("model_iter*.ckpt"),
+                              folder / STATE / "settings.json") if p.exists()]
+    if found:
+        raise InputError(f"holds another refine run ({found[0]})", folder,
+                         f"resume it with --continue_from {folder}, or choose another --result_dir (or delete it)")
 
 
 def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
@@ -375,6 +485,8 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
     if done >= cfg.iterations:
         logger.info("all %d iterations are done in %s", cfg.iterations, cfg.result_dir)
         return Path(cfg.result_dir) / f"model_iter{cfg.iterations:02d}.ckpt"
+    if not cfg.continue_from and _launch_rank() == 0:  # other ranks start after rank 0 has begun writing
+        _check_fresh_result_dir(Path(cfg.result_dir))
     result_dir = check_output_dir(cfg.result_dir, option="--result_dir")
     state = result_dir / STATE
     state.mkdir(exist_ok=True)
@@ -412,12 +524,7 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
         module = build_module(cfg, subs)
         previous = None
         if cfg.pretrained_model:
-            try:
-                pretrained = IsoNetModule.load_from_checkpoint(cfg.pretrained_model, map_location="cpu")
-            except Exception as exc:
-                raise InputError(f"not an isonet-pl checkpoint ({exc.__class__.__name__})", cfg.pretrained_model,
-                                 "give a model_iterNN.ckpt made by isonet-pl refine") from None
-            module = pretrained
+            load_pretrained(module, cfg.pretrained_model)
             estimates = predict_all(module, _originals(subs, method), batch, torch.device("cpu"),
                                     renormalize=renormalize)
         else:
@@ -442,7 +549,7 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
         trainer = pl.Trainer(max_epochs=it * cfg.epochs, accelerator=dev["accelerator"], devices=dev["devices"],
                              strategy=dev["strategy"], num_nodes=cfg.num_nodes, precision=cfg.precision,
                              logger=_loggers(result_dir, it),
-                             callbacks=[epoch_ckpt, _epoch_seed_callback(cfg.seed)]
+                             callbacks=[_finite_guard(it, cfg.epochs), epoch_ckpt, _epoch_seed_callback(cfg.seed)]
                              + ([EMAWeightAveraging(decay=decay)] if decay else []),
                              reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0,
                              log_every_n_steps=max(1, min(50, steps)), enable_model_summary=it == 1,

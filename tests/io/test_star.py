@@ -61,8 +61,8 @@ def test_isonet_style_parser_reads_our_output(tmp_path, reference):
     assert int(rows[0]["rlnNumberSubtomo"]) == 8 and float(rows[0]["rlnPixelSize"]) == 10.0
 
 
-@pytest.mark.parametrize("text,expected", [("1,3-4", ["1", "3", "4"]), ("2", ["2"]), ("5-7 9", ["5", "6", "7", "9"]),
-                                           (3, ["3"])])
+@pytest.mark.parametrize("text,expected", [("1,3-4", [(1, 1), (3, 4)]), ("2", [(2, 2)]),
+                                           ("5-7 9", [(5, 7), (9, 9)]), (3, [(3, 3)])])
 def test_parse_tomo_idx(text, expected):
     """IsoNet's tomo_idx syntax: commas, spaces and inclusive ranges."""
     assert parse_tomo_idx(text) == expected
@@ -76,11 +76,21 @@ def test_invalid_tomo_idx_is_a_clear_error(text):
 
 
 def test_select_rows_and_unknown_index(reference):
-    """select() maps rlnIndex values to rows; an index not in the table is an error."""
+    """select() maps rlnIndex values to rows; ranges take the rows that exist; an index not in the table or
+    a range that selects nothing is an error."""
     table = read_tomogram_star(reference / PROJECT / "tomograms.star")
-    assert table.select("2") == [1] and table.select(None) == [0, 1]
-    with pytest.raises(InputError, match="not in the table"):
-        table.select("1-3")
+    assert table.select("2") == [1] and table.select(None) == [0, 1] and table.select("1-3") == [0, 1]
+    with pytest.raises(InputError, match="tomo_idx 3 not in the table"):
+        table.select("1,3")
+    with pytest.raises(InputError, match="tomo_idx 5-9 not in the table"):
+        table.select("5-9")
+
+
+def test_huge_tomo_idx_range_is_not_expanded(reference):
+    """--tomo_idx 1-999999999 selects the rows that exist at once (it was a 22 GB list)."""
+    table = read_tomogram_star(reference / PROJECT / "tomograms.star")
+    assert table.select("1-999999999") == [0, 1]
+    assert parse_tomo_idx("1-999999999999999999") == [(1, 999999999999999999)]
 
 
 def test_missing_required_column_is_a_clear_error(tmp_path):

@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 import starfile
 
-from isonet_pl.config import DeconvConfig, IOConfig, MaskConfig
+from isonet_pl.config import DeconvConfig, ExtractConfig, IOConfig, MaskConfig
 from isonet_pl.errors import InputError
 from isonet_pl.io.mrc import read_mrc, write_mrc
 from isonet_pl.io.star import read_tomogram_star
 from isonet_pl.workflows.deconv import deconv
+from isonet_pl.workflows.extract import extract
 from isonet_pl.workflows.mask import make_mask
 
 IO = IOConfig(zarr_chunks=(32, 32, 32), zarr_levels=1)
@@ -111,27 +112,46 @@ def _star(tmp_path, vol, **columns):
     return tmp_path / "t.star"
 
 
-@pytest.mark.parametrize("column,value,word", [("rlnPixelSize", 0.0, "pixel size"),
-                                               ("rlnSnrFalloff", -1.0, "snrfalloff")])
+@pytest.mark.parametrize("column,value,word", [
+    ("rlnPixelSize", 0.0, "_rlnPixelSize of row 1 is '0.0', not a number > 0"),
+    ("rlnSnrFalloff", -1.0, "_rlnSnrFalloff of row 1 is '-1.0', not a number > 0"),
+    ("rlnDeconvStrength", np.inf, "_rlnDeconvStrength of row 1 is 'inf', not a number > 0"),
+    ("rlnDefocus", np.nan, "_rlnDefocus of row 1 is 'nan', not a number >= 0"),
+    ("rlnNumberSubtomo", 2.5, "_rlnNumberSubtomo of row 1 is '2.5', not a whole number >= 1"),
+    ("rlnIndex", "x", "_rlnIndex of row 1 is 'x', not a whole number >= 0"),
+    ("rlnMaskStdPercentage", 150.0, "_rlnMaskStdPercentage of row 1 is '150.0', not a number > 0 and <= 100"),
+    ("rlnTiltMax", "-70", "invalid tilt range -60.0..-70.0"),
+])
 def test_bad_star_values_for_deconv(tmp_path, monkeypatch, column, value, word):
-    """Pixel size <= 0 and snrfalloff <= 0 in the STAR file are clear errors."""
+    """Every numeric column used is checked, for every row, before any work: finite, in range, whole
+    numbers where counts are meant (non-finite values gave NaN tomograms or trained to loss 0)."""
     monkeypatch.chdir(tmp_path)
     star = _star(tmp_path, np.random.default_rng(0).normal(size=(16, 32, 32)).astype(np.float32), **{column: value})
     with pytest.raises(InputError, match=word):
         deconv(star, DeconvConfig(), IO)
 
 
-@pytest.mark.parametrize("fill", [0.0, np.nan])
-def test_constant_or_nan_tomogram(tmp_path, monkeypatch, fill):
-    """A constant or NaN tomogram is named in the error of deconv and of make_mask."""
+@pytest.mark.parametrize("fill,word", [(0.0, "constant"), (np.nan, "NaN or infinite"), (np.inf, "NaN or infinite"),
+                                       ("one inf", "NaN or infinite"), ("one nan", "NaN or infinite")])
+def test_constant_or_nan_tomogram(tmp_path, monkeypatch, fill, word):
+    """A constant tomogram, or one with a NaN or an infinity anywhere, is refused by deconv, make_mask and
+    extract (extract wrote inf into subtomo.star), naming the file; nothing is written."""
     monkeypatch.chdir(tmp_path)
-    vol = np.full((16, 32, 32), fill, np.float32)
+    if isinstance(fill, str):
+        vol = np.random.default_rng(0).normal(size=(16, 32, 32)).astype(np.float32)
+        vol[3, 4, 5] = np.inf if fill == "one inf" else np.nan
+    else:
+        vol = np.full((16, 32, 32), fill, np.float32)
     star = _star(tmp_path, vol)
-    with pytest.raises(InputError, match="t.mrc"):
+    with pytest.raises(InputError, match=f"t.mrc: tomogram .*{word}"):
         deconv(star, DeconvConfig(), IO)
-    with pytest.raises(InputError, match="t.mrc"):
+    with pytest.raises(InputError, match=f"t.mrc: tomogram .*{word}"):
         make_mask(star, MaskConfig(use_deconv_tomo=False), IO)
-    assert not (tmp_path / "mask" / "t_mask.mrc").exists()
+    with pytest.raises(InputError, match=f"t.mrc: tomogram .*{word}"):
+        extract(star, ExtractConfig(cube_size=8, crop_size=8, subtomo_star=str(tmp_path / "s.star"),
+                                    subtomo_folder=str(tmp_path / "sub")), IO)
+    assert not (tmp_path / "mask" / "t_mask.mrc").exists() and not (tmp_path / "s.star").exists()
+    assert not list((tmp_path / "deconv").glob("*.mrc"))
 
 
 def test_unreadable_boundary_file(project, monkeypatch):

@@ -225,3 +225,78 @@ def test_method_dependent_defaults(subtomo_star, n2n_model):
     assert ema_decay(explicit, "n2n") == 0.0
     assert "averaging_state" in torch.load(n2n_model[1], map_location="cpu", weights_only=False)  # EMA ran in n2n
 
+
+
+ONE = dict(TINY, iterations=1, epochs=1, steps_per_epoch=2)
+
+
+def test_refine_refuses_a_folder_with_another_run(subtomo_star, tmp_path):
+    """refine into a result folder that holds another run is refused (it silently mixed two runs)."""
+    from isonet_pl.workflows.refine import refine
+
+    refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "r"), **ONE))
+    before = sorted(p.name for p in (tmp_path / "r").iterdir())
+    with pytest.raises(InputError, match="holds another refine run.*--continue_from"):
+        refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "r"), **dict(ONE, filter_base=8)))
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == before
+
+
+def test_continue_from_resumes_in_the_folder_given(subtomo_star, tmp_path):
+    """A copied (or renamed) run folder resumes in place: the original is untouched, the copy is extended."""
+    import shutil
+
+    from isonet_pl.workflows.refine import refine
+
+    refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "orig"), **ONE))
+    shutil.copytree(tmp_path / "orig", tmp_path / "copy")
+    shutil.move(tmp_path / "orig", tmp_path / "moved")
+    last = refine(subtomo_star, RefineConfig(continue_from=str(tmp_path / "copy"), iterations=2))
+    assert last == tmp_path / "copy" / "model_iter02.ckpt" and last.exists()
+    assert not (tmp_path / "orig").exists() and not (tmp_path / "moved" / "model_iter02.ckpt").exists()
+    payload = json.loads((tmp_path / "copy" / "refine_iter02.json").read_text())
+    assert payload["settings"]["result_dir"] == str(tmp_path / "copy")
+    with pytest.raises(InputError, match="does not exist"):
+        refine(subtomo_star, RefineConfig(continue_from=str(tmp_path / "orig")))
+
+
+def test_pretrained_model_keeps_the_new_runs_settings(subtomo_star, tmp_path):
+    """--pretrained_model takes only the weights: the new run's settings and metadata stay, the source is
+    recorded, and a network of another shape is a clear error."""
+    from isonet_pl.model.module import IsoNetModule
+    from isonet_pl.workflows.refine import refine
+
+    first = refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "a"), **ONE))
+    second = refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "b"), pretrained_model=str(first),
+                                               **dict(ONE, learning_rate=1e-4, seed=3)))
+    model = IsoNetModule.load_from_checkpoint(second, map_location="cpu")
+    assert model.meta["pretrained_model"] == str(first.resolve())
+    assert model.meta["settings"]["learning_rate"] == 1e-4 and model.meta["settings"]["seed"] == 3
+    with pytest.raises(InputError, match=r"network differs from this run's \(.*filter_base 4 vs 8"):
+        refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "c"), pretrained_model=str(first),
+                                          **dict(ONE, filter_base=8)))
+
+
+def test_nan_loss_stops_refine_with_a_clear_error(subtomo_star, tmp_path, monkeypatch):
+    """A training loss that becomes NaN stops refine at once, naming the iteration and the likely cause;
+    no checkpoint of the diverged iteration is written."""
+    from isonet_pl.model.module import IsoNetModule
+    from isonet_pl.workflows.refine import TrainingDiverged, refine
+
+    original = IsoNetModule.compute_loss
+
+    def diverging(self, pred, batch):
+        loss = original(self, pred, batch)
+        return loss * float("nan") if self.current_epoch >= 1 else loss
+
+    monkeypatch.setattr(IsoNetModule, "compute_loss", diverging)
+    with pytest.raises(TrainingDiverged, match="iteration 2, epoch 1/1.*training loss is nan.*--learning_rate"):
+        refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "r"), **dict(ONE, iterations=2)))
+    assert (tmp_path / "r" / "model_iter01.ckpt").exists() and not (tmp_path / "r" / "model_iter02.ckpt").exists()
+
+
+def test_val_fraction_that_leaves_no_training_data(subtomo_star, tmp_path):
+    """--val_fraction close to 1 is a clear error, not a crash."""
+    from isonet_pl.workflows.refine import refine
+
+    with pytest.raises(InputError, match="val_fraction 0.99 holds out all 12"):
+        refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "r"), **dict(ONE, val_fraction=0.99)))
