@@ -17,6 +17,7 @@ import click
 from isonet_pl.config import IsoNetConfig, with_overrides
 from isonet_pl.errors import IsoNetError
 from isonet_pl.fields import FieldSpec, format_value, section_fields
+from isonet_pl.io.star import parse_tomo_idx
 
 #: Commands the GUI can run as jobs; the section of each is the IsoNetConfig field of that name.
 COMMANDS = ("prepare_star", "simulate", "deconv", "make_mask", "extract", "refine", "predict", "convert")
@@ -119,15 +120,48 @@ def command_line(name: str, arguments: dict[str, Any], options: dict[str, Any]) 
             text = str(arg["default"])
         if text is None:
             raise FormError(f"Error: Missing argument '{arg['name'].upper()}'.")
+        _check_text(arg["name"].upper(), text)
+        if text.startswith("-"):
+            raise FormError(f"Error: {arg['name'].upper()} {text!r} starts with '-'; write it as ./{text}")
         argv.append(text)
     for opt_name, value in options.items():
         text = _text(value)
-        if text is not None and known[opt_name]["kind"] == "bool":
-            text = text.lower()
-        if text is not None and text != known[opt_name]["default"]:
-            argv += [f"--{opt_name}", text]
+        if text is None:
+            continue
+        text = _checked_value(known[opt_name], text)
+        if opt_name == "tomo_idx":
+            try:
+                parse_tomo_idx(text)
+            except IsoNetError as exc:
+                raise FormError(f"Error: {exc}") from None
+        if text != known[opt_name]["default"]:
+            argv.append(f"--{opt_name}={text}")  # one word: a value can never become an option
     validate(argv)
     return argv
+
+
+def _check_text(name: str, text: str) -> None:
+    if any(ch in text for ch in "\n\r\0"):
+        raise FormError(f"Error: {name} holds a line break or a NUL character")
+
+
+def _checked_value(option: dict[str, Any], text: str) -> str:
+    """A form value as command-line text: one line, booleans ``true``/``false``. Its type and range are then
+    checked by :func:`validate` exactly as the CLI checks them (click's types, then pydantic, which
+    also refuses ``inf`` and ``nan``); written as one ``--name=value`` word, it can never become an
+    option of its own.
+
+    Raises
+    ------
+    FormError
+        For a line break or NUL character, or a boolean that is not true or false.
+    """
+    _check_text(f"--{option['name']}", text)
+    if option["kind"] == "bool":  # click reads an option-like value of an optional-value flag as an option
+        if text.lower() not in ("true", "false"):
+            raise FormError(f"Error: Invalid value for '--{option['name']}': {text!r} is not true or false.")
+        return text.lower()
+    return text
 
 
 def validate(argv: list[str]) -> None:

@@ -1,11 +1,17 @@
 """Background jobs: ``isonet-pl`` commands run one at a time in subprocesses.
 
-Each job runs ``python -m isonet_pl.cli.main COMMAND ARGS...`` in the project folder, in
-its own process group (so cancelling stops its worker processes too), with stdout and
-stderr going to ``<project>/.isonet_gui/jobs/<id>.log``. Its record (command line,
-state, times, exit code, error line) is kept next to the log as ``<id>.json``, so the
-job list survives a restart of the GUI. States: queued, running, done, failed,
-cancelled.
+Each job runs ``python -m isonet_pl.gui.jobs EXIT_FILE COMMAND ARGS...`` (the CLI, which
+then writes its exit code to ``<id>.exit``) in the project folder, in its own process
+group (so cancelling stops its worker processes too), with stdout and stderr going to
+``<project>/.isonet_gui/jobs/<id>.log``. Its record (command line, state, times, process
+id, exit code, error line) is kept next to the log as ``<id>.json``, so the job list
+survives a restart of the GUI. States: queued, running, done, failed, cancelled.
+
+One GUI serves a project at a time: the queue holds an exclusive lock on
+``.isonet_gui/lock`` for its lifetime (released by the system even if the GUI is killed),
+so job ids cannot collide and two GUIs never run jobs side by side. A job still running
+when its GUI was killed is adopted by the next one: it is shown as running, nothing else
+starts until it ends, and its exit code is read from its ``.exit`` file.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from isonet_pl.errors import IsoNetError
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +68,7 @@ class Job:
     finished: float | None = None
     returncode: int | None = None
     error: str | None = None
+    pid: int | None = None
 
     @property
     def command(self) -> str:
@@ -102,6 +111,7 @@ class JobQueue:
         self.project = Path(project)
         self.folder = self.project / ".isonet_gui" / "jobs"
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock_file = _lock_project(self.project / ".isonet_gui" / "lock")
         self._jobs: dict[str, Job] = {}
         self._procs: dict[str, subprocess.Popen] = {}
         self._cancelled: set[str] = set()
@@ -114,17 +124,46 @@ class JobQueue:
 
     # ------------------------------------------------------------------ records
     def _load(self) -> None:
-        """Read the records of earlier sessions; jobs they left unfinished count as cancelled."""
+        """Read the records of earlier sessions. A job still running (its GUI was killed) is adopted;
+        other unfinished ones count as cancelled."""
         for path in sorted(self.folder.glob("*.json")):
             try:
                 job = Job(**json.loads(path.read_text()))
             except (ValueError, TypeError):
                 logger.warning("ignoring unreadable job record %s", path)
                 continue
-            if job.state not in FINISHED:
-                job.state, job.error = CANCELLED, "stopped when the GUI closed"
-                self._save(job)
+            if job.state == RUNNING and self._alive(job):
+                logger.warning("job %s (pid %d) is still running from an earlier GUI; waiting for it", job.id,
+                               job.pid)
+            elif job.state not in FINISHED:
+                self._finish_orphan(job)
             self._jobs[job.id] = job
+
+    def exit_path(self, job_id: str) -> Path:
+        """The file a job's process writes its exit code to."""
+        return self.folder / f"{job_id}.exit"
+
+    def _alive(self, job: Job) -> bool:
+        """Whether the process of a running job still runs (checked by its command line where possible)."""
+        if not job.pid:
+            return False
+        try:
+            os.kill(job.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        cmdline = Path(f"/proc/{job.pid}/cmdline")
+        return not cmdline.exists() or str(self.exit_path(job.id)).encode() in cmdline.read_bytes()
+
+    def _finish_orphan(self, job: Job) -> None:
+        """Record the end of a job whose GUI ended before it: its exit code if it wrote one."""
+        try:
+            code = int(self.exit_path(job.id).read_text())
+        except (OSError, ValueError):
+            job.state, job.error, job.finished = CANCELLED, "stopped when the GUI closed", time.time()
+            self._save(job)
+            return
+        error = error_line(self.tail(job.id)) if code else None
+        self._finish(job, DONE if code == 0 else CANCELLED if code == 130 else FAILED, code, error)
 
     def _save(self, job: Job) -> None:
         path = self.folder / f"{job.id}.json"
@@ -186,7 +225,9 @@ class JobQueue:
                 return job
             proc = self._procs.get(job_id)
         if proc is not None:
-            threading.Thread(target=_stop, args=(proc,), daemon=True).start()
+            threading.Thread(target=_stop, args=(proc.pid, proc.wait), daemon=True).start()
+        elif job.pid and self._alive(job):  # adopted from an earlier GUI
+            threading.Thread(target=_stop, args=(job.pid, None), daemon=True).start()
         return job
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job:
@@ -201,7 +242,7 @@ class JobQueue:
             return self._jobs[job_id]
 
     def shutdown(self) -> None:
-        """Cancel queued and running jobs and stop the worker."""
+        """Cancel queued and running jobs, stop the worker and release the project."""
         for job in self.jobs():
             if job.state not in FINISHED:
                 self.cancel(job.id)
@@ -209,11 +250,21 @@ class JobQueue:
             self._stopped = True
             self._wake.notify_all()
         self._worker.join(timeout=KILL_AFTER + 5)
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
     # ------------------------------------------------------------------ worker
     def _next(self) -> Job | None:
         with self._wake:
             while not self._stopped:
+                adopted = [j for j in self._jobs.values() if j.state == RUNNING and j.id not in self._procs]
+                if adopted:  # a job of an earlier GUI: wait for it, polling
+                    for job in adopted:
+                        if not self._alive(job):
+                            self._finish_orphan(job)
+                    self._wake.wait(1.0)
+                    continue
                 queued = [j for j in self._jobs.values() if j.state == QUEUED]
                 if queued:
                     return min(queued, key=lambda j: j.id)
@@ -230,7 +281,7 @@ class JobQueue:
                     self._finish(job, FAILED, None, f"Error: the job could not start ({exc})")
 
     def _run(self, job: Job) -> None:
-        cmd = [sys.executable, "-m", "isonet_pl.cli.main", *job.argv]
+        cmd = [sys.executable, "-m", "isonet_pl.gui.jobs", str(self.exit_path(job.id)), *job.argv]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with self._wake, open(self.log_path(job.id), "ab") as log:
             if job.state != QUEUED:  # cancelled between being picked and started
@@ -240,7 +291,7 @@ class JobQueue:
             proc = subprocess.Popen(cmd, cwd=self.project, stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=env, start_new_session=True)
             self._procs[job.id] = proc
-            job.state, job.started = RUNNING, time.time()
+            job.state, job.started, job.pid = RUNNING, time.time(), proc.pid
             self._save(job)
         code = proc.wait()
         with self._wake:
@@ -263,17 +314,72 @@ class JobQueue:
             self._on_finish(job)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop a job's process group: SIGINT first (completed outputs are kept), SIGKILL if it lingers."""
+def _stop(pid: int, wait=None) -> None:
+    """Stop a job's process group: SIGINT first (completed outputs are kept), SIGKILL if it lingers.
+
+    ``wait(timeout=...)`` waits for our own child; without it (an adopted job) the group is polled.
+    """
     for sig, grace in ((signal.SIGINT, KILL_AFTER), (signal.SIGKILL, None)):
         try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
             return
         if grace is None:
             return
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+        if wait is not None:
+            try:
+                wait(timeout=grace)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+        end = time.monotonic() + grace
+        while time.monotonic() < end:
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+
+
+def _lock_project(path: Path):
+    """Hold an exclusive lock on ``path`` (one GUI per project); the open file keeps it.
+
+    Raises
+    ------
+    IsoNetError
+        When another GUI holds it.
+    """
+    import fcntl
+
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        other = handle.read().strip()
+        handle.close()
+        raise IsoNetError(f"{path.parent.parent}: another isonet-pl GUI serves this project ({other or 'pid ?'}); "
+                          "use its page, or stop it first") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle
+
+
+def run_job(exit_file: str, argv: list[str]) -> int:
+    """Run the CLI with ``argv`` and write its exit code to ``exit_file`` (atomically); return it."""
+    from isonet_pl.cli.main import main
+
+    code = 1
+    try:
+        code = main(argv)
+    finally:
+        tmp = Path(f"{exit_file}.tmp")
+        tmp.write_text(str(code))
+        os.replace(tmp, exit_file)
+    return code
+
+
+if __name__ == "__main__":  # the GUI's job runner: python -m isonet_pl.gui.jobs EXIT_FILE ARGV...
+    sys.exit(run_job(sys.argv[1], sys.argv[2:]))

@@ -2,8 +2,24 @@
 
 Every request needs the session's token, given as ``?token=...`` (the URL printed at
 start-up, as Jupyter does) or as the cookie the first valid request sets (HttpOnly,
-SameSite=Strict); anything else gets 403. The server binds to 127.0.0.1 unless told
-otherwise, so other users of a shared machine can neither reach nor drive it.
+SameSite=Strict, named after the port); anything else gets 403. The server binds to
+127.0.0.1 unless told otherwise, so other users of a shared machine can neither reach nor
+drive it. As cookies do not separate the ports of a host, other local pages are kept out
+as Jupyter does:
+
+- a ``Host`` header that is not this server's address (an IP literal, ``localhost`` or
+  this machine's name, with this port) is refused (403): no DNS rebinding;
+- a request whose ``Origin`` (or, without one, ``Referer``) is another origin is refused
+  (403);
+- a POST needs ``Content-Type: application/json`` (415 otherwise: no CORS-simple
+  request gets through) and the session's CSRF token in the ``X-IsoNet-CSRF`` header,
+  which only the page itself holds (403 otherwise);
+- bodies are read only after the token was checked, at most :data:`MAX_BODY` bytes
+  (413); a malformed ``Content-Length`` gets 400.
+
+Paths are confined: the page writes only ``.star`` tables inside the project folder, and
+reads only files inside it or volumes that its STAR tables reference (403 otherwise).
+GET requests never write.
 
 API (paths in queries and bodies are relative to the project folder):
 
@@ -26,6 +42,7 @@ POST     /api/3dmod                  open ``{paths}`` in IMOD's 3dmod
 from __future__ import annotations
 
 import http.cookies
+import ipaddress
 import json
 import logging
 import mimetypes
@@ -33,6 +50,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -58,6 +76,18 @@ STATIC = Path(__file__).with_name("static")
 SKIP_DIRS = {"zarr", "__pycache__", "node_modules"}
 FILE_KINDS = {"star": (".star",), "ckpt": (".ckpt",), "mrc": (".mrc", ".rec"), "mod": (".mod", ".txt")}
 MAX_FILES, MAX_DEPTH = 500, 5
+#: Largest request body accepted (bytes): a big tomogram table is a few hundred kB.
+MAX_BODY = 8 << 20
+CSRF_HEADER = "X-IsoNet-CSRF"
+_CSRF_PLACEHOLDER = b"{{CSRF_TOKEN}}"
+
+
+class Refused(IsoNetError):
+    """A request the server refuses (its status and the message shown)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
 
 
 class GuiServer(ThreadingHTTPServer):
@@ -80,6 +110,7 @@ class GuiServer(ThreadingHTTPServer):
         if not self.project.is_dir():
             raise IsoNetError(f"{self.project}: project folder does not exist; create it or choose another")
         self.token = secrets.token_urlsafe(16)
+        self.csrf = secrets.token_urlsafe(16)
         self.jobs = JobQueue(self.project)
         try:
             super().__init__((host, port), Handler)
@@ -106,11 +137,58 @@ class GuiServer(ThreadingHTTPServer):
         return f"isonet_gui_{self.port}"
 
     def path(self, text: str | None, what: str = "path") -> Path:
-        """A path from the page: relative to the project folder unless absolute."""
+        """A path from the page, relative to the project folder; it must lie inside it (403 otherwise).
+
+        ``..`` and absolute paths are accepted only when they stay inside the project;
+        ``~`` is not expanded.
+        """
         if text is None or not str(text).strip():
             raise IsoNetError(f"Error: no {what} given")
-        path = Path(str(text).strip()).expanduser()
-        return path if path.is_absolute() else self.project / path
+        path = Path(os.path.normpath(self.project / str(text).strip()))
+        if not path.is_relative_to(self.project):
+            raise Refused(HTTPStatus.FORBIDDEN, f"Error: {text} is outside the project folder {self.project}; "
+                                                "the GUI reads and writes only there")
+        return path
+
+    def readable(self, text: str | None, star: Path | None, what: str = "volume") -> Path:
+        """A volume to read: inside the project, or one that the STAR file ``star`` (itself inside) names."""
+        try:
+            return self.path(text, what)
+        except Refused:
+            if star is None:
+                raise
+        wanted = os.path.normpath(str(text).strip())
+        for row in viewer.list_volumes(star, self.project):
+            for volume in row["volumes"].values():
+                if os.path.normpath(volume) == wanted:
+                    return Path(wanted)
+        raise Refused(HTTPStatus.FORBIDDEN, f"Error: {text} is outside the project folder and not named by "
+                                            f"{star.name}")
+
+    def writable_star(self, text: str | None) -> Path:
+        """A STAR table the page may write: a ``.star`` file inside the project (links resolved)."""
+        path = self.path(text, "STAR file")
+        if path.suffix.lower() != ".star":
+            raise Refused(HTTPStatus.FORBIDDEN, f"Error: {text}: the GUI writes only .star files")
+        if not path.resolve().is_relative_to(self.project):
+            raise Refused(HTTPStatus.FORBIDDEN, f"Error: {text} leads outside the project folder")
+        return path
+
+    def allowed_host(self, host: str) -> bool:
+        """Whether a ``Host`` header names this server: its port, and an IP literal, ``localhost`` or
+        this machine's name (a DNS name pointing here from elsewhere is refused)."""
+        try:
+            parsed = urlsplit(f"//{host}")
+            name, port = (parsed.hostname or "").lower(), parsed.port
+        except ValueError:
+            return False
+        if port != self.port or not name:
+            return False
+        try:
+            ipaddress.ip_address(name)
+            return True
+        except ValueError:
+            return name in {"localhost", socket.gethostname().lower(), socket.getfqdn().lower()}
 
     def server_close(self) -> None:
         """Stop the jobs, then close the socket."""
@@ -139,12 +217,17 @@ class Handler(BaseHTTPRequestHandler):
         morsel = cookie.get(self.server.cookie_name)
         return bool(morsel and secrets.compare_digest(morsel.value, token)), False
 
-    def _send(self, status: int, body: bytes, content_type: str, set_cookie: bool = False) -> None:
+    def _send(self, status: int, body: bytes, content_type: str, set_cookie: bool = False,
+              close: bool = False) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("X-Frame-Options", "DENY")
+        self.send_header("Content-Security-Policy", "frame-ancestors 'none'")
+        if close:
+            self.send_header("Connection", "close")
         if set_cookie:
             self.send_header("Set-Cookie", f"{self.server.cookie_name}={self.server.token}; Path=/; HttpOnly; "
                                            "SameSite=Strict")
@@ -180,15 +263,15 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch("POST")
 
     def _dispatch(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        self._raw = self.rfile.read(length) if length else b""  # read even when refused: keep-alive
         url = urlsplit(self.path)
         query = parse_qs(url.query)
-        ok, in_query = self._authorised(query)
-        if not ok:
-            self._send(HTTPStatus.FORBIDDEN, b"403: open the URL with its token, as printed by isonet-pl gui\n",
-                       "text/plain; charset=utf-8")
+        try:
+            self._check_request(method, query)
+        except Refused as exc:
+            self.close_connection = True  # the body, if any, is not read
+            self._send(exc.status, f"{exc}\n".encode(), "text/plain; charset=utf-8", close=True)
             return
+        _, in_query = self._authorised(query)
         try:
             if url.path in ("/", "/index.html") and method == "GET":
                 self._static("index.html", set_cookie=in_query)
@@ -199,6 +282,8 @@ class Handler(BaseHTTPRequestHandler):
                           set_cookie=in_query)
             else:
                 self._error(HTTPStatus.NOT_FOUND, f"Error: no page {url.path}")
+        except Refused as exc:
+            self._error(exc.status, str(exc))
         except forms.FormError as exc:
             self._error(HTTPStatus.BAD_REQUEST, str(exc))
         except IsoNetError as exc:
@@ -210,6 +295,44 @@ class Handler(BaseHTTPRequestHandler):
             logger.exception("request %s %s failed", method, self.path)
             self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"Error: {exc.__class__.__name__}: {exc}")
 
+    def _check_request(self, method: str, query: dict[str, list[str]]) -> None:
+        """Host, token, origin, then (POST) content type, CSRF token and body; sets ``self._raw``.
+
+        Raises
+        ------
+        Refused
+            With the status of the first check that fails.
+        """
+        self._raw = b""
+        if not self.server.allowed_host(self.headers.get("Host", "")):
+            raise Refused(HTTPStatus.FORBIDDEN, "403: this server answers only to its own address (Host header)")
+        if not self._authorised(query)[0]:
+            raise Refused(HTTPStatus.FORBIDDEN, "403: open the URL with its token, as printed by isonet-pl gui")
+        own = f"http://{self.headers['Host']}"
+        origin = self.headers.get("Origin")
+        if origin is None and self.headers.get("Referer"):
+            ref = urlsplit(self.headers["Referer"])
+            origin = f"{ref.scheme}://{ref.netloc}"
+        if origin is not None and origin.lower() != own.lower():
+            raise Refused(HTTPStatus.FORBIDDEN, f"403: requests from {origin} are not accepted")
+        if self.headers.get("Transfer-Encoding"):
+            raise Refused(HTTPStatus.BAD_REQUEST, "400: chunked request bodies are not accepted")
+        text = self.headers.get("Content-Length") or "0"
+        if not text.strip().isdigit():
+            raise Refused(HTTPStatus.BAD_REQUEST, f"400: malformed Content-Length {text!r}")
+        length = int(text)
+        if length > MAX_BODY:
+            raise Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"413: request body over {MAX_BODY} bytes")
+        if method == "POST":
+            ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            if ctype != "application/json":
+                raise Refused(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "415: POST requests must be application/json")
+            given = self.headers.get(CSRF_HEADER, "")
+            if not (given and secrets.compare_digest(given, self.server.csrf)):
+                raise Refused(HTTPStatus.FORBIDDEN, f"403: missing or wrong {CSRF_HEADER} header (reload the page)")
+        if length:
+            self._raw = self.rfile.read(length)
+
     def _static(self, name: str, set_cookie: bool = False) -> None:
         if not re.fullmatch(r"[\w.-]+", name) or not (STATIC / name).is_file():
             self._error(HTTPStatus.NOT_FOUND, f"Error: no file {name}")
@@ -217,7 +340,10 @@ class Handler(BaseHTTPRequestHandler):
         ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if ctype.startswith("text/") or ctype.endswith("javascript"):
             ctype += "; charset=utf-8"
-        self._send(HTTPStatus.OK, (STATIC / name).read_bytes(), ctype, set_cookie)
+        body = (STATIC / name).read_bytes()
+        if name == "index.html":  # the page's CSRF token, which other origins cannot read
+            body = body.replace(_CSRF_PLACEHOLDER, self.server.csrf.encode())
+        self._send(HTTPStatus.OK, body, ctype, set_cookie)
 
     # ------------------------------------------------------------------ API
     def _api(self, method: str, route: str, q: dict[str, str], set_cookie: bool) -> None:
@@ -235,7 +361,7 @@ class Handler(BaseHTTPRequestHandler):
             table = tables.load_table(srv.path(q.get("path"), "STAR file"))
             self._json({**table, "path": relative_to(table["path"], srv.project)})
         elif route == "star" and method == "POST":
-            path = srv.path(body.get("path"), "STAR file")
+            path = srv.writable_star(body.get("path"))
             tables.save_table(path, list(body.get("columns") or []), list(body.get("rows") or []),
                               srv.project / ".isonet_gui")
             self._json({"saved": str(path)})
@@ -252,14 +378,19 @@ class Handler(BaseHTTPRequestHandler):
         elif route == "volumes":
             self._json(viewer.list_volumes(srv.path(q.get("star"), "STAR file"), srv.project))
         elif route == "volume":
-            self._json(viewer.volume_info(srv.path(q.get("path"), "volume"), srv.path(q.get("star"), "STAR file")))
+            star = srv.path(q.get("star"), "STAR file")
+            self._json(viewer.volume_info(srv.readable(q.get("path"), star), star))
         elif route == "slice":
-            overlay = srv.path(q["overlay"], "mask") if q.get("overlay") else None
-            png = viewer.slice_png(srv.path(q.get("path"), "volume"), srv.path(q.get("star"), "STAR file"),
-                                   q.get("axis", "z"), int(q.get("index") or 0), overlay)
+            star = srv.path(q.get("star"), "STAR file")
+            overlay = srv.readable(q["overlay"], star, "mask") if q.get("overlay") else None
+            index = q.get("index") or "0"
+            if not index.lstrip("-").isdigit():
+                raise IsoNetError(f"Error: slice index {index!r} is not a whole number")
+            png = viewer.slice_png(srv.readable(q.get("path"), star), star, q.get("axis", "z"), int(index), overlay)
             self._send(HTTPStatus.OK, png, "image/png")
         elif route == "3dmod" and method == "POST":
-            self._json({"started": open_3dmod(srv.project, [srv.path(p) for p in body.get("paths") or []])})
+            star = srv.path(body["star"], "STAR file") if body.get("star") else None
+            self._json({"started": open_3dmod(srv.project, [srv.readable(p, star) for p in body.get("paths") or []])})
         else:
             self._error(HTTPStatus.NOT_FOUND, f"Error: no API {method} /api/{route}")
 
@@ -269,7 +400,10 @@ class Handler(BaseHTTPRequestHandler):
         if job is None:
             self._error(HTTPStatus.NOT_FOUND, f"Error: no job {job_id}")
             return
-        text, offset = jobs.read_log(job_id, int(q.get("offset") or 0))
+        offset = q.get("offset") or "0"
+        if not offset.isdigit():
+            raise IsoNetError(f"Error: log offset {offset!r} is not a whole number")
+        text, offset = jobs.read_log(job_id, int(offset))
         self._json({**job_json(jobs, job), "log": text, "offset": offset})
 
 
@@ -366,9 +500,15 @@ def serve(project_dir: str | Path = ".", host: str = "127.0.0.1", port: int | No
         import webbrowser
 
         threading.Thread(target=webbrowser.open, args=(server.url,), daemon=True).start()
+    def stop(signum, frame):  # SIGTERM / SIGHUP (a closed terminal, a batch system) end it as Ctrl-C does
+        raise KeyboardInterrupt
+
+    handlers = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if sig}
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        logger.info("stopping the GUI")
+        logger.info("stopping the GUI and its running job")
     finally:
         server.server_close()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)

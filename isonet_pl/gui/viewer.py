@@ -1,26 +1,28 @@
 """What the viewer and the refinement page show: volumes of a STAR file, slices as PNG, losses.
 
-Slices are read from the tomograms' Zarr copies (made on first use with
-:func:`isonet_pl.io.zarr_store.ensure_zarr`, in the ``zarr`` folder next to the STAR
-file, where the commands put them), one plane of the coarsest pyramid level that
+Slices are read from the tomograms' Zarr copies where the commands made them (the
+``zarr`` folder next to the STAR file), one plane of the coarsest pyramid level that
 still shows it at :data:`MAX_EDGE` pixels or more, so a slice of a large tomogram
-reads a few chunks, never the volume.
+reads a few chunks, never the volume. A volume without an up-to-date copy is read
+from its MRC file through a memory map (every ``2**level``-th voxel): viewing never
+writes anything.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
+import mrcfile
 import numpy as np
 
 from isonet_pl.config import IOConfig
 from isonet_pl.errors import InputError
 from isonet_pl.io.star import HALF_COLUMNS, read_tomogram_star, relative_to
-from isonet_pl.io.zarr_store import TomogramStore, ensure_zarr
+from isonet_pl.io.mrc import read_mrc_info
+from isonet_pl.io.zarr_store import TomogramStore, cached_store
 from isonet_pl.plot import encode_png, slice_preview
 
 #: Volumes of a tomogram row the viewer offers, by STAR column.
@@ -31,9 +33,6 @@ MAX_EDGE = 1024
 #: Colour and opacity of the mask overlay.
 OVERLAY_RGB, OVERLAY_ALPHA = np.array([255, 120, 0], np.float32), 0.35
 AXES = {"z": 0, "y": 1, "x": 2}
-
-_convert_lock = threading.Lock()
-
 
 def zarr_folder(star: Path) -> Path:
     """Where the commands keep the Zarr copies of a STAR file's tomograms (the default ``zarr_folder``)."""
@@ -59,12 +58,30 @@ def list_volumes(star: Path, project: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def open_volume(path: Path, star: Path) -> TomogramStore:
-    """The Zarr copy of an MRC volume, converted on first use (one conversion at a time)."""
+class MrcVolume:
+    """An MRC volume read through a memory map, with the parts of :class:`TomogramStore` the viewer uses;
+    level ``k`` is every ``2**k``-th voxel (no binning)."""
+
+    def __init__(self, path: Path):
+        info = read_mrc_info(path)
+        self.path, self.shape, self.voxel_size = path, tuple(info.shape), tuple(info.voxel_size)
+        self.levels = 1 + max(0, int(np.log2(max(self.shape) / MAX_EDGE))) if max(self.shape) > MAX_EDGE else 1
+
+    def plane(self, axis: int, index: int, level: int) -> np.ndarray:
+        """The plane ``index`` (full-resolution voxels) along ``axis``, every ``2**level``-th voxel."""
+        step = 2**level
+        with mrcfile.mmap(self.path, mode="r", permissive=True) as mrc:
+            data = mrc.data.reshape(self.shape)
+            where = [slice(None, None, step)] * 3
+            where[axis] = min(max(index, 0), self.shape[axis] - 1)
+            return np.array(data[tuple(where)], dtype=np.float32)
+
+
+def open_volume(path: Path, star: Path) -> TomogramStore | MrcVolume:
+    """The up-to-date Zarr copy of an MRC volume, else the MRC file itself (nothing is converted)."""
     if not path.is_file():
         raise InputError("volume does not exist", path, "run the step that makes it")
-    with _convert_lock:
-        return ensure_zarr(path, zarr_folder(star))
+    return cached_store(path, zarr_folder(star)) or MrcVolume(path)
 
 
 def volume_info(path: Path, star: Path) -> dict[str, Any]:
@@ -73,9 +90,11 @@ def volume_info(path: Path, star: Path) -> dict[str, Any]:
     return {"shape": list(store.shape), "voxel_size": list(store.voxel_size)}
 
 
-def _plane(store: TomogramStore, axis: str, index: int, level: int) -> np.ndarray:
-    arr = store.zarr_array(level)
+def _plane(store: TomogramStore | MrcVolume, axis: str, index: int, level: int) -> np.ndarray:
     ax = AXES[axis]
+    if isinstance(store, MrcVolume):
+        return store.plane(ax, index, level)
+    arr = store.zarr_array(level)
     i = min(max(index >> level, 0), arr.shape[ax] - 1)
     return np.asarray(arr[(slice(None),) * ax + (i,)], dtype=np.float32)
 

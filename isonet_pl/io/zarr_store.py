@@ -272,6 +272,20 @@ def cached_zarr_path(mrc_path: str | Path, cache_dir: str | Path) -> Path:
     return Path(cache_dir) / f"{mrc_path.stem}_{digest}.zarr"
 
 
+def cached_store(mrc_path: str | Path, cache_dir: str | Path) -> TomogramStore | None:
+    """The up-to-date Zarr store of ``mrc_path`` in ``cache_dir`` if there is one (nothing is written)."""
+    target = cached_zarr_path(mrc_path, cache_dir)
+    if not target.exists():
+        return None
+    try:
+        meta = dict(zarr.open_group(target, mode="r").attrs["isonet_pl"])
+        if meta.get("source") == source_key(mrc_path) and meta.get("format") == FORMAT_VERSION:
+            return open_tomogram(target)
+    except Exception:  # an unreadable cache entry counts as none (ensure_zarr rebuilds it)
+        pass
+    return None
+
+
 def ensure_zarr(mrc_path: str | Path, cache_dir: str | Path, chunks: tuple[int, int, int] = DEFAULT_CHUNKS,
                 levels: int = 3, compression_level: int = DEFAULT_COMPRESSION_LEVEL) -> TomogramStore:
     """Return the Zarr store of an MRC tomogram, converting it only if needed.
@@ -280,16 +294,11 @@ def ensure_zarr(mrc_path: str | Path, cache_dir: str | Path, chunks: tuple[int, 
     the file's; a changed source file is converted again.
     """
     target = cached_zarr_path(mrc_path, cache_dir)
-    key = source_key(mrc_path)
+    store = cached_store(mrc_path, cache_dir)
+    if store is not None:
+        logger.debug("reusing %s for %s", target, mrc_path)
+        return store
     if target.exists():
-        try:
-            group = zarr.open_group(target, mode="r")
-            meta = dict(group.attrs["isonet_pl"])
-            if meta.get("source") == key and meta.get("format") == FORMAT_VERSION:
-                logger.debug("reusing %s for %s", target, mrc_path)
-                return open_tomogram(target)
-        except Exception:  # an unreadable cache entry is simply rebuilt
-            pass
         logger.info("%s changed since its conversion; converting it again", mrc_path)
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     logger.info("converting %s to Zarr (%s)", mrc_path, target)

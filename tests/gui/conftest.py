@@ -52,15 +52,19 @@ class Client:
     def __init__(self, srv):
         self.base = f"http://127.0.0.1:{srv.port}"
         self.token = srv.token
+        self.csrf = srv.csrf
 
-    def request(self, route: str, params: dict | None = None, body: dict | None = None, token: bool = True):
-        """(status, content type, body bytes) of GET (no body) or POST (JSON body)."""
+    def request(self, route: str, params: dict | None = None, body: dict | None = None, token: bool = True,
+                headers: dict | None = None, data: bytes | None = None):
+        """(status, content type, body bytes) of GET (no body) or POST (JSON body, or raw ``data``), with the
+        page's headers (JSON content type, CSRF token) unless ``headers`` replaces them."""
         query = dict(params or {})
         if token:
             query["token"] = self.token
         url = f"{self.base}{route}?{urllib.parse.urlencode(query)}"
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+        data = data if data is not None else None if body is None else json.dumps(body).encode()
+        sent = {"Content-Type": "application/json", "X-IsoNet-CSRF": self.csrf} if headers is None else headers
+        req = urllib.request.Request(url, data=data, headers=sent)
         try:
             with urllib.request.urlopen(req, timeout=60) as res:
                 return res.status, res.headers.get("Content-Type"), res.read()

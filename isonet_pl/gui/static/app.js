@@ -2,6 +2,8 @@
 "use strict";
 
 const TOKEN = new URLSearchParams(location.search).get("token");
+// The session's CSRF token, written into the page by the server; required on every POST.
+const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 const $ = (sel) => document.querySelector(sel);
 const el = (tag, attrs = {}, ...children) => {
   const node = document.createElement(tag);
@@ -22,8 +24,8 @@ function apiUrl(route, params = {}) {
   return `/api/${route}?${q}`;
 }
 async function api(route, params = {}, body = undefined) {
-  const opts = body === undefined ? {} : {method: "POST", headers: {"Content-Type": "application/json"},
-                                          body: JSON.stringify(body)};
+  const opts = body === undefined ? {} : {method: "POST", body: JSON.stringify(body),
+                                          headers: {"Content-Type": "application/json", "X-IsoNet-CSRF": CSRF}};
   const res = await fetch(apiUrl(route, params), opts);
   const data = await res.json().catch(() => ({error: `Error: ${res.status} ${res.statusText}`}));
   if (!res.ok) throw new Error(data.error || `Error: ${res.status}`);
@@ -542,7 +544,7 @@ async function openRows() {
     const rows = await api("volumes", {star: $("#star-path").value.trim()});
     const wanted = new Set([...state.selected].map((i) => i + 1));
     const paths = rows.filter((r) => wanted.has(r.index)).flatMap((r) => Object.values(r.volumes));
-    if (paths.length) open3dmod(paths);
+    if (paths.length) open3dmod(paths, $("#star-path").value.trim());
   } catch (e) {
     banner(e.message);
   }
@@ -553,9 +555,9 @@ async function cancelJob() {
   refreshJobs();
 }
 
-async function open3dmod(paths) {
+async function open3dmod(paths, star = undefined) {
   try {
-    const res = await api("3dmod", {}, {paths});
+    const res = await api("3dmod", {}, star ? {paths, star} : {paths});
     if (!res.started) banner("3dmod is not installed (IMOD); the Viewer shows the volumes without it.");
   } catch (e) {
     banner(e.message);
@@ -598,7 +600,7 @@ async function main() {
   document.querySelectorAll("#view-axes button").forEach((b) => b.addEventListener("click", () => setAxis(b.dataset.axis)));
   $("#view-3dmod").addEventListener("click", () => {
     const row = currentRow();
-    if (row) open3dmod([row.volumes[$("#view-volume").value]]);
+    if (row) open3dmod([row.volumes[$("#view-volume").value]], $("#view-star").value.trim());
   });
   $("#predict-3dmod").addEventListener("click", () => {
     const form = document.querySelector('#predict-forms form');
