@@ -22,6 +22,7 @@ from isonet_pl.io.star import (
     TOMOGRAM_COLUMNS,
     read_star,
     read_tomogram_star,
+    table_lock,
     write_star,
 )
 
@@ -121,4 +122,5 @@ def save_table(path: Path, columns: list[str], rows: list[dict[str, Any]], scrat
             raise InputError(exc.problem, path, exc.fix) from None
         finally:
             check.unlink(missing_ok=True)
-    return write_star(df, path)
+    with table_lock(path):  # not while a command rewrites it
+        return write_star(df, path)

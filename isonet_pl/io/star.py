@@ -18,7 +18,10 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +95,10 @@ class StarTable:
 
     df: pd.DataFrame
     path: Path
+    #: cells set with :meth:`set_value` ((rlnIndex or row position, column) -> value) and columns added
+    #: with :meth:`ensure_column` (column -> default), replayed on the file's current content by :meth:`write`
+    changes: dict = field(default_factory=dict, repr=False, compare=False)
+    added: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def folder(self) -> Path:
@@ -129,16 +136,14 @@ class StarTable:
 
     def ensure_column(self, column: str, default: object) -> None:
         """Add ``column`` filled with ``default`` if absent (keeps existing values)."""
-        if column not in self.df.columns:
-            self.df[column] = default
+        self.added.setdefault(column, default)
+        _ensure_column(self.df, column, default)
 
     def set_value(self, row: int, column: str, value: object) -> None:
         """Set one cell, creating the column (``None`` elsewhere) if needed."""
-        if column not in self.df.columns:
-            self.df[column] = TOMOGRAM_COLUMNS.get(column, SUBTOMO_COLUMNS.get(column, NONE))
-        if column in PATH_COLUMNS or isinstance(value, str):
-            self.df[column] = self.df[column].astype(object)
-        self.df.loc[self.df.index[row], column] = value
+        key = _index_value(self.df["rlnIndex"].iloc[row]) if "rlnIndex" in self.df.columns else None
+        self.changes[(row if key is None else key, column)] = value
+        _set_cell(self.df, row, column, value)
 
     def select(self, tomo_idx: str | None) -> list[int]:
         """Row positions selected by a ``tomo_idx`` string such as ``"1,3-4"`` (all if None).
@@ -188,10 +193,93 @@ class StarTable:
         return lo, hi
 
     def write(self, path: str | Path | None = None) -> Path:
-        """Write the table (atomically) to ``path`` or to its own file."""
+        """Write the table (atomically, under :func:`table_lock`) to ``path`` or to its own file.
+
+        Written to its own file that exists, the table's changes (:meth:`set_value`,
+        :meth:`ensure_column`) are replayed on the file's current content, read under the lock:
+        two commands updating one table at once (deconv and make_mask) keep each other's columns.
+        """
         target = Path(path) if path is not None else self.path
-        write_star(self.df, target)
+        with table_lock(target):
+            if path is None and (self.changes or self.added) and target.exists():
+                self.df = self._merged(target)
+            write_star(self.df, target)
         return target
+
+    def _merged(self, target: Path) -> pd.DataFrame:
+        """The file's current table with this table's changes applied (rows matched by ``rlnIndex``)."""
+        try:
+            current = table_from_blocks(*read_blocks(target)).df
+        except InputError:
+            return self.df  # not a table (any more): ours replaces it
+        if len(current) != len(self.df) and "rlnIndex" not in current.columns:
+            return self.df
+        if "rlnIndex" not in current.columns:
+            current.insert(0, "rlnIndex", self.df["rlnIndex"].to_numpy())
+        for column, default in self.added.items():
+            _ensure_column(current, column, default)
+        position = {_index_value(v): r for r, v in enumerate(current["rlnIndex"])}
+        for (key, column), value in self.changes.items():
+            if key not in position:
+                logger.warning("%s: row with _rlnIndex %s was removed by another program; its %s is not written",
+                               target, key, column)
+                continue
+            _set_cell(current, position[key], column, value)
+        return current
+
+
+def _ensure_column(df: pd.DataFrame, column: str, default: object) -> None:
+    if column not in df.columns:
+        df[column] = default
+
+
+def _set_cell(df: pd.DataFrame, row: int, column: str, value: object) -> None:
+    if column not in df.columns:
+        df[column] = TOMOGRAM_COLUMNS.get(column, SUBTOMO_COLUMNS.get(column, NONE))
+    if column in PATH_COLUMNS or isinstance(value, str):
+        df[column] = df[column].astype(object)
+    df.loc[df.index[row], column] = value
+
+
+#: Seconds a command waits for another one's lock on a STAR file before giving up.
+LOCK_TIMEOUT = 60.0
+
+
+@contextmanager
+def table_lock(path: str | Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold an exclusive lock on a STAR file while it is read, changed and written.
+
+    The lock is ``.<name>.lock`` beside it (``flock``: released by the system when a process dies).
+
+    Raises
+    ------
+    InputError
+        When another run holds it for longer than ``timeout`` seconds.
+    """
+    import fcntl
+
+    path = Path(path)
+    lock = path.with_name(f".{path.name}.lock")
+    try:
+        handle = open(lock, "a+")
+    except OSError:  # a read-only folder: the write itself will fail with a clear message
+        yield
+        return
+    with handle:
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() > end:
+                    raise InputError(f"another isonet-pl run has held its lock ({lock.name}) for {timeout:.0f} s",
+                                     path, "wait for it to finish (the lock ends with the process that holds it)") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _safe_name(text: str) -> str:

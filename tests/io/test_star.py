@@ -124,3 +124,77 @@ def test_asymmetric_tilt_range_is_kept(tmp_path):
     table = read_tomogram_star(tmp_path / "t.star")
     assert table.tilt_range(0) == (-50.0, 65.0) and table.tilt_range(1) == (-60.0, 60.0)
     assert pd.api.types.is_integer_dtype(table.df["rlnIndex"])
+
+
+def test_two_commands_updating_one_table_keep_each_others_columns(tmp_path):
+    """deconv and make_mask read the table at their start and write it after each tomogram: the changes of
+    each are replayed on the file's current content under a lock, so neither loses the other's column."""
+    star = tmp_path / "t.star"
+    starfile.write(pd.DataFrame({"rlnIndex": [1, 2], "rlnMicrographName": ["a.mrc", "b.mrc"]}), star)
+    first, second = read_tomogram_star(star), read_tomogram_star(star)
+    first.ensure_column("rlnDeconvTomoName", "None")
+    first.set_value(1, "rlnDeconvTomoName", "deconv/b.mrc")
+    second.ensure_column("rlnMaskName", "None")
+    second.set_value(0, "rlnMaskName", "mask/a_mask.mrc")
+    first.write()
+    second.write()
+    df = starfile.read(star)
+    assert list(df["rlnDeconvTomoName"]) == ["None", "deconv/b.mrc"]
+    assert list(df["rlnMaskName"]) == ["mask/a_mask.mrc", "None"]
+
+
+def test_a_held_table_lock_is_a_clear_error(tmp_path):
+    """A STAR file locked by another run for too long gives a one-line error naming it."""
+    import threading
+
+    from isonet_pl.io.star import table_lock
+
+    star = tmp_path / "t.star"
+    starfile.write(pd.DataFrame({"rlnIndex": [1], "rlnMicrographName": ["a.mrc"]}), star)
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with table_lock(star):
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait(10)
+    try:
+        with pytest.raises(InputError, match="t.star: another isonet-pl run has held its lock"):
+            with table_lock(star, timeout=0.3):
+                pass
+    finally:
+        release.set()
+        thread.join()
+    with table_lock(star, timeout=1):  # free again
+        pass
+
+
+def test_duplicate_rows_and_output_keys(tmp_path):
+    """Two rows naming one tomogram (also through a link) are refused; rows whose files share a name get
+    unique output keys from their folders (their outputs overwrote each other)."""
+    for sub in ("run1", "run2"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "TS_01.mrc").write_bytes(b"")
+    (tmp_path / "link.mrc").symlink_to(tmp_path / "run1" / "TS_01.mrc")
+    star = tmp_path / "t.star"
+    starfile.write(pd.DataFrame({"rlnIndex": [1, 2, 3], "rlnMicrographName": ["run1/TS_01.mrc", "run2/TS_01.mrc",
+                                                                              "run1/TS_01.mrc"]}), star)
+    with pytest.raises(InputError, match="rows 1 and 3 name the same tomogram TS_01.mrc"):
+        read_tomogram_star(star)
+    starfile.write(pd.DataFrame({"rlnIndex": [1, 2], "rlnMicrographName": ["run1/TS_01.mrc", "link.mrc"]}), star)
+    with pytest.raises(InputError, match="rows 1 and 2 name the same tomogram"):
+        read_tomogram_star(star)
+    starfile.write(pd.DataFrame({"rlnIndex": [1, 1], "rlnMicrographName": ["run1/TS_01.mrc", "run2/TS_01.mrc"]}),
+                   star)
+    with pytest.raises(InputError, match="same _rlnIndex 1"):
+        read_tomogram_star(star)
+    starfile.write(pd.DataFrame({"rlnIndex": [1, 2], "rlnMicrographName": ["run1/TS_01.mrc", "run2/TS_01.mrc"]}),
+                   star)
+    assert read_tomogram_star(star).output_keys() == ["run1_TS_01", "run2_TS_01"]
+    starfile.write(pd.DataFrame({"rlnIndex": [1, 2], "rlnMicrographName": ["run1/TS_01.mrc", "link.mrc"],
+                                 "rlnTomoName": ["TS 01", "other"]}), star)
+    with pytest.raises(InputError):  # the link is still the same file
+        read_tomogram_star(star)

@@ -221,3 +221,25 @@ def test_extract_takes_the_same_centres_from_both_halves(tmp_path, monkeypatch):
         even, _ = read_mrc(table.get_path(row, "rlnImageNameHalf1"))
         odd, _ = read_mrc(table.get_path(row, "rlnImageNameHalf2"))
         np.testing.assert_allclose((even + odd) / 2, avg, rtol=1e-4, atol=1e-4 * np.abs(avg).max())
+
+
+def test_same_named_tomograms_get_their_own_outputs(tmp_path, monkeypatch):
+    """Two tomograms with one file name in different folders: deconv, make_mask and extract write each its
+    own files (they overwrote each other: subtomo.star listed 12 subtomograms, 8 files existed)."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, sub in enumerate(("run1", "run2")):
+        (tmp_path / sub).mkdir()
+        write_mrc(tmp_path / sub / "t.mrc", rng.normal(size=(16, 32, 32)).astype(np.float32), voxel_size=10.0)
+        rows.append({"rlnIndex": i + 1, "rlnMicrographName": f"{sub}/t.mrc", "rlnPixelSize": 10.0,
+                     "rlnDefocus": 30000.0, "rlnNumberSubtomo": 3})
+    starfile.write(pd.DataFrame(rows), tmp_path / "t.star")
+    deconv(tmp_path / "t.star", DeconvConfig(), IO)
+    make_mask(tmp_path / "t.star", MaskConfig(density_percentage=100, std_percentage=100), IO)
+    out = extract(tmp_path / "t.star", ExtractConfig(cube_size=8, crop_size=8), IO)
+    table = starfile.read(tmp_path / "t.star")
+    assert list(table["rlnDeconvTomoName"]) == ["deconv/run1_t.mrc", "deconv/run2_t.mrc"]
+    assert list(table["rlnMaskName"]) == ["mask/run1_t_mask.mrc", "mask/run2_t_mask.mrc"]
+    names = list(starfile.read(out)["rlnImageName"])
+    assert len(names) == 6 == len(set(names)) == len(list((tmp_path / "subtomo").glob("*.mrc")))
