@@ -30,7 +30,30 @@ from isonet_pl.errors import IsoNetError
 from isonet_pl.cli.options import section_options, tomo_idx_option
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-_state = {"debug": False}
+_state = {"debug": False, "line_open": False}
+
+
+class _LineTracker:
+    """Wraps stdout/stderr to know whether the terminal (or merged log) is in the middle of a line, e.g. a
+    progress bar drawn with carriage returns, so that an error line starts on a fresh line."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        if text:
+            _state["line_open"] = not text.endswith("\n")
+        return self._stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _fresh_line() -> None:
+    """End a line left open (by a progress bar) before writing a message."""
+    if _state["line_open"]:
+        sys.stderr.write("\n")
+        sys.stderr.flush()
 
 
 class _Group(click.Group):
@@ -243,12 +266,22 @@ def demo_cmd(ctx: click.Context, out_dir: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs :data:`cli` and turns errors into one line and an exit code."""
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _LineTracker(sys.stdout), _LineTracker(sys.stderr)
+    try:
+        return _run(argv)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         cli.main(args=argv, prog_name="isonet-pl", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 1
     except click.ClickException as exc:
+        _fresh_line()
         exc.show()
         return exc.exit_code
     except click.exceptions.Exit as exc:
@@ -256,16 +289,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if _state["debug"]:
             raise
+        _fresh_line()
         click.echo("Interrupted; completed outputs are kept (refine resumes with --continue_from).", err=True)
         return 130
     except IsoNetError as exc:
         if _state["debug"]:
             raise
+        _fresh_line()
         click.echo(f"Error: {exc}", err=True)
         return 1
     except Exception as exc:  # an unexpected failure: still one line unless --debug
         if _state["debug"]:
             raise
+        _fresh_line()
         click.echo(f"Error: {exc.__class__.__name__}: {exc} (run with --debug for the traceback)", err=True)
         return 1
     return 0

@@ -41,9 +41,10 @@ def dask_context(ncpu: int | None = None, scheduler: str | None = None) -> Itera
                              fix="pip install distributed") from None
         try:
             client = Client(scheduler, timeout="10s", set_as_default=False)
-        except OSError as exc:
-            raise InputError(f"cannot reach the dask scheduler at {scheduler} ({exc})",
-                             fix="check --dask_scheduler") from None
+        except Exception as exc:  # OSError, TimeoutError, ValueError of a bad address...
+            raise InputError(f"cannot reach the dask scheduler at {scheduler} ({exc.__class__.__name__}: {exc})",
+                             fix="check --dask_scheduler (e.g. tcp://host:8786) and that the scheduler runs") \
+                from None
         logger.info("running on the dask cluster at %s (%d workers)", scheduler,
                     len(client.scheduler_info().get("workers", {})))
         try:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+import re
+
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -22,6 +24,32 @@ class Section(BaseModel):
     ``inf``/``nan`` are refused for every number (they would run to a non-finite result)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+def _gpu_ids(value: Any) -> Any:
+    """``gpuID`` as text: ``0``, ``[0, 1]`` (YAML) and ``"0,1"`` all become ``"0,1"``-style text; checked."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("must be GPU numbers such as 0 or 0,1,2,3")
+    if isinstance(value, int):
+        value = str(value)
+    elif isinstance(value, (list, tuple)):
+        value = ",".join(str(v) for v in value)
+    text = str(value).replace(" ", "")
+    if not re.fullmatch(r"\d+(,\d+)*", text):
+        raise ValueError("must be GPU numbers such as 0 or 0,1,2,3")
+    return text
+
+
+def _scheduler_address(value: Any) -> Any:
+    """A dask.distributed scheduler address, ``tcp://host:port`` (or ``host:port``); checked, not contacted."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not re.fullmatch(r"((tcp|tls|ucx|ws|wss|inproc)://)?[\w.\-\[\]:]+:\d{1,5}", text):
+        raise ValueError("must be a scheduler address such as tcp://host:8786")
+    return text
 
 
 def _split_ints(value: Any) -> Any:
@@ -132,6 +160,8 @@ class Compute(Section):
     ncpu: int | None = Field(None, ge=1, description="Worker threads; unset: all usable CPU cores.")
     dask_scheduler: str | None = Field(None, description="Address of a dask.distributed scheduler to run on "
                                                          "(e.g. tcp://host:8786); unset: local threads.")
+
+    _scheduler = field_validator("dask_scheduler", mode="before")(_scheduler_address)
 
 
 class DeconvConfig(Compute):
@@ -282,6 +312,7 @@ class RefineConfig(Section):
     seed: int = Field(0, ge=0, description="Random seed (pairs, split, initialisation).")
 
     _floats = field_validator("noise_level", mode="before")(_split_floats)
+    _gpus = field_validator("gpuID", mode="before")(_gpu_ids)
 
     @field_validator("noise_start_iter", mode="before")
     @classmethod
@@ -325,6 +356,8 @@ class PredictConfig(Section):
         None, description="Inference precision; unset: the one the model was trained with (refine --precision; "
                           "bf16-mixed: ~2x faster on CPUs with bf16 instructions and on GPUs).")
     log_level: Literal["info", "debug"] = Field("info", description="Log detail.")
+
+    _gpus = field_validator("gpuID", mode="before")(_gpu_ids)
 
     @model_validator(mode="after")
     def _crop_not_below_cube(self):

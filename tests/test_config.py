@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.resources import files
 
 import pytest
+from pydantic import ValidationError
 
 from isonet_pl.config import IsoNetConfig, PrepareStarConfig, default_yaml, load_config, save_config, with_overrides
 from isonet_pl.errors import InputError
@@ -52,3 +53,33 @@ def test_tuple_settings_accept_comma_strings():
     """zarr_chunks / shape accept "32,64,64" as on the command line."""
     cfg = IsoNetConfig.model_validate({"io": {"zarr_chunks": "32,64,64"}, "simulate": {"shape": "32 48 48"}})
     assert cfg.io.zarr_chunks == (32, 64, 64) and cfg.simulate.shape == (32, 48, 48)
+
+
+def test_gpu_ids_and_scheduler_addresses(tmp_path):
+    """gpuID as YAML numbers (0, [0, 1]) is accepted as text; a malformed gpuID or dask scheduler address is a
+    clear error before anything runs (a malformed scheduler gave a traceback and a 20 s hang)."""
+    from isonet_pl.config import DeconvConfig, PredictConfig, RefineConfig, load_config
+
+    path = tmp_path / "g.yaml"
+    path.write_text("refine:\n  gpuID: 0\npredict:\n  gpuID: [0, 1]\n")
+    cfg = load_config(path)
+    assert cfg.refine.gpuID == "0" and cfg.predict.gpuID == "0,1"
+    assert RefineConfig(gpuID="0, 2").gpuID == "0,2"
+    for bad in ("0;rm", "a", "", True):
+        with pytest.raises(ValidationError, match="GPU numbers"):
+            PredictConfig(gpuID=bad)
+    assert DeconvConfig(dask_scheduler="tcp://10.0.0.1:8786").dask_scheduler == "tcp://10.0.0.1:8786"
+    for bad in ("tcp://host:abc", "host", "http://x y:1"):
+        with pytest.raises(ValidationError, match="scheduler address"):
+            DeconvConfig(dask_scheduler=bad)
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf", float("inf")])
+def test_non_finite_settings_are_refused(value):
+    """inf and nan are refused for every number (deconv --cs inf wrote an all-NaN tomogram)."""
+    from isonet_pl.config import DeconvConfig, RefineConfig
+
+    with pytest.raises(ValidationError, match="finite"):
+        DeconvConfig(cs=value)
+    with pytest.raises(ValidationError, match="finite"):
+        RefineConfig(noise_level=(value,), noise_start_iter=(1,))

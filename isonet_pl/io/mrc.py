@@ -92,6 +92,9 @@ def read_mrc_info(path: str | Path, min_size: int = 2) -> MrcInfo:
     except Exception:
         raise InputError(f"unsupported MRC mode {int(header.mode)}", path,
                          "convert it to float32 (mode 2)") from None
+    if dtype.kind == "c":  # a Fourier transform, not a density: casting it would drop the imaginary part
+        raise InputError(f"MRC mode {int(header.mode)} holds complex values (a Fourier transform), not a tomogram",
+                         path, "give the reconstructed density (real values, e.g. mode 2)")
     shape = (int(header.nz), int(header.ny), int(header.nx))
     if min(shape) < 1:
         raise InputError(f"invalid dimensions {shape} (z, y, x)", path, "check the file")
@@ -112,6 +115,14 @@ def read_mrc_info(path: str | Path, min_size: int = 2) -> MrcInfo:
         raise InputError(
             f"truncated MRC file: {size} bytes, the header needs {offset + info.nbytes}", path,
             "copy or write the file again")
+    if size > offset + info.nbytes:  # the header's size or mode is wrong: the voxels would be read scrambled
+        raise InputError(
+            f"MRC file is {size - offset - info.nbytes} bytes longer than its header says ({shape[2]}x{shape[1]}x"
+            f"{shape[0]} voxels of {dtype.itemsize} bytes after {offset} header bytes)", path,
+            "fix the header (dimensions, mode, extended header size) or write the file again")
+    if min(info.voxel_size) <= 0:
+        logger.warning("%s: the header gives no voxel size (%s Å); outputs take the STAR file's pixel size "
+                       "where there is one", path, "x".join(f"{v:g}" for v in info.voxel_size[::-1]))
     return info
 
 

@@ -8,13 +8,17 @@ interrupted or failed run never leaves a half-written file under the final name.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 from isonet_pl.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 
 def check_readable_file(path: str | Path, what: str = "file", option: str | None = None) -> Path:
@@ -61,9 +65,46 @@ def check_output_file(path: str | Path, option: str | None = None) -> Path:
     return path
 
 
+_TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]{8}$")
+
+
 def temporary_sibling(path: Path) -> Path:
-    """A unique hidden name next to ``path`` for writing before the final rename."""
-    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    """A unique hidden name next to ``path`` for writing before the final rename:
+    ``.<name>.tmp-<pid>-<random>`` (the process id lets later runs sweep what a killed run left)."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporaries that killed runs left in ``folder`` (their process no longer exists).
+
+    Returns
+    -------
+    list of Path
+        What was deleted.
+    """
+    swept = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return swept
+    for entry in entries:
+        match = _TEMPORARY.match(entry.name)
+        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
+            remove(entry)
+            swept.append(entry)
+    if swept:
+        logger.info("removed %d unfinished temporaries of interrupted runs in %s", len(swept), folder)
+    return swept
 
 
 @contextlib.contextmanager
@@ -71,9 +112,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` if the block succeeds.
 
     Works for files and folders (Zarr stores). An existing ``path`` is replaced only
-    after the new one is complete. On an exception the temporary is deleted.
+    after the new one is complete. On an exception the temporary is deleted; what a killed
+    run left in the folder is swept first (:func:`sweep_temporaries`).
     """
     path = Path(path)
+    sweep_temporaries(path.parent if str(path.parent) else Path("."))
     tmp = temporary_sibling(path)
     try:
         yield tmp

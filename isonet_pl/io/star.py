@@ -508,9 +508,16 @@ def new_table(columns: dict[str, object], rows: list[dict], path: str | Path) ->
 
 
 def relative_to(path: str | Path, folder: str | Path) -> str:
-    """``path`` relative to ``folder`` when below it, else absolute (for writing into STAR files)."""
-    path, folder = Path(path).resolve(), Path(folder).resolve()
-    try:
-        return str(path.relative_to(folder))
-    except ValueError:
-        return os.path.abspath(path)
+    """``path`` relative to ``folder`` when below it, else absolute (for writing into STAR files).
+
+    Links are kept as given (a linked tomogram is recorded by its link, not its target); a
+    path below ``folder`` only once links are resolved is still written relative.
+    """
+    plain, base = Path(os.path.abspath(path)), Path(os.path.abspath(folder))
+    if plain.is_relative_to(base):
+        return str(plain.relative_to(base))
+    real_base = Path(os.path.realpath(folder))
+    parent = Path(os.path.realpath(plain.parent)) / plain.name  # the file itself may be a link
+    if parent.is_relative_to(real_base):
+        return str(parent.relative_to(real_base))
+    return str(plain)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from isonet_pl.config import IOConfig
+from isonet_pl.io.paths import check_output_dir, check_output_file
 from isonet_pl.io.star import StarTable, read_tomogram_star
 from isonet_pl.io.zarr_store import TomogramStore, check_values, ensure_zarr
 
@@ -21,6 +22,18 @@ def zarr_cache(table: StarTable, io: IOConfig) -> Path:
     """The folder of the Zarr copies: ``io.zarr_folder``, relative to the STAR file's folder."""
     folder = Path(io.zarr_folder)
     return folder if folder.is_absolute() else table.folder / folder
+
+
+def check_writable(table: StarTable, io: IOConfig) -> None:
+    """Before any work: the STAR file (rewritten after each tomogram) and the Zarr folder can be written.
+
+    Raises
+    ------
+    InputError
+        Naming the file or folder.
+    """
+    check_output_file(table.path, option="location for the STAR file (copy the project to a writable folder)")
+    check_output_dir(zarr_cache(table, io), option="--zarr_folder (in --config)")
 
 
 def tomogram_store(table: StarTable, row: int, column: str, io: IOConfig) -> TomogramStore:

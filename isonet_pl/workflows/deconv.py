@@ -24,7 +24,7 @@ from isonet_pl.io.zarr_store import (
     zarr_to_mrc,
 )
 from isonet_pl.preprocess.deconv import DeconvParams, deconvolve_chunked, deconvolve_volume, match_intensity
-from isonet_pl.workflows.convert import tomogram_store, zarr_cache
+from isonet_pl.workflows.convert import check_writable, tomogram_store, zarr_cache
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,7 @@ def deconvolve_store(store: TomogramStore, params: DeconvParams, out_zarr: Path,
     plan = deconvolve_chunked(store.zarr_array(0), params, chunk_size=chunk, overlap_rate=cfg.overlap_rate)
     _check_moments(plan.mean, plan.std, source)
     unscaled = out_zarr.with_name(out_zarr.name + ".unscaled")
+    remove(unscaled)  # a full-size leftover of a killed run
     try:
         stats = VolumeStats()
         with progress_bar(progress):
@@ -127,6 +128,7 @@ def deconv(star_file: str | Path, cfg: DeconvConfig | None = None, io: IOConfig 
     io = io or IOConfig()
     table = read_tomogram_star(star_file)
     rows = table.select(tomo_idx)
+    check_writable(table, io)
     out_dir = check_output_dir(cfg.deconv_folder, option="--deconv_folder")
     table.ensure_column("rlnSnrFalloff", 1.0)
     table.ensure_column("rlnDeconvStrength", 1.0)

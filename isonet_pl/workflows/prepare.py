@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from isonet_pl.config import PrepareStarConfig, PrepareSubtomoStarConfig
@@ -26,7 +27,11 @@ def list_tomograms(folder: str | Path) -> list[Path]:
     if not folder.is_dir():
         raise InputError("folder does not exist" if not folder.exists() else "not a folder", folder,
                          "give the folder that holds the tomograms")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in TOMOGRAM_SUFFIXES)
+    entries = sorted(p for p in folder.iterdir() if p.suffix.lower() in TOMOGRAM_SUFFIXES)
+    for p in entries:
+        if p.is_symlink() and not p.exists():
+            logger.warning("skipping %s: a link to a missing file (%s)", p, os.readlink(p))
+    files = [p for p in entries if p.is_file()]
     if not files:
         raise InputError("no .mrc or .rec files in this folder", folder,
                          "give the folder that holds the tomograms (MRC format, .mrc or .rec)")

@@ -283,3 +283,24 @@ def test_bad_halves(run_cli, tmp_path, problem):
     word = {"unmatched": "without a partner", "shape": "odd half", "one_half": "both --even and --odd"}[problem]
     assert_clean_error(code, err, word)
     assert not (tmp_path / "t.star").exists()
+
+
+def test_error_after_an_open_progress_line_starts_a_fresh_line(monkeypatch, capsys):
+    """An error raised while a progress bar's line is open ("\\r 45%") is printed on a line of its own, so
+    logs (and the GUI, which shows the last Error: line) get it whole."""
+    from isonet_pl.cli.main import main
+    from isonet_pl.errors import InputError
+    from isonet_pl.workflows import convert as convert_module
+
+    def failing(*args, **kwargs):
+        import sys
+
+        sys.stdout.write("\r[#####     ] | 45% Completed")
+        raise InputError("tomogram contains NaN or infinite values", "t.mrc", "fix it")
+
+    monkeypatch.setattr(convert_module, "convert", failing)
+    assert main(["convert", "x.star"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("\nError: t.mrc: tomogram contains NaN")
+    assert main(["convert", "--zarr_levels", "0", "x.star"]) == 1
+    assert capsys.readouterr().err.startswith("Error:")  # no stray blank line when the line was closed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
 import starfile
@@ -198,3 +200,28 @@ def test_duplicate_rows_and_output_keys(tmp_path):
                                  "rlnTomoName": ["TS 01", "other"]}), star)
     with pytest.raises(InputError):  # the link is still the same file
         read_tomogram_star(star)
+
+
+def test_temporaries_of_killed_runs_are_swept(tmp_path):
+    """Hidden temporaries whose process is gone are removed by the next write into their folder; those of a
+    live process (or not ours) stay."""
+    import subprocess
+    import sys
+
+    from isonet_pl.io.paths import atomic_path
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale_dir = tmp_path / f".a.zarr.tmp-{dead}-0123abcd"
+    stale_dir.mkdir()
+    (stale_dir / "chunk").write_bytes(b"x")
+    stale_file = tmp_path / f".t.star.tmp-{dead}-89abcdef"
+    stale_file.write_text("half")
+    live = tmp_path / f".b.mrc.tmp-{os.getppid()}-00000000"
+    live.write_text("someone else's")
+    other = tmp_path / ".hidden"
+    other.write_text("user file")
+    with atomic_path(tmp_path / "new.txt") as tmp:
+        tmp.write_text("done")
+    assert not stale_dir.exists() and not stale_file.exists()
+    assert live.exists() and other.exists() and (tmp_path / "new.txt").read_text() == "done"

@@ -243,3 +243,15 @@ def test_same_named_tomograms_get_their_own_outputs(tmp_path, monkeypatch):
     assert list(table["rlnMaskName"]) == ["mask/run1_t_mask.mrc", "mask/run2_t_mask.mrc"]
     names = list(starfile.read(out)["rlnImageName"])
     assert len(names) == 6 == len(set(names)) == len(list((tmp_path / "subtomo").glob("*.mrc")))
+
+
+def test_unwritable_outputs_are_found_before_the_work(tmp_path, monkeypatch):
+    """A Zarr folder that cannot be made is reported before deconv computes anything (it was found after)."""
+    monkeypatch.chdir(tmp_path)
+    star = _star(tmp_path, np.random.default_rng(0).normal(size=(16, 32, 32)).astype(np.float32))
+    before = star.read_bytes()
+    (tmp_path / "zarr").write_text("not a folder")
+    for run in (lambda: deconv(star, DeconvConfig(), IO), lambda: make_mask(star, MaskConfig(), IO)):
+        with pytest.raises(InputError, match="zarr: output folder is an existing file"):
+            run()
+    assert star.read_bytes() == before and not (tmp_path / "deconv").exists() and not (tmp_path / "mask").exists()
