@@ -274,10 +274,20 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout, sys.stderr = streams
 
 
+def _interrupted() -> int:
+    """Ctrl-C (or the GUI's cancel): one line, exit code 130."""
+    _fresh_line()
+    click.echo("Interrupted; completed outputs are kept (refine resumes with --continue_from).", err=True)
+    return 130
+
+
 def _run(argv: list[str] | None) -> int:
     try:
         cli.main(args=argv, prog_name="isonet-pl", standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            return _interrupted()
+        _fresh_line()
         click.echo("Aborted.", err=True)
         return 1
     except click.ClickException as exc:
@@ -289,9 +299,7 @@ def _run(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         if _state["debug"]:
             raise
-        _fresh_line()
-        click.echo("Interrupted; completed outputs are kept (refine resumes with --continue_from).", err=True)
-        return 130
+        return _interrupted()
     except IsoNetError as exc:
         if _state["debug"]:
             raise

@@ -1,6 +1,6 @@
 """Background jobs: ``isonet-pl`` commands run one at a time in subprocesses.
 
-Each job runs ``python -m isonet_pl.gui.jobs EXIT_FILE COMMAND ARGS...`` (the CLI, which
+Each job runs ``python -m isonet_pl.gui.runner EXIT_FILE COMMAND ARGS...`` (the CLI, which
 then writes its exit code to ``<id>.exit``) in the project folder, in its own process
 group (so cancelling stops its worker processes too), with stdout and stderr going to
 ``<project>/.isonet_gui/jobs/<id>.log``. Its record (command line, state, times, process
@@ -162,8 +162,9 @@ class JobQueue:
             job.state, job.error, job.finished = CANCELLED, "stopped when the GUI closed", time.time()
             self._save(job)
             return
-        error = error_line(self.tail(job.id)) if code else None
-        self._finish(job, DONE if code == 0 else CANCELLED if code == 130 else FAILED, code, error)
+        cancelled = code == 130 or job.id in self._cancelled
+        error = error_line(self.tail(job.id)) if code and not cancelled else None
+        self._finish(job, DONE if code == 0 else CANCELLED if cancelled else FAILED, code, error)
 
     def _save(self, job: Job) -> None:
         path = self.folder / f"{job.id}.json"
@@ -281,7 +282,7 @@ class JobQueue:
                     self._finish(job, FAILED, None, f"Error: the job could not start ({exc})")
 
     def _run(self, job: Job) -> None:
-        cmd = [sys.executable, "-m", "isonet_pl.gui.jobs", str(self.exit_path(job.id)), *job.argv]
+        cmd = [sys.executable, "-m", "isonet_pl.gui.runner", str(self.exit_path(job.id)), *job.argv]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with self._wake, open(self.log_path(job.id), "ab") as log:
             if job.state != QUEUED:  # cancelled between being picked and started
@@ -365,21 +366,3 @@ def _lock_project(path: Path):
     handle.write(f"pid {os.getpid()}")
     handle.flush()
     return handle
-
-
-def run_job(exit_file: str, argv: list[str]) -> int:
-    """Run the CLI with ``argv`` and write its exit code to ``exit_file`` (atomically); return it."""
-    from isonet_pl.cli.main import main
-
-    code = 1
-    try:
-        code = main(argv)
-    finally:
-        tmp = Path(f"{exit_file}.tmp")
-        tmp.write_text(str(code))
-        os.replace(tmp, exit_file)
-    return code
-
-
-if __name__ == "__main__":  # the GUI's job runner: python -m isonet_pl.gui.jobs EXIT_FILE ARGV...
-    sys.exit(run_job(sys.argv[1], sys.argv[2:]))

@@ -184,3 +184,112 @@ def test_allowed_hosts(server):
         assert server.allowed_host(host), host
     for host in ("127.0.0.1", f"evil.example:{port}", f"127.0.0.1:{port + 1}", "127.0.0.1:x", ""):
         assert not server.allowed_host(host), host
+
+
+def _gui_process(project):
+    """(process, url) of `isonet-pl gui PROJECT --no-browser` started as a user would."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("isonet-pl")
+    proc = subprocess.Popen([str(exe), "gui", str(project), "--no-browser"], stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    for _ in range(200):
+        line = proc.stderr.readline()
+        if "token=" in line:
+            return proc, line.strip()
+    proc.kill()
+    raise AssertionError("the GUI printed no URL")
+
+
+def _submit_long_job(url: str) -> dict:
+    import time
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(url)
+    base, token = f"{parts.scheme}://{parts.netloc}", urllib.parse.parse_qs(parts.query)["token"][0]
+    with urllib.request.urlopen(f"{base}/?token={token}") as res:
+        page = res.read().decode()
+    csrf = page.split('name="csrf-token" content="')[1].split('"')[0]
+    body = json.dumps({"command": "simulate", "arguments": {"out_dir": "big"},
+                       "options": {"shape": "64,256,256", "n_tomograms": 50}}).encode()
+    req = urllib.request.Request(f"{base}/api/jobs?token={token}", data=body, headers={
+        "Content-Type": "application/json", "X-IsoNet-CSRF": csrf})
+    with urllib.request.urlopen(req) as res:
+        job = json.loads(res.read())
+    for _ in range(300):
+        with urllib.request.urlopen(f"{base}/api/jobs/{job['id']}?token={token}") as res:
+            job = json.loads(res.read())
+        if job["state"] == "running" and job["pid"]:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"the job did not start: {job}")
+
+
+def _gone(pid: int) -> bool:
+    import os
+
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_gui_stopped_by_a_signal_stops_its_job(project, signame):
+    """SIGTERM or SIGHUP (a batch system, a closed terminal) stops the GUI as Ctrl-C does: its running job is
+    stopped and recorded as cancelled (it ran on beside the next GUI's jobs)."""
+    import os
+    import signal
+    import time
+
+    proc, url = _gui_process(project)
+    try:
+        job = _submit_long_job(url)
+        proc.send_signal(getattr(signal, signame))
+        assert proc.wait(timeout=60) == 0
+        for _ in range(100):
+            if _gone(job["pid"]):
+                break
+            time.sleep(0.1)
+        assert _gone(job["pid"])
+        record = json.loads((project / ".isonet_gui" / "jobs" / f"{job['id']}.json").read_text())
+        assert record["state"] == "cancelled"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_a_job_left_by_a_killed_gui_is_adopted(project):
+    """A GUI killed with SIGKILL leaves its job running; the next GUI shows it running, starts nothing beside
+    it, and records how it ended."""
+    import os
+    import signal
+    import time
+
+    from isonet_pl.gui.jobs import JobQueue
+
+    proc, url = _gui_process(project)
+    try:
+        job = _submit_long_job(url)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert not _gone(job["pid"])
+        queue = JobQueue(project)  # the next GUI (the killed one's lock died with it)
+        try:
+            assert queue.get(job["id"]).state == "running"
+            second = queue.submit(["simulate", "small", "--shape", "16,32,32"])
+            time.sleep(1.5)
+            assert queue.get(second.id).state == "queued"  # waits for the adopted job
+            assert second.id != job["id"]
+            queue.cancel(job["id"])  # stoppable from the new GUI
+            assert queue.wait(job["id"], 60).state == "cancelled"
+            assert queue.wait(second.id, 120).state == "done"
+        finally:
+            queue.shutdown()
+    finally:
+        if not _gone(job["pid"]):
+            os.killpg(job["pid"], signal.SIGKILL)
