@@ -47,7 +47,7 @@ def _scheduler_address(value: Any) -> Any:
     if value is None:
         return None
     text = str(value).strip()
-    if not re.fullmatch(r"((tcp|tls|ucx|ws|wss|inproc)://)?[\w.\-\[\]:]+:\d{1,5}", text):
+    if not re.fullmatch(r"((tcp|tls|ucx|ws|wss)://)?[\w.\-\[\]:]+:\d{1,5}|inproc://[\w./-]+", text):
         raise ValueError("must be a scheduler address such as tcp://host:8786")
     return text
 
