@@ -88,3 +88,33 @@ def test_missing_file_is_a_clear_error(tmp_path):
     """A missing path names the file."""
     with pytest.raises(InputError, match="does not exist"):
         read_mrc_info(tmp_path / "nope.mrc")
+
+
+def test_file_longer_than_its_header_is_refused(tmp_path, volume):
+    """Extra bytes after the data mean a wrong header (the voxels would be read scrambled)."""
+    path = tmp_path / "long.mrc"
+    write_mrc(path, volume, voxel_size=10.0)
+    with open(path, "ab") as fh:
+        fh.write(b"\0" * 4 * volume.shape[2])
+    with pytest.raises(InputError, match="long.mrc: MRC file is .* bytes longer than its header says"):
+        read_mrc_info(path)
+
+
+def test_complex_mode_is_refused(tmp_path):
+    """A complex MRC (a Fourier transform) is refused instead of being cast to real values."""
+    path = tmp_path / "fft.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(np.zeros((4, 8, 8), np.complex64))
+    with pytest.raises(InputError, match="fft.mrc: MRC mode 4 holds complex values"):
+        read_mrc_info(path)
+
+
+def test_voxel_size_zero_is_warned(tmp_path, volume, caplog):
+    """A header without a voxel size is read, with a warning naming the file."""
+    import logging
+
+    path = tmp_path / "novs.mrc"
+    write_mrc(path, volume, voxel_size=0.0)
+    with caplog.at_level(logging.WARNING):
+        read_mrc_info(path)
+    assert any("novs.mrc" in r.getMessage() and "no voxel size" in r.getMessage() for r in caplog.records)

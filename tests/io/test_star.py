@@ -225,3 +225,12 @@ def test_temporaries_of_killed_runs_are_swept(tmp_path):
         tmp.write_text("done")
     assert not stale_dir.exists() and not stale_file.exists()
     assert live.exists() and other.exists() and (tmp_path / "new.txt").read_text() == "done"
+
+
+def test_a_column_named_twice_is_refused(tmp_path):
+    """A STAR table with one column twice is refused (which value counts would be a guess)."""
+    star = tmp_path / "dup.star"
+    star.write_text("data_\nloop_\n_rlnIndex #1\n_rlnMicrographName #2\n_rlnPixelSize #3\n_rlnPixelSize #4\n"
+                    "1 a.mrc 10 12\n")
+    with pytest.raises(InputError, match="dup.star: column _rlnPixelSize appears twice"):
+        read_tomogram_star(star)

@@ -147,3 +147,36 @@ def test_precision_follows_the_checkpoint(subtomo_star, tmp_path):
     np.testing.assert_array_equal(out["default"], out["bf16"])
     rel = np.sqrt(np.mean((out["bf16"] - out["fp32"]) ** 2) / np.mean(out["fp32"] ** 2))
     assert 0 < rel <= 3e-2
+
+
+def test_nan_weights_and_nan_predictions_are_refused(subtomo_star, tmp_path, monkeypatch):
+    """A checkpoint with NaN weights is refused by predict and --pretrained_model; a prediction that comes out
+    non-finite is refused with nothing written under the final name nor in the STAR file (exit 0 before)."""
+    from isonet_pl.workflows import predict as predict_module
+    from isonet_pl.workflows.refine import refine
+
+    torch.set_num_threads(1)
+    tiny = dict(iterations=1, epochs=1, steps_per_epoch=2, batch_size=2, filter_base=4, unet_depth=2,
+                convs_per_depth=1, preprocessing_ncpus=0)
+    ckpt = refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "r"), **tiny))
+    payload = torch.load(ckpt, map_location="cpu", weights_only=False)
+    first = next(k for k, v in payload["state_dict"].items() if v.is_floating_point())
+    payload["state_dict"][first] = payload["state_dict"][first] * float("nan")
+    torch.save(payload, tmp_path / "nan.ckpt")
+    star = subtomo_star.parent / "sim" / "tomograms.star"
+    before = star.read_bytes()
+    with pytest.raises(InputError, match="nan.ckpt: the model's weights hold NaN"):
+        predict_module.predict(star, tmp_path / "nan.ckpt", PredictConfig(output_dir=str(tmp_path / "o1")), IO)
+    with pytest.raises(InputError, match="nan.ckpt: its weights hold NaN"):
+        refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "r2"), pretrained_model=str(tmp_path / "nan.ckpt"),
+                                          **tiny))
+    original = predict_module.predict_tomogram
+
+    def nan_prediction(*args, **kwargs):
+        return original(*args, **kwargs) * float("nan")
+
+    monkeypatch.setattr(predict_module, "predict_tomogram", nan_prediction)
+    with pytest.raises(InputError, match="prediction of row 1 holds NaN or infinite values"):
+        predict_module.predict(star, ckpt, PredictConfig(output_dir=str(tmp_path / "o2"), crop_size=32,
+                                                         use_deconv_tomo=False), IO)
+    assert not list((tmp_path / "o2").glob("*.mrc")) and star.read_bytes() == before
