@@ -65,9 +65,12 @@ SUBTOMO_COLUMNS: dict[str, object] = {
 }
 #: RELION-5's columns of the even/odd half tomograms.
 HALF_COLUMNS = ("rlnTomoReconstructedTomogramHalf1", "rlnTomoReconstructedTomogramHalf2")
+#: Microscope columns (RELION-5's ``data_global``, IsoNet2's rows) and the :class:`Microscope` field of each.
+MICROSCOPE_COLUMNS = {"rlnVoltage": "voltage_kv", "rlnSphericalAberration": "cs_mm",
+                      "rlnAmplitudeContrast": "amplitude_contrast", "rlnPhaseShift": "phase_shift_deg"}
 INT_COLUMNS = {"rlnIndex", "rlnSubtomoIndex", "rlnNumberSubtomo", "rlnCubeSize", "rlnCropSize"}
 FLOAT_COLUMNS = {"rlnPixelSize", "rlnDefocus", "rlnSnrFalloff", "rlnDeconvStrength", "rlnMaskDensityPercentage",
-                 "rlnMaskStdPercentage", "rlnTiltMin", "rlnTiltMax"}
+                 "rlnMaskStdPercentage", "rlnTiltMin", "rlnTiltMax", *MICROSCOPE_COLUMNS}
 PATH_COLUMNS = {"rlnMicrographName", "rlnImageName", "rlnMaskBoundary", "rlnDeconvTomoName", "rlnMaskName",
                 "rlnCorrectedTomoName", "rlnTomoReconstructedTomogramHalf1", "rlnTomoReconstructedTomogramHalf2"}
 
@@ -408,7 +411,7 @@ def read_tomogram_star(path: str | Path) -> StarTable:
         raise InputError("the tomogram table is empty", table.path, "add tomograms with prepare_star")
     _check_numbers(table, ("rlnIndex", "rlnPixelSize", "rlnDefocus", "rlnNumberSubtomo", "rlnSnrFalloff",
                            "rlnDeconvStrength", "rlnMaskDensityPercentage", "rlnMaskStdPercentage", "rlnTiltMin",
-                           "rlnTiltMax"))
+                           "rlnTiltMax", *MICROSCOPE_COLUMNS))
     _check_rows(table)
     return table
 
@@ -438,6 +441,10 @@ COLUMN_RANGES: dict[str, tuple[float, float, bool]] = {
     "rlnCropSize": (8, np.inf, True),
     "rlnTiltMin": (-90, 90, True),
     "rlnTiltMax": (-90, 90, True),
+    "rlnVoltage": (0, np.inf, False),
+    "rlnSphericalAberration": (0, np.inf, True),
+    "rlnAmplitudeContrast": (0, 0.999, True),
+    "rlnPhaseShift": (-180, 180, True),
 }
 
 

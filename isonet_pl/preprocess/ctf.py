@@ -17,18 +17,65 @@ normalised grid ``g_k = k/(n−1)`` (fraction of Nyquist), with the CTF sampled 
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "Microscope",
     "electron_wavelength",
     "ctf_1d",
     "wiener_filter_1d",
     "ctf_2d",
     "apply_ctf",
 ]
+
+
+@dataclass(frozen=True)
+class Microscope:
+    """The microscope values that shape the CTF (one per tomogram: STAR columns or options).
+
+    Attributes
+    ----------
+    voltage_kv : float
+        Acceleration voltage in kV (``_rlnVoltage``, ``--voltage``).
+    cs_mm : float
+        Spherical aberration in mm (``_rlnSphericalAberration``, ``--cs``).
+    amplitude_contrast : float
+        Amplitude contrast fraction A in [0, 1) (``_rlnAmplitudeContrast``; IsoNet 0.2: fixed 0.07).
+    phase_shift_deg : float
+        Phase-plate phase shift φ in degrees (``_rlnPhaseShift``; IsoNet 0.2: fixed 0).
+
+    Raises
+    ------
+    ValueError
+        For a non-finite value, a voltage ≤ 0, a negative Cs or A outside [0, 1).
+    """
+
+    voltage_kv: float = 300.0
+    cs_mm: float = 2.7
+    amplitude_contrast: float = 0.07
+    phase_shift_deg: float = 0.0
+
+    def __post_init__(self) -> None:
+        values = asdict(self)
+        bad = [k for k, v in values.items() if not math.isfinite(float(v))]
+        if bad:
+            raise ValueError(f"{bad[0]} must be finite, got {values[bad[0]]}")
+        if self.voltage_kv <= 0:
+            raise ValueError(f"voltage_kv must be positive, got {self.voltage_kv}")
+        if self.cs_mm < 0:
+            raise ValueError(f"cs_mm must not be negative, got {self.cs_mm}")
+        if not 0.0 <= self.amplitude_contrast < 1.0:
+            raise ValueError(f"amplitude_contrast must be in [0, 1), got {self.amplitude_contrast}")
+
+    def describe(self) -> str:
+        """``300 kV, Cs 2.7 mm, amplitude contrast 0.07, phase shift 0°`` (for logs)."""
+        return (f"{self.voltage_kv:g} kV, Cs {self.cs_mm:g} mm, amplitude contrast {self.amplitude_contrast:g}, "
+                f"phase shift {self.phase_shift_deg:g}°")
 
 
 def electron_wavelength(voltage_kv: float) -> float:
@@ -53,10 +100,7 @@ def electron_wavelength(voltage_kv: float) -> float:
 def ctf_1d(
     freq_per_angstrom: np.ndarray,
     defocus_angstrom: float,
-    voltage_kv: float = 300.0,
-    cs_mm: float = 2.7,
-    amplitude_contrast: float = 0.07,
-    phase_shift_deg: float = 0.0,
+    microscope: Microscope = Microscope(),
 ) -> np.ndarray:
     """Evaluate the (envelope-free) CTF at given spatial frequencies.
 
@@ -66,31 +110,23 @@ def ctf_1d(
         Spatial frequencies ``s`` in Å⁻¹, any shape (only ``|s|`` matters).
     defocus_angstrom : float
         Defocus Δf in Å, underfocus positive.
-    voltage_kv : float, default 300
-        Acceleration voltage in kV.
-    cs_mm : float, default 2.7
-        Spherical aberration in mm.
-    amplitude_contrast : float, default 0.07
-        Amplitude contrast fraction A, in [0, 1].
-    phase_shift_deg : float, default 0
-        Additional phase shift φ in degrees (phase plate).
+    microscope : Microscope
+        Voltage, Cs, amplitude contrast A and phase shift φ (default: 300 kV, 2.7 mm, 0.07, 0°).
 
     Returns
     -------
     ndarray
         CTF values, float64, same shape as ``freq_per_angstrom``; ``CTF(0) = A`` when φ = 0.
     """
-    if not 0.0 <= amplitude_contrast <= 1.0:
-        raise ValueError(f"amplitude_contrast must be in [0, 1], got {amplitude_contrast}")
     s2 = np.square(np.asarray(freq_per_angstrom, dtype=np.float64))
-    lam = electron_wavelength(voltage_kv)
-    cs_angstrom = cs_mm * 1e7
+    lam = electron_wavelength(microscope.voltage_kv)
+    cs_angstrom = microscope.cs_mm * 1e7
     phase = (
         0.5 * np.pi * cs_angstrom * lam**3 * s2 * s2
         - np.pi * lam * defocus_angstrom * s2
-        - np.deg2rad(phase_shift_deg)
+        - np.deg2rad(microscope.phase_shift_deg)
     )
-    a = amplitude_contrast
+    a = microscope.amplitude_contrast
     return -np.sqrt(1.0 - a * a) * np.sin(phase) + a * np.cos(phase)
 
 
@@ -100,10 +136,7 @@ def wiener_filter_1d(
     snrfalloff: float,
     deconvstrength: float,
     highpassnyquist: float = 0.02,
-    voltage_kv: float = 300.0,
-    cs_mm: float = 2.7,
-    amplitude_contrast: float = 0.07,
-    phase_shift_deg: float = 0.0,
+    microscope: Microscope = Microscope(),
     n_samples: int = 2048,
 ) -> tuple[np.ndarray, np.ndarray]:
     """IsoNet 0.2's Wiener-like CTF deconvolution curve (SPEC §3.2).
@@ -120,8 +153,8 @@ def wiener_filter_1d(
         Overall SNR scale, ``10**deconvstrength``.
     highpassnyquist : float, default 0.02
         Width ``h`` of the cosine high-pass, as a fraction of Nyquist.
-    voltage_kv, cs_mm, amplitude_contrast, phase_shift_deg : float
-        Microscope parameters, see :func:`ctf_1d`.
+    microscope : Microscope
+        See :func:`ctf_1d`.
     n_samples : int, default 2048
         Number of samples of the curve.
 
@@ -151,14 +184,7 @@ def wiener_filter_1d(
         + 1e-6
     )
     s = k / (2.0 * n_samples * pixel_size_angstrom)
-    ctf = ctf_1d(
-        s,
-        defocus_angstrom,
-        voltage_kv=voltage_kv,
-        cs_mm=cs_mm,
-        amplitude_contrast=amplitude_contrast,
-        phase_shift_deg=phase_shift_deg,
-    )
+    ctf = ctf_1d(s, defocus_angstrom, microscope)
     wiener = ctf / (ctf * ctf + 1.0 / snr)
     return g, wiener
 
@@ -175,10 +201,7 @@ def ctf_2d(
     shape_yx: tuple[int, int],
     pixel_size_angstrom: float,
     defocus_angstrom: float,
-    voltage_kv: float = 300.0,
-    cs_mm: float = 2.7,
-    amplitude_contrast: float = 0.07,
-    phase_shift_deg: float = 0.0,
+    microscope: Microscope = Microscope(),
 ) -> np.ndarray:
     """Radially symmetric (astigmatism-free) CTF on the ``numpy.fft.rfft2`` grid.
 
@@ -188,7 +211,9 @@ def ctf_2d(
         Image shape (ny, nx) in pixels.
     pixel_size_angstrom : float
         Pixel size in Å.
-    defocus_angstrom, voltage_kv, cs_mm, amplitude_contrast, phase_shift_deg : float
+    defocus_angstrom : float
+        Defocus in Å, underfocus positive.
+    microscope : Microscope
         See :func:`ctf_1d`.
 
     Returns
@@ -196,25 +221,14 @@ def ctf_2d(
     ndarray, shape (ny, nx//2 + 1)
         CTF in unshifted rfft2 order (zero frequency at ``[0, 0]``), float64.
     """
-    s = _radial_frequency_2d(shape_yx, pixel_size_angstrom)
-    return ctf_1d(
-        s,
-        defocus_angstrom,
-        voltage_kv=voltage_kv,
-        cs_mm=cs_mm,
-        amplitude_contrast=amplitude_contrast,
-        phase_shift_deg=phase_shift_deg,
-    )
+    return ctf_1d(_radial_frequency_2d(shape_yx, pixel_size_angstrom), defocus_angstrom, microscope)
 
 
 def apply_ctf(
     images: np.ndarray,
     pixel_size_angstrom: float,
     defocus_angstrom: float,
-    voltage_kv: float = 300.0,
-    cs_mm: float = 2.7,
-    amplitude_contrast: float = 0.07,
-    phase_shift_deg: float = 0.0,
+    microscope: Microscope = Microscope(),
 ) -> np.ndarray:
     """Convolve images with the CTF (multiply their 2-D spectra by :func:`ctf_2d`).
 
@@ -225,8 +239,9 @@ def apply_ctf(
     ----------
     images : ndarray, shape (..., ny, nx)
         One image or a stack (e.g. a tilt series (n_tilts, ny, nx)).
-    pixel_size_angstrom, defocus_angstrom, voltage_kv, cs_mm, amplitude_contrast,
-    phase_shift_deg : float
+    pixel_size_angstrom, defocus_angstrom : float
+        See :func:`ctf_2d`.
+    microscope : Microscope
         See :func:`ctf_1d`.
 
     Returns
@@ -238,15 +253,7 @@ def apply_ctf(
     if images.ndim < 2:
         raise ValueError(f"images must have at least 2 dimensions, got shape {images.shape}")
     ny, nx = images.shape[-2:]
-    ctf = ctf_2d(
-        (ny, nx),
-        pixel_size_angstrom,
-        defocus_angstrom,
-        voltage_kv=voltage_kv,
-        cs_mm=cs_mm,
-        amplitude_contrast=amplitude_contrast,
-        phase_shift_deg=phase_shift_deg,
-    ).astype(np.float32)
+    ctf = ctf_2d((ny, nx), pixel_size_angstrom, defocus_angstrom, microscope).astype(np.float32)
     spectrum = np.fft.rfft2(images, axes=(-2, -1))
     out = np.fft.irfft2(spectrum * ctf, s=(ny, nx), axes=(-2, -1))
     return out.astype(np.float32, copy=False)

@@ -32,7 +32,7 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage as ndi
 
-from isonet_pl.preprocess.ctf import wiener_filter_1d
+from isonet_pl.preprocess.ctf import Microscope, wiener_filter_1d
 
 logger = logging.getLogger(__name__)
 
@@ -47,40 +47,31 @@ class DeconvParams:
         Å per voxel.
     defocus : float
         Defocus in Å, underfocus positive.
-    voltage : float
-        kV.
-    cs : float
-        Spherical aberration in mm.
+    microscope : Microscope
+        Voltage, Cs, amplitude contrast and phase shift.
     snrfalloff, deconvstrength : float
         IsoNet's SNR model: ``SNR(g) = exp(-100 snrfalloff g / pixel_size) 10^deconvstrength``.
     highpassnyquist : float
         Width of the low-frequency high-pass, as a fraction of Nyquist.
-    amplitude_contrast : float
-        Fraction of amplitude contrast (IsoNet: fixed 0.07).
-    phaseshift : float
-        Phase-plate phase shift in degrees (IsoNet: fixed 0).
     """
 
     pixel_size: float
     defocus: float
-    voltage: float = 300.0
-    cs: float = 2.7
+    microscope: Microscope = Microscope()
     snrfalloff: float = 1.0
     deconvstrength: float = 1.0
     highpassnyquist: float = 0.02
-    amplitude_contrast: float = 0.07
-    phaseshift: float = 0.0
 
     def curve(self) -> tuple[np.ndarray, np.ndarray]:
         """The 1-D filter: (g as a fraction of Nyquist, W(g)), 2048 samples."""
         return wiener_filter_1d(
             pixel_size_angstrom=self.pixel_size, defocus_angstrom=self.defocus, snrfalloff=self.snrfalloff,
-            deconvstrength=self.deconvstrength, highpassnyquist=self.highpassnyquist, voltage_kv=self.voltage,
-            cs_mm=self.cs, amplitude_contrast=self.amplitude_contrast, phase_shift_deg=self.phaseshift)
+            deconvstrength=self.deconvstrength, highpassnyquist=self.highpassnyquist, microscope=self.microscope)
 
     def as_dict(self) -> dict:
-        """The parameters as a plain dict (for logs and metadata)."""
-        return asdict(self)
+        """The parameters as a flat plain dict (for logs and metadata)."""
+        values = asdict(self)
+        return {**values.pop("microscope"), **values}
 
 
 def radial_frequency(shape: tuple[int, ...], scale: float = 1.0) -> np.ndarray:

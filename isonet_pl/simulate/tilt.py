@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from isonet_pl.preprocess.ctf import apply_ctf
+from isonet_pl.preprocess.ctf import Microscope, apply_ctf
 from isonet_pl.simulate.phantom import make_phantom
 
 logger = logging.getLogger(__name__)
@@ -292,9 +292,7 @@ def simulate_tomogram(
     pixel_size: float = 10.0,
     snr: float | None = 0.3,
     defocus_angstrom: float = 0.0,
-    voltage_kv: float = 300.0,
-    cs_mm: float = 2.7,
-    amplitude_contrast: float = 0.07,
+    microscope: Microscope = Microscope(),
     halves: bool = False,
     seed: int | None = 0,
     slab_fraction: float = 0.6,
@@ -324,8 +322,8 @@ def simulate_tomogram(
         filaments are visible and proteins faint, much as in an unfiltered real tomogram.
     defocus_angstrom : float, default 0
         Defocus in Å, underfocus positive; 0 means no CTF at all.
-    voltage_kv, cs_mm, amplitude_contrast : float
-        Microscope parameters for the CTF (see :func:`isonet_pl.preprocess.ctf.ctf_1d`).
+    microscope : Microscope
+        Voltage, Cs, amplitude contrast for the CTF (see :func:`isonet_pl.preprocess.ctf.ctf_1d`).
     halves : bool, default False
         Also return ``"even"`` and ``"odd"``: reconstructions of the same projections with
         independent noise of twice the variance each (half the dose), and then
@@ -362,14 +360,7 @@ def simulate_tomogram(
     angles = tilt_angles(tilt_min, tilt_max, tilt_step)
     projections = project(density, angles)
     if defocus_angstrom:
-        projections = apply_ctf(
-            projections,
-            pixel_size,
-            defocus_angstrom,
-            voltage_kv=voltage_kv,
-            cs_mm=cs_mm,
-            amplitude_contrast=amplitude_contrast,
-        )
+        projections = apply_ctf(projections, pixel_size, defocus_angstrom, microscope)
     nu = projections.shape[-1]
     first = (nu - nx) // 2
     signal_var = float(np.var(projections[:, :, first : first + nx], dtype=np.float64))

@@ -13,7 +13,7 @@ from isonet_pl.compute import dask_context, progress_bar, usable_cpus
 from isonet_pl.config import DeconvConfig, IOConfig
 from isonet_pl.errors import InputError
 from isonet_pl.io.paths import check_output_dir, remove
-from isonet_pl.io.star import HALF_COLUMNS, StarTable, read_tomogram_star
+from isonet_pl.io.star import HALF_COLUMNS, MICROSCOPE_COLUMNS, StarTable, read_tomogram_star
 from isonet_pl.io.zarr_store import (
     NonFiniteError,
     TomogramStore,
@@ -23,6 +23,7 @@ from isonet_pl.io.zarr_store import (
     write_tomogram,
     zarr_to_mrc,
 )
+from isonet_pl.preprocess.ctf import Microscope
 from isonet_pl.preprocess.deconv import DeconvParams, deconvolve_chunked, deconvolve_volume, match_intensity
 from isonet_pl.workflows.convert import check_writable, tomogram_store, zarr_cache
 
@@ -61,9 +62,31 @@ def filter_params(table: StarTable, row: int, cfg: DeconvConfig) -> DeconvParams
     strength = float(df["rlnDeconvStrength"].iloc[row])
     if snrfalloff <= 0:
         raise InputError(f"row {row + 1} has snrfalloff {snrfalloff}", table.path, "use a value > 0 (e.g. 1.0)")
-    return DeconvParams(pixel_size=pixel_size, defocus=defocus, voltage=cfg.voltage, cs=cfg.cs, snrfalloff=snrfalloff,
-                        deconvstrength=strength, highpassnyquist=cfg.highpassnyquist,
-                        amplitude_contrast=cfg.amplitude_contrast, phaseshift=cfg.phaseshift)
+    return DeconvParams(pixel_size=pixel_size, defocus=defocus, microscope=microscope_of(table, row, cfg),
+                        snrfalloff=snrfalloff, deconvstrength=strength, highpassnyquist=cfg.highpassnyquist)
+
+
+#: The deconv option of each Microscope field (the default for rows without the STAR column).
+_MICROSCOPE_OPTIONS = {"voltage_kv": "voltage", "cs_mm": "cs", "amplitude_contrast": "amplitude_contrast",
+                       "phase_shift_deg": "phaseshift"}
+
+
+def microscope_of(table: StarTable, row: int, cfg: DeconvConfig) -> Microscope:
+    """The microscope of one row: its STAR columns (``_rlnVoltage``, ``_rlnSphericalAberration``,
+    ``_rlnAmplitudeContrast``, ``_rlnPhaseShift``) where present, else the options; an option given
+    on the command line that disagrees with the row is warned about (the row wins)."""
+    values = {}
+    for column, name in MICROSCOPE_COLUMNS.items():
+        option = _MICROSCOPE_OPTIONS[name]
+        given = getattr(cfg, option)
+        if column in table.df.columns:
+            values[name] = float(table.df[column].iloc[row])
+            if option in cfg.model_fields_set and abs(values[name] - given) > 1e-9 * max(1.0, abs(given)):
+                logger.warning("row %d: _%s %g in %s is used, not --%s %g", row + 1, column, values[name],
+                               table.path.name, option, given)
+        else:
+            values[name] = float(given)
+    return Microscope(**values)
 
 
 def _check_moments(mean: float, std: float, source: Path) -> None:
@@ -169,8 +192,8 @@ def deconv(star_file: str | Path, cfg: DeconvConfig | None = None, io: IOConfig 
             stamp_source(out_zarr, out_mrc)
             table.set_value(row, out_column, table.relative(out_mrc))
             table.write()
-            logger.info("deconvolved %s -> %s in %.1f s (%s; defocus %.0f Å, snrfalloff %g, strength %g)",
-                        source.name, out_mrc, time.perf_counter() - t0, mode, params.defocus, params.snrfalloff,
-                        params.deconvstrength)
+            logger.info("deconvolved %s -> %s in %.1f s (%s; pixel %g Å, defocus %.0f Å, %s, snrfalloff %g, "
+                        "strength %g)", source.name, out_mrc, time.perf_counter() - t0, mode, params.pixel_size,
+                        params.defocus, params.microscope.describe(), params.snrfalloff, params.deconvstrength)
     table.write()
     return table.path

@@ -11,6 +11,7 @@ from isonet_pl.config import PrepareStarConfig, SimulateConfig
 from isonet_pl.io.mrc import write_mrc
 from isonet_pl.io.paths import check_output_dir
 from isonet_pl.io.star import HALF_COLUMNS, relative_to
+from isonet_pl.preprocess.ctf import Microscope
 from isonet_pl.simulate import simulate_tomogram
 from isonet_pl.workflows.prepare import tomogram_table
 
@@ -41,8 +42,8 @@ def simulate(out_dir: str | Path, cfg: SimulateConfig | None = None) -> Path:
         t0 = time.perf_counter()
         volumes = simulate_tomogram(
             shape_zyx=cfg.shape, tilt_min=cfg.tilt_min, tilt_max=cfg.tilt_max, tilt_step=cfg.tilt_step,
-            pixel_size=cfg.pixel_size, snr=cfg.snr, defocus_angstrom=cfg.defocus, voltage_kv=cfg.voltage,
-            cs_mm=cfg.cs, halves=cfg.halves, slab_fraction=cfg.slab_fraction, n_membranes=cfg.membranes,
+            pixel_size=cfg.pixel_size, snr=cfg.snr, defocus_angstrom=cfg.defocus,
+            microscope=Microscope(cfg.voltage, cfg.cs), halves=cfg.halves, slab_fraction=cfg.slab_fraction, n_membranes=cfg.membranes,
             seed=cfg.seed + i)
         for key, sub in folders.items():
             path = out / sub / f"sim_{i:02d}.mrc"

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 
+from isonet_pl.preprocess.ctf import Microscope
 from isonet_pl.preprocess.deconv import (
     DeconvParams,
     deconv_filter,
@@ -27,9 +28,10 @@ def parity_cases(reference):
     cfg = json.loads((reference / "isonet_parity.json").read_text())["deconv"]
     cases = []
     for i, p in enumerate(cfg):
-        params = DeconvParams(pixel_size=p["angpix"], defocus=p["defocus"] * 1e4, voltage=p["voltage"], cs=p["cs"],
+        params = DeconvParams(pixel_size=p["angpix"], defocus=p["defocus"] * 1e4,
+                              microscope=Microscope(p["voltage"], p["cs"], phase_shift_deg=p["phaseshift"]),
                               snrfalloff=p["snrfalloff"], deconvstrength=p["deconvstrength"],
-                              highpassnyquist=p["highpassnyquist"], phaseshift=p["phaseshift"])
+                              highpassnyquist=p["highpassnyquist"])
         cases.append((params, data[f"deconv{i}"]))
     return data["input"], cases
 
