@@ -98,12 +98,14 @@ class PrepareStarConfig(TiltRange):
     """prepare_star: build a tomogram STAR file from a folder of tomograms."""
 
     output_star: str = Field("tomograms.star", description="STAR file to write.")
-    pixel_size: float = Field(10.0, gt=0, description="Pixel size of the tomograms (Å).")
+    pixel_size: float | None = Field(None, gt=0, description="Pixel size of the tomograms (Å); unset: from the MRC "
+                                                             "headers (which must give one).")
     defocus: float = Field(0.0, ge=0, description="Defocus at 0° tilt (Å, underfocus positive); 0 = no CTF "
                                                   "deconvolution (e.g. phase plate).")
     number_subtomos: int = Field(100, ge=1, description="Subtomograms to extract per tomogram.")
-    even: str | None = Field(None, description="Folder of even half tomograms (pairs matched by file name with "
-                                               "--odd); FOLDER_NAME then receives their averages where missing.")
+    even: str | None = Field(None, description="Folder of even half tomograms, paired with --odd by name (identical, "
+                                               "or <name>_EVN*/<name>_ODD*, <name>_even*/<name>_odd*); FOLDER_NAME "
+                                               "then receives their averages where missing.")
     odd: str | None = Field(None, description="Folder of odd half tomograms (see --even).")
 
     @model_validator(mode="after")

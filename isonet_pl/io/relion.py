@@ -11,10 +11,12 @@ turns that into our tomogram table:
   to ``isonet_averages/<TomoName>.mrc`` beside the STAR file on first use;
 - ``_rlnPixelSize``: tilt-series pixel size × tomogram binning (Å), else the MRC header's;
 - ``_rlnDefocus``: mean of DefocusU/V of the tilt image nearest 0° (Å), else 0 (no deconv);
-- ``_rlnTiltMin`` / ``_rlnTiltMax``: the extreme nominal tilt angles, else −60/60 with a warning.
+- ``_rlnTiltMin`` / ``_rlnTiltMax``: the extreme nominal tilt angles, else −60/60 with a warning;
+- ``_rlnVoltage``, ``_rlnSphericalAberration``, ``_rlnAmplitudeContrast``: as given, for deconv.
 
-The RELION file itself is never rewritten: the table is kept in ``<stem>_isonet.star`` beside
-it, which later commands given the RELION file read back (unless the RELION file is newer).
+RELION writes paths relative to its project folder; they are found from anywhere inside the
+project (the folders above the STAR file are searched), so no particular working folder is
+needed. The RELION file itself is never rewritten (see :mod:`isonet_pl.io.formats`).
 """
 
 from __future__ import annotations
@@ -33,23 +35,10 @@ logger = logging.getLogger(__name__)
 
 FULL_COLUMN = "rlnTomoReconstructedTomogram"
 TILT_ANGLE_COLUMN = "rlnTomoNominalStageTiltAngle"
-AVERAGE_FOLDER = "isonet_averages"
-
-
-def relion5_block(blocks: dict) -> pd.DataFrame | None:
-    """The tomogram block of a RELION-5 tomograms.star (``_rlnTomoName`` and tomogram paths), if any."""
-    from isonet_pl.io.star import HALF_COLUMNS
-
-    for df in blocks.values():
-        if isinstance(df, pd.DataFrame) and "rlnTomoName" in df.columns and "rlnMicrographName" not in df.columns \
-                and (FULL_COLUMN in df.columns or all(c in df.columns for c in HALF_COLUMNS)):
-            return df
-    return None
-
-
-def isonet_copy(path: Path) -> Path:
-    """Where the tomogram table made from a RELION-5 file is kept: ``<stem>_isonet.star`` beside it."""
-    return path.with_name(f"{path.stem}_isonet.star")
+#: Microscope columns of ``data_global`` taken over per tomogram.
+MICROSCOPE = ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast")
+#: How many folders above the STAR file are searched for RELION's project-relative paths.
+PROJECT_DEPTH = 4
 
 
 def average_halves(even: Path, odd: Path, out: Path) -> Path:
@@ -87,25 +76,27 @@ def _pixel_size(row: pd.Series, tomogram: Path) -> float:
         return float(read_mrc_info(tomogram).voxel_size[2])
 
 
-def relion5_table(path: Path, blocks: dict, global_df: pd.DataFrame):
-    """Our tomogram table (a :class:`~isonet_pl.io.star.StarTable` at :func:`isonet_copy`) for a RELION-5 file.
+def relion5_rows(path: Path, blocks: dict, global_df: pd.DataFrame) -> list[dict]:
+    """Our rows for a RELION-5 ``tomograms.star`` (writes the averages of split reconstructions when missing).
 
-    Writes the averages of split reconstructions when missing and the table itself.
+    Raises
+    ------
+    InputError
+        For a tomogram or half that cannot be found, naming the row and where it was looked for.
     """
-    from isonet_pl.io.star import HALF_COLUMNS, TOMOGRAM_COLUMNS, StarTable, new_table, read_star
+    from isonet_pl.io.formats import AVERAGE_FOLDER
+    from isonet_pl.io.star import HALF_COLUMNS, StarTable, is_none, relative_to
 
-    own = isonet_copy(path)
-    if own.exists() and own.stat().st_mtime >= path.stat().st_mtime:
-        logger.info("%s is a RELION-5 file: using its tomogram table %s", path, own)
-        return read_star(own, required=("rlnMicrographName",), what="tomogram STAR file")
-    resolver = StarTable(df=global_df, path=path)
-    rows, warned = [], False
-    for i in range(len(global_df)):
-        row = global_df.iloc[i]
+    resolver = StarTable(df=global_df.reset_index(drop=True), path=path,
+                         roots=tuple(path.resolve().parents[1:PROJECT_DEPTH + 1]))
+    rows, unseen = [], []
+    for i in range(len(resolver.df)):
+        row = resolver.df.iloc[i]
         name = str(row["rlnTomoName"])
         halves = [resolver.get_path(i, c, required=True) for c in HALF_COLUMNS] \
-            if all(c in global_df.columns for c in HALF_COLUMNS) else []
-        full = resolver.get_path(i, FULL_COLUMN, required=not halves) if FULL_COLUMN in global_df.columns else None
+            if all(c in resolver.df.columns for c in HALF_COLUMNS) and not any(
+                is_none(row[c]) for c in HALF_COLUMNS) else []
+        full = resolver.get_path(i, FULL_COLUMN, required=not halves) if FULL_COLUMN in resolver.df.columns else None
         if full is None:
             full = path.parent / AVERAGE_FOLDER / f"{name}.mrc"
             if not full.exists():
@@ -113,10 +104,11 @@ def relion5_table(path: Path, blocks: dict, global_df: pd.DataFrame):
                 logger.info("%s: writing the average of its halves to %s", name, full)
                 average_halves(halves[0], halves[1], full)
         series = resolver.get_path(i, "rlnTomoTiltSeriesStarFile", required=False) \
-            if "rlnTomoTiltSeriesStarFile" in global_df.columns else None
+            if "rlnTomoTiltSeriesStarFile" in resolver.df.columns else None
         tilts = _tilt_images(blocks, name, series)
-        record = {"rlnIndex": i + 1, "rlnMicrographName": resolver.relative(full),
+        record = {"rlnIndex": i + 1, "rlnMicrographName": relative_to(full, path.parent),
                   "rlnPixelSize": _pixel_size(row, full), "rlnTomoName": name}
+        record.update({c: float(row[c]) for c in MICROSCOPE if c in row and not is_none(row[c])})
         if tilts is not None:
             angles = tilts[TILT_ANGLE_COLUMN].to_numpy(float)
             record.update(rlnTiltMin=float(angles.min()), rlnTiltMax=float(angles.max()))
@@ -124,20 +116,13 @@ def relion5_table(path: Path, blocks: dict, global_df: pd.DataFrame):
                 zero = int(np.argmin(np.abs(angles)))
                 v = tilts["rlnDefocusV"].iloc[zero] if "rlnDefocusV" in tilts.columns else tilts["rlnDefocusU"].iloc[zero]
                 record["rlnDefocus"] = (float(tilts["rlnDefocusU"].iloc[zero]) + float(v)) / 2
-        elif not warned:
-            logger.warning("%s: no tilt images found for %s (its _rlnTomoTiltSeriesStarFile); assuming tilts "
-                           "-60..60 and no defocus: set _rlnTiltMin/Max and _rlnDefocus in %s", path, name, own)
-            warned = True
+        else:
+            unseen.append(name)
         for column, half in zip(HALF_COLUMNS, halves):
-            record[column] = resolver.relative(half)
+            record[column] = relative_to(half, path.parent)
         rows.append(record)
-    columns = {c: TOMOGRAM_COLUMNS[c] for c in ("rlnIndex", "rlnMicrographName", "rlnPixelSize", "rlnDefocus",
-                                                "rlnNumberSubtomo", "rlnMaskBoundary", "rlnTiltMin", "rlnTiltMax")}
-    columns["rlnTomoName"] = "None"
-    if any(HALF_COLUMNS[0] in r for r in rows):
-        columns.update({c: "None" for c in HALF_COLUMNS})
-    table = new_table(columns, rows, own)
-    table.write()
-    logger.warning("%s is a RELION-5 file: its tomogram table is %s (the results of the next steps are recorded "
-                   "there; the RELION file is not changed)", path, own)
-    return table
+    if unseen:
+        logger.warning("%s: no tilt images found for %s (_rlnTomoTiltSeriesStarFile); assuming tilts -60..60 and "
+                       "no defocus for them: set _rlnTiltMin/Max and _rlnDefocus in its table", path,
+                       ", ".join(unseen))
+    return rows

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -98,6 +99,11 @@ class StarTable:
 
     df: pd.DataFrame
     path: Path
+    #: more folders relative paths may be relative to (RELION-5's project folder), tried last
+    roots: tuple[Path, ...] = field(default=(), repr=False, compare=False)
+    #: the name of the table's data block in the file it was read from (``data_<block>``): rewriting
+    #: it keeps the file's other blocks; None for a new table (which replaces the file)
+    block: str | None = field(default=None, repr=False, compare=False)
     #: cells set with :meth:`set_value` ((rlnIndex or row position, column) -> value) and columns added
     #: with :meth:`ensure_column` (column -> default), replayed on the file's current content by :meth:`write`
     changes: dict = field(default_factory=dict, repr=False, compare=False)
@@ -116,8 +122,11 @@ class StarTable:
         if p.is_absolute():
             return p
         here = self.folder / p
-        if not here.exists() and p.exists():
-            return p
+        if here.exists():
+            return here
+        for root in (Path("."), *self.roots):
+            if (root / p).exists():
+                return root / p
         return here
 
     def relative(self, path: str | Path) -> str:
@@ -133,7 +142,8 @@ class StarTable:
                 raise InputError(f"row {row + 1} has no {column}", self.path, f"fill in _{column}")
             return None
         if required and not path.exists():
-            raise InputError(f"row {row + 1} points to a missing file {path}", self.path,
+            where = "" if not self.roots else f" (also looked for below {', '.join(map(str, self.roots))})"
+            raise InputError(f"row {row + 1} points to a missing file {path}{where}", self.path,
                              f"fix _{column} of that row or restore the file")
         return path
 
@@ -206,13 +216,13 @@ class StarTable:
         with table_lock(target):
             if path is None and (self.changes or self.added) and target.exists():
                 self.df = self._merged(target)
-            write_star(self.df, target)
+            write_star(self.df, target, block=self.block)
         return target
 
     def _merged(self, target: Path) -> pd.DataFrame:
         """The file's current table with this table's changes applied (rows matched by ``rlnIndex``)."""
         try:
-            current = table_from_blocks(*read_blocks(target)).df
+            current = table_from_blocks(*read_blocks(target), required=("rlnMicrographName",)).df
         except InputError:
             return self.df  # not a table (any more): ours replaces it
         if len(current) != len(self.df) and "rlnIndex" not in current.columns:
@@ -246,6 +256,7 @@ def _set_cell(df: pd.DataFrame, row: int, column: str, value: object) -> None:
 
 #: Seconds a command waits for another one's lock on a STAR file before giving up.
 LOCK_TIMEOUT = 60.0
+_LOCKS = threading.local()  # .held: the table locks this thread holds
 
 
 @contextmanager
@@ -263,6 +274,11 @@ def table_lock(path: str | Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None
 
     path = Path(path)
     lock = path.with_name(f".{path.name}.lock")
+    key = os.path.realpath(lock)
+    held = _LOCKS.__dict__.setdefault("held", set())
+    if key in held:  # this thread holds it already (a write inside a read-modify-write)
+        yield
+        return
     try:
         handle = open(lock, "a+")
     except OSError:  # a read-only folder: the write itself will fail with a clear message
@@ -279,9 +295,11 @@ def table_lock(path: str | Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None
                     raise InputError(f"another isonet-pl run has held its lock ({lock.name}) for {timeout:.0f} s",
                                      path, "wait for it to finish (the lock ends with the process that holds it)") from None
                 time.sleep(0.05)
+        held.add(key)
         try:
             yield
         finally:
+            held.discard(key)
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
@@ -377,34 +395,40 @@ def read_star(path: str | Path, required: tuple[str, ...] = (), what: str = "STA
 
 def table_from_blocks(path: Path, data: dict, required: tuple[str, ...] = ()) -> StarTable:
     """The first block of ``data`` (from :func:`read_blocks`) with all ``required`` columns, as a StarTable."""
-    tables = [df for df in data.values() if isinstance(df, pd.DataFrame)]
+    tables = {name: df for name, df in data.items() if isinstance(df, pd.DataFrame)}
     if not tables:
         raise InputError("no table (loop_) in the STAR file", path, "check the file")
-    chosen = next((df for df in tables if all(c in df.columns for c in required)), None)
-    if chosen is None:
-        cols = ", ".join("_" + c for c in required if c not in tables[0].columns)
+    block = next((name for name, df in tables.items() if all(c in df.columns for c in required)), None)
+    if block is None:
+        first = next(iter(tables.values()))
+        cols = ", ".join("_" + c for c in required if c not in first.columns)
         raise InputError(f"missing required column(s) {cols}", path, "add them or make the file with prepare_star")
-    df = chosen.reset_index(drop=True).copy()
+    df = tables[block].reset_index(drop=True).copy()
     for col in df.columns:
         if not pd.api.types.is_numeric_dtype(df[col]):
             df[col] = df[col].astype(object)
-    return StarTable(df=df, path=path)
+    return StarTable(df=df, path=path, block=block)
 
 
 def read_tomogram_star(path: str | Path) -> StarTable:
-    """Read a tomogram STAR file (ours, IsoNet's or RELION-5's); adds ``rlnIndex`` (1..n) if absent.
+    """Read a tomogram STAR file of IsoNet 0.2 (or ours), IsoNet2 or RELION-5; adds ``rlnIndex`` (1..n) if absent.
 
-    A RELION-5 ``tomograms.star`` is converted by :func:`isonet_pl.io.relion.relion5_table`: the
-    table returned (and written) is ``<stem>_isonet.star`` beside it.
+    The format is told by :func:`isonet_pl.io.formats.detect` and logged in one line. An IsoNet2
+    or RELION-5 file is converted by :func:`isonet_pl.io.formats.derived_table`: the table returned
+    (and written) is ``<stem>_isonet.star`` beside it. Every row is validated here, before any
+    command processes the first one.
     """
-    from isonet_pl.io.relion import relion5_block, relion5_table
+    from isonet_pl.io.formats import ISONET, derived_table, describe, detect
 
     checked, blocks = read_blocks(path, "tomogram STAR file")
-    relion = relion5_block(blocks)
-    if relion is not None:
-        table = relion5_table(checked, blocks, relion)
-    else:
+    try:
+        kind, block = detect(blocks)
+    except InputError as exc:
+        raise InputError(exc.problem, checked, "add them or make the file with prepare_star") from None
+    if kind == ISONET:
         table = table_from_blocks(checked, blocks, required=("rlnMicrographName",))
+    else:
+        table = derived_table(checked, blocks, kind, block)
     if "rlnIndex" not in table.df.columns:
         table.df.insert(0, "rlnIndex", np.arange(1, len(table.df) + 1))
     if len(table.df) == 0:
@@ -413,6 +437,7 @@ def read_tomogram_star(path: str | Path) -> StarTable:
                            "rlnDeconvStrength", "rlnMaskDensityPercentage", "rlnMaskStdPercentage", "rlnTiltMin",
                            "rlnTiltMax", *MICROSCOPE_COLUMNS))
     _check_rows(table)
+    logger.info("%s", describe(kind, table))
     return table
 
 
@@ -488,11 +513,14 @@ def _check_numbers(table: StarTable, columns: tuple[str, ...]) -> None:
                              "use -90 <= _rlnTiltMin < _rlnTiltMax <= 90")
 
 
-def write_star(df: pd.DataFrame, path: str | Path) -> Path:
+def write_star(df: pd.DataFrame, path: str | Path, block: str | None = None) -> Path:
     """Write a table as a STAR file that ``starfile`` and IsoNet 0.2 read back.
 
     Missing values become ``None``; integer columns are written as integers. The file
-    is written under a temporary name and renamed, so a failure leaves the old file.
+    is written under a temporary name and renamed, so a failure leaves the old file. With
+    ``block`` (the table was read from this file), the file's other data blocks are kept as they
+    are, in their order and with their names, and the table replaces its own ``data_<block>``;
+    without it the table replaces the file.
     """
     path = check_output_file(path, option="output STAR file")
     out = df.copy()
@@ -503,8 +531,16 @@ def write_star(df: pd.DataFrame, path: str | Path) -> Path:
             out[col] = pd.to_numeric(out[col]).astype(float)
         elif not pd.api.types.is_numeric_dtype(out[col]):
             out[col] = [NONE if is_none(v) else str(v) for v in out[col]]
+    content: pd.DataFrame | dict = out
+    if block is not None:
+        try:
+            blocks = starfile.read(path, always_dict=True) if path.exists() else {}
+        except Exception:  # not a STAR file (any more): replaced
+            blocks = {}
+        content = {name: (out if name == block else value) for name, value in blocks.items()}
+        content.setdefault(block, out)
     with atomic_path(path) as tmp:
-        starfile.write(out, tmp, overwrite=True)
+        starfile.write(content, tmp, overwrite=True)
     return path
 
 

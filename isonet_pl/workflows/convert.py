@@ -8,7 +8,7 @@ from pathlib import Path
 
 from isonet_pl.config import IOConfig
 from isonet_pl.io.paths import check_output_dir, check_output_file
-from isonet_pl.io.star import StarTable, read_tomogram_star
+from isonet_pl.io.star import HALF_COLUMNS, StarTable, is_none, read_tomogram_star
 from isonet_pl.io.zarr_store import TomogramStore, check_values, ensure_zarr
 
 logger = logging.getLogger(__name__)
@@ -22,6 +22,22 @@ def zarr_cache(table: StarTable, io: IOConfig) -> Path:
     """The folder of the Zarr copies: ``io.zarr_folder``, relative to the STAR file's folder."""
     folder = Path(io.zarr_folder)
     return folder if folder.is_absolute() else table.folder / folder
+
+
+def check_inputs(table: StarTable, rows: list[int], columns: tuple[str, ...] = ()) -> None:
+    """Before any work: every selected row's tomogram, halves and the other ``columns`` that are set exist,
+    so a bad row 2 fails before row 1 is processed.
+
+    Raises
+    ------
+    InputError
+        Naming the STAR file, the row and the missing file.
+    """
+    for row in rows:
+        table.get_path(row, "rlnMicrographName")
+        for column in (*HALF_COLUMNS, *columns):
+            if column in table.df.columns:
+                table.get_path(row, column, required=not is_none(table.df[column].iloc[row]))
 
 
 def check_writable(table: StarTable, io: IOConfig) -> None:

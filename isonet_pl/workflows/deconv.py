@@ -25,7 +25,7 @@ from isonet_pl.io.zarr_store import (
 )
 from isonet_pl.preprocess.ctf import Microscope
 from isonet_pl.preprocess.deconv import DeconvParams, deconvolve_chunked, deconvolve_volume, match_intensity
-from isonet_pl.workflows.convert import check_writable, tomogram_store, zarr_cache
+from isonet_pl.workflows.convert import check_inputs, check_writable, tomogram_store, zarr_cache
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +151,7 @@ def deconv(star_file: str | Path, cfg: DeconvConfig | None = None, io: IOConfig 
     io = io or IOConfig()
     table = read_tomogram_star(star_file)
     rows = table.select(tomo_idx)
+    check_inputs(table, rows)
     check_writable(table, io)
     out_dir = check_output_dir(cfg.deconv_folder, option="--deconv_folder")
     table.ensure_column("rlnSnrFalloff", 1.0)

@@ -16,7 +16,7 @@ from isonet_pl.io.mrc import write_mrc
 from isonet_pl.io.paths import atomic_path, check_output_file
 from isonet_pl.io.star import HALF_COLUMNS, SUBTOMO_COLUMNS, is_none, new_table, read_tomogram_star, relative_to
 from isonet_pl.preprocess.percentile import exact_percentiles
-from isonet_pl.workflows.convert import tomogram_store
+from isonet_pl.workflows.convert import check_inputs, tomogram_store
 from isonet_pl.workflows.deconv import DECONV_HALF_COLUMNS
 from isonet_pl.workflows.mask import mask_source_column
 
@@ -77,6 +77,7 @@ def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfi
     io = io or IOConfig()
     table = read_tomogram_star(star_file)
     rows = table.select(tomo_idx)
+    check_inputs(table, rows, ("rlnMaskName",))
     crop = cfg.crop_size or cfg.cube_size + 16
     out_star = check_output_file(cfg.subtomo_star, option="--subtomo_star")
     folder = Path(cfg.subtomo_folder)

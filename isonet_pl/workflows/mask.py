@@ -17,7 +17,7 @@ from isonet_pl.io.star import StarTable, is_none, read_tomogram_star
 from isonet_pl.io.zarr_store import cached_zarr_path, stamp_source, write_tomogram, zarr_to_mrc
 from isonet_pl.preprocess.boundary import read_boundary_points
 from isonet_pl.preprocess.mask import make_mask as compute_mask
-from isonet_pl.workflows.convert import check_writable, tomogram_store, zarr_cache
+from isonet_pl.workflows.convert import check_inputs, check_writable, tomogram_store, zarr_cache
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ def make_mask(star_file: str | Path, cfg: MaskConfig | None = None, io: IOConfig
     io = io or IOConfig()
     table = read_tomogram_star(star_file)
     rows = table.select(tomo_idx)
+    check_inputs(table, rows, () if cfg.mask_boundary else ("rlnMaskBoundary",))
     check_writable(table, io)
     out_dir = check_output_dir(cfg.mask_folder, option="--mask_folder")
     table.ensure_column("rlnMaskDensityPercentage", 50.0)

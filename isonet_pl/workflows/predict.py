@@ -22,7 +22,7 @@ from isonet_pl.io.zarr_store import (
     zarr_to_mrc,
 )
 from isonet_pl.predict.predictor import predict_tomogram
-from isonet_pl.workflows.convert import check_writable, tomogram_store, zarr_cache
+from isonet_pl.workflows.convert import check_inputs, check_writable, tomogram_store, zarr_cache
 from isonet_pl.workflows.extract import half_volumes, tomogram_statistics
 from isonet_pl.workflows.mask import mask_source_column
 from isonet_pl.workflows.refine import tomogram_norm
@@ -101,6 +101,7 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
     cube, crop = tile_sizes(cfg, module.meta)
     table = read_tomogram_star(star_file)
     rows = table.select(tomo_idx)
+    check_inputs(table, rows)
     check_writable(table, io)
     out_dir = check_output_dir(cfg.output_dir, option="--output_dir")
     table.ensure_column("rlnCorrectedTomoName", "None")

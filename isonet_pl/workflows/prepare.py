@@ -9,6 +9,7 @@ from pathlib import Path
 from isonet_pl.config import PrepareStarConfig, PrepareSubtomoStarConfig
 from isonet_pl.errors import InputError
 from isonet_pl.io.mrc import read_mrc_info
+from isonet_pl.io.formats import half_key
 from isonet_pl.io.relion import average_halves
 from isonet_pl.io.paths import check_output_dir
 from isonet_pl.io.star import HALF_COLUMNS, SUBTOMO_COLUMNS, TOMOGRAM_COLUMNS, StarTable, new_table, relative_to
@@ -50,15 +51,39 @@ def tomogram_table(files: list[Path], output_star: str | Path, cfg: PrepareStarC
     return new_table(columns, rows, output_star)
 
 
-def pair_halves(even: str | Path, odd: str | Path) -> list[tuple[Path, Path]]:
-    """Even/odd half tomograms matched by file name; unmatched files or unequal headers are errors."""
-    evens = {p.name: p for p in list_tomograms(even)}
-    odds = {p.name: p for p in list_tomograms(odd)}
+def pair_halves(even: str | Path, odd: str | Path) -> list[tuple[str, Path, Path]]:
+    """Even/odd half tomograms paired by name: ``(common name, even, odd)`` per pair, sorted.
+
+    Files pair when their names are identical, or when they differ only by the half tag:
+    ``<name>_EVN*`` / ``<name>_ODD*`` (AreTomo3, e.g. ``TS_01_EVN_Vol.mrc``), ``<name>_even*`` /
+    ``<name>_odd*`` or ``<name>_half1*`` / ``<name>_half2*``. The pairing is logged.
+
+    Raises
+    ------
+    InputError
+        For files without a partner, names that pair ambiguously, or halves of unequal shape or
+        voxel size.
+    """
+    sides = {}
+    for side, folder in (("even", even), ("odd", odd)):
+        keyed: dict[str, list[Path]] = {}
+        for path in list_tomograms(folder):
+            tagged = half_key(path.stem)
+            key = tagged[0] if tagged is not None and tagged[1] == side else path.stem
+            keyed.setdefault(key, []).append(path)
+        clashes = {k: v for k, v in keyed.items() if len(v) > 1}
+        if clashes:
+            key, paths = next(iter(clashes.items()))
+            raise InputError(f"{', '.join(p.name for p in paths)} would all pair as {key!r}", Path(folder),
+                             "keep one half tomogram per name in each folder")
+        sides[side] = {k: v[0] for k, v in keyed.items()}
+    evens, odds = sides["even"], sides["odd"]
     unmatched = sorted(set(evens) ^ set(odds))
     if unmatched:
-        where = [f"{n} only in {'--even' if n in evens else '--odd'}" for n in unmatched[:5]]
+        where = [f"{(evens.get(n) or odds.get(n)).name} only in {'--even' if n in evens else '--odd'}"
+                 for n in unmatched[:5]]
         raise InputError(f"half tomograms without a partner: {', '.join(where)}", Path(even),
-                         "give the same file names in both folders")
+                         "give the same names in both folders, or <name>_EVN/<name>_ODD (also _even/_odd)")
     pairs = []
     for name in sorted(evens):
         a, b = read_mrc_info(evens[name]), read_mrc_info(odds[name])
@@ -68,8 +93,37 @@ def pair_halves(even: str | Path, odd: str | Path) -> list[tuple[Path, Path]]:
         if any(abs(x - y) > 1e-3 * max(abs(x), 1) for x, y in zip(a.voxel_size, b.voxel_size)):
             raise InputError(f"voxel size {b.voxel_size} differs from the even half's {a.voxel_size}", odds[name],
                              "use halves of one reconstruction")
-        pairs.append((evens[name], odds[name]))
+        logger.info("paired %s with %s as %s", evens[name].name, odds[name].name, name)
+        pairs.append((name, evens[name], odds[name]))
     return pairs
+
+
+def pixel_size_of(files: list[Path], given: float | None) -> float:
+    """The pixel size for the table: ``--pixel_size`` when given (warned where a header disagrees), else the
+    MRC headers' (which must agree and be set).
+
+    Raises
+    ------
+    InputError
+        When it is not given and a header has none, or the headers disagree.
+    """
+    sizes = {f: read_mrc_info(f).voxel_size[2] for f in files}
+    if given is not None:
+        for f, size in sizes.items():
+            if size > 0 and abs(size - 1.0) > 1e-6 and abs(size - given) > 0.01 * given:
+                logger.warning("%s: header pixel size %.4g Å differs from --pixel_size %.4g Å; the STAR file uses "
+                               "%.4g", f, size, given, given)
+        return given
+    unset = [f for f, size in sizes.items() if size <= 0 or abs(size - 1.0) < 1e-6]
+    if unset:
+        raise InputError("the MRC header gives no pixel size (0 or 1 Å)", unset[0], "give --pixel_size in Å")
+    first = next(iter(sizes.values()))
+    differ = [f for f, size in sizes.items() if abs(size - first) > 0.01 * first]
+    if differ:
+        raise InputError(f"header pixel size {sizes[differ[0]]:.4g} Å differs from {first:.4g} Å of "
+                         f"{files[0].name}", differ[0], "give --pixel_size, or bin the tomograms alike")
+    logger.info("pixel size %.4g Å from the MRC headers", first)
+    return float(first)
 
 
 def prepare_star(folder_name: str | Path, cfg: PrepareStarConfig | None = None) -> Path:
@@ -95,26 +149,22 @@ def prepare_star(folder_name: str | Path, cfg: PrepareStarConfig | None = None) 
         pairs = pair_halves(cfg.even, cfg.odd)
         folder = check_output_dir(folder_name, option="FOLDER_NAME")
         files = []
-        for even, odd in pairs:
-            full = folder / even.name
+        for name, even, odd in pairs:
+            full = folder / f"{name}{even.suffix}"
             if not full.exists():
                 logger.info("writing the average of %s and %s to %s", even, odd, full)
                 average_halves(even, odd, full)
             files.append(full)
     else:
         files = list_tomograms(folder_name)
-    for f in files:
-        header_vs = read_mrc_info(f).voxel_size[2]
-        if header_vs > 0 and abs(header_vs - 1.0) > 1e-6 and abs(header_vs - cfg.pixel_size) > 0.01 * cfg.pixel_size:
-            logger.warning("%s: header pixel size %.3g Å differs from --pixel_size %.3g Å; the STAR file uses %.3g",
-                           f, header_vs, cfg.pixel_size, cfg.pixel_size)
-    table = tomogram_table(files, cfg.output_star, cfg)
+    pixel_size = pixel_size_of(files, cfg.pixel_size)
+    table = tomogram_table(files, cfg.output_star, cfg.model_copy(update={"pixel_size": pixel_size}))
     if pairs:
-        for column, index in zip(HALF_COLUMNS, (0, 1)):
+        for column, index in zip(HALF_COLUMNS, (1, 2)):
             table.df[column] = [relative_to(p[index], Path(cfg.output_star).parent) for p in pairs]
     table.write()
     logger.info("wrote %s: %d tomogram(s), pixel size %g Å, tilt range %g..%g°", cfg.output_star, len(files),
-                cfg.pixel_size, cfg.tilt_min, cfg.tilt_max)
+                pixel_size, cfg.tilt_min, cfg.tilt_max)
     return Path(cfg.output_star)
 
 
