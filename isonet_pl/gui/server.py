@@ -157,10 +157,10 @@ class GuiServer(ThreadingHTTPServer):
         except Refused:
             if star is None:
                 raise
-        wanted = os.path.normpath(str(text).strip())
+        wanted = os.path.normpath(self.project / str(text).strip())
         for row in viewer.list_volumes(star, self.project):
             for volume in row["volumes"].values():
-                if os.path.normpath(volume) == wanted:
+                if os.path.normpath(self.project / volume) == wanted:
                     return Path(wanted)
         raise Refused(HTTPStatus.FORBIDDEN, f"Error: {text} is outside the project folder and not named by "
                                             f"{star.name}")

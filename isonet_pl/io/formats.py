@@ -175,10 +175,24 @@ def merge_rows(own: Path, old: pd.DataFrame, new: list[dict], source: Path) -> p
                            f"input files changed for {', '.join(map(str, updated))} (their deconvolved, mask and "
                            "corrected results were reset)" if updated else "") if part))
     columns = list(old.columns) + [c for rec in merged for c in rec if c not in old.columns]
-    frame = pd.DataFrame.from_records(merged, columns=list(dict.fromkeys(columns)))
+    return _filled(pd.DataFrame.from_records(merged, columns=list(dict.fromkeys(columns))))
+
+
+#: Values of microscope columns for rows that lack them when others have them (the deconv options' defaults).
+MICROSCOPE_DEFAULTS = {"rlnVoltage": 300.0, "rlnSphericalAberration": 2.7, "rlnAmplitudeContrast": 0.07,
+                       "rlnPhaseShift": 0.0}
+
+
+def _filled(frame: pd.DataFrame) -> pd.DataFrame:
+    """Empty cells of a table made from rows with different columns: the column's default (``None`` for paths,
+    :data:`MICROSCOPE_DEFAULTS` for the microscope)."""
+    from isonet_pl.io.star import NONE, TOMOGRAM_COLUMNS
+
     for column in frame.columns:
         if frame[column].isna().any():
-            frame[column] = frame[column].astype(object).where(frame[column].notna(), "None")
+            default = TOMOGRAM_COLUMNS.get(column, MICROSCOPE_DEFAULTS.get(column))
+            frame[column] = frame[column].astype(object).where(frame[column].notna(),
+                                                               NONE if default is None else default)
     return frame
 
 
@@ -202,11 +216,9 @@ def derived_table(path: Path, blocks: dict, kind: str, block: pd.DataFrame):
         columns = {c: TOMOGRAM_COLUMNS[c] for c in ("rlnIndex", "rlnMicrographName", "rlnPixelSize", "rlnDefocus",
                                                     "rlnNumberSubtomo", "rlnMaskBoundary", "rlnTiltMin", "rlnTiltMax")}
         for record in rows:
-            columns.update({c: "None" for c in record if c not in columns})
+            columns.update({c: None for c in record if c not in columns})
         table = new_table(columns, rows, own)
-        for column in table.df.columns:
-            if table.df[column].isna().any():
-                table.df[column] = table.df[column].astype(object).where(table.df[column].notna(), "None")
+        table.df = _filled(table.df)
         table.write()
         logger.warning("%s is a %s file: its tomogram table is %s (the results of the next steps are recorded there; "
                        "the %s file is not changed)", path, kind, own, kind)

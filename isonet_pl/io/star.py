@@ -551,16 +551,19 @@ def new_table(columns: dict[str, object], rows: list[dict], path: str | Path) ->
 
 
 def relative_to(path: str | Path, folder: str | Path) -> str:
-    """``path`` relative to ``folder`` when below it, else absolute (for writing into STAR files).
+    """``path`` as written into a STAR file in ``folder``: relative when it lies below ``folder`` or beside
+    it (below its parent: ``../deconv/a.mrc``), so a copied project reads its own files; else absolute.
 
     Links are kept as given (a linked tomogram is recorded by its link, not its target); a
     path below ``folder`` only once links are resolved is still written relative.
     """
     plain, base = Path(os.path.abspath(path)), Path(os.path.abspath(folder))
-    if plain.is_relative_to(base):
-        return str(plain.relative_to(base))
     real_base = Path(os.path.realpath(folder))
-    parent = Path(os.path.realpath(plain.parent)) / plain.name  # the file itself may be a link
-    if parent.is_relative_to(real_base):
-        return str(parent.relative_to(real_base))
+    real = Path(os.path.realpath(plain.parent)) / plain.name  # the file itself may be a link
+    for candidate, root in ((plain, base), (real, real_base)):
+        if candidate.is_relative_to(root):
+            return str(candidate.relative_to(root))
+    for candidate, root in ((plain, base), (real, real_base)):
+        if len(root.parents) >= 2 and candidate.is_relative_to(root.parent):  # not beside a top-level folder
+            return os.path.relpath(candidate, root)
     return str(plain)
