@@ -27,7 +27,7 @@ from isonet_pl.config import (
     with_overrides,
 )
 from isonet_pl.errors import IsoNetError
-from isonet_pl.cli.options import section_options, tomo_idx_option
+from isonet_pl.cli.options import GroupedCommand, section_options, tomo_idx_option
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 _state = {"debug": False, "line_open": False}
@@ -170,7 +170,7 @@ def extract_cmd(ctx: click.Context, star_file: str, tomo_idx: str | None, **opti
     extract(star_file, settings(ctx, "extract", options), settings(ctx, "io", {}), tomo_idx)
 
 
-@cli.command("refine", context_settings=CONTEXT)
+@cli.command("refine", cls=GroupedCommand, context_settings=CONTEXT)
 @click.argument("subtomo_star", type=click.Path())
 @section_options(RefineConfig)
 @click.pass_context
@@ -184,7 +184,7 @@ def refine_cmd(ctx: click.Context, subtomo_star: str, **options) -> None:
     refine(subtomo_star, cfg)
 
 
-@cli.command("predict", context_settings=CONTEXT)
+@cli.command("predict", cls=GroupedCommand, context_settings=CONTEXT)
 @click.argument("star_file", type=click.Path())
 @click.argument("model", type=click.Path())
 @tomo_idx_option
@@ -229,11 +229,13 @@ def gui_cmd(project_dir: str, host: str, port: int, no_browser: bool) -> None:
 
 
 @cli.command("config", context_settings=CONTEXT)
-def config_cmd() -> None:
-    """Print every setting with its default as YAML (a starting point for --config)."""
+@click.pass_context
+def config_cmd(ctx: click.Context) -> None:
+    """Print every setting as YAML: the defaults, or with --config FILE|PRESET its values (a starting point)."""
     from isonet_pl.config import default_yaml
 
-    click.echo(default_yaml())
+    path = ctx.obj.get("config_path")
+    click.echo(default_yaml(load_config(path) if path else None))
 
 
 @cli.command("check", context_settings=CONTEXT)
@@ -274,10 +276,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout, sys.stderr = streams
 
 
-def _interrupted() -> int:
-    """Ctrl-C (or the GUI's cancel): one line, exit code 130."""
+def _interrupted(exc: BaseException | None = None) -> int:
+    """Ctrl-C (or the GUI's cancel): one line (the run's own, e.g. how to resume it), exit code 130."""
     _fresh_line()
-    click.echo("Interrupted; completed outputs are kept (refine resumes with --continue_from).", err=True)
+    message = getattr(exc, "message", None) or "completed outputs are kept (refine resumes with --continue_from)"
+    click.echo(f"Interrupted; {message}", err=True)
     return 130
 
 
@@ -286,7 +289,7 @@ def _run(argv: list[str] | None) -> int:
         cli.main(args=argv, prog_name="isonet-pl", standalone_mode=False)
     except click.exceptions.Abort as exc:
         if isinstance(exc.__context__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
-            return _interrupted()
+            return _interrupted(exc.__context__)
         _fresh_line()
         click.echo("Aborted.", err=True)
         return 1
@@ -296,10 +299,10 @@ def _run(argv: list[str] | None) -> int:
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if _state["debug"]:
             raise
-        return _interrupted()
+        return _interrupted(exc)
     except IsoNetError as exc:
         if _state["debug"]:
             raise

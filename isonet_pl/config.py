@@ -368,6 +368,35 @@ class PredictConfig(Section):
         return self
 
 
+#: How the options of the long sections are grouped in ``--help`` and in the GUI's forms (others: "Options").
+#: Groups are shown in this order; a setting not named here goes to the last group.
+OPTION_GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
+    "RefineConfig": {
+        "Run": ("result_dir", "iterations", "epochs", "batch_size", "steps_per_epoch", "method", "precision",
+                "seed"),
+        "Network": ("unet_depth", "filter_base", "convs_per_depth", "kernel", "drop_out", "batch_normalization",
+                    "pool", "residual"),
+        "Training": ("learning_rate", "ema_decay", "normalize_percentile", "fill_normalization", "val_fraction",
+                     "select_subtomo_number"),
+        "Single tomogram (isonet)": ("noise_level", "noise_start_iter", "noise_mode"),
+        "Even/odd halves (n2n)": ("mw_weight", "wedge_target", "refill_every"),
+        "Devices and resume": ("gpuID", "accelerator", "devices", "num_nodes", "preprocessing_ncpus",
+                               "pretrained_model", "continue_from", "remove_intermediate", "log_level"),
+    },
+    "PredictConfig": {
+        "Output": ("output_dir", "use_deconv_tomo", "halves", "disagreement_map"),
+        "Tiles and devices": ("cube_size", "crop_size", "batch_size", "gpuID", "precision",
+                              "normalize_percentile", "log_level"),
+    },
+}
+
+
+def option_group(section: type[BaseModel], name: str) -> str:
+    """The group of setting ``name`` of ``section`` (see :data:`OPTION_GROUPS`)."""
+    groups = OPTION_GROUPS.get(section.__name__, {})
+    return next((g for g, names in groups.items() if name in names), list(groups)[-1] if groups else "Options")
+
+
 class IsoNetConfig(Section):
     """All settings, one section per command."""
 
@@ -395,13 +424,29 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     return "; ".join(parts)
 
 
+def presets() -> dict[str, Path]:
+    """The YAML presets shipped in the package (``conf/``), by name: ``{"n2n": .../n2n.yaml, ...}``."""
+    from importlib.resources import files
+
+    folder = files("isonet_pl.conf")
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+
+
 def load_config(path: str | Path | None = None) -> IsoNetConfig:
-    """Defaults, overridden by a YAML file with sections named after the commands."""
+    """Defaults, overridden by a YAML file with sections named after the commands.
+
+    ``path`` is a file, or the name of a preset shipped with isonet-pl (``n2n``, ``demo``, ...; see
+    :func:`presets`) when no such file exists.
+    """
     if path is None:
         return IsoNetConfig()
     path = Path(path)
+    shipped = presets()
+    if not path.is_file() and str(path) in shipped:
+        path = shipped[str(path)]
     if not path.is_file():
-        raise InputError("config file does not exist", path, "check --config")
+        raise InputError("config file does not exist", path,
+                         f"check --config (a YAML file, or a preset: {', '.join(sorted(shipped))})")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -439,11 +484,14 @@ def with_overrides(section: Section, overrides: dict[str, Any], source: str = "-
     return merged
 
 
-def default_yaml() -> str:
-    """The text of ``conf/default.yaml``: every section and key, with its help as a comment."""
+def default_yaml(cfg: IsoNetConfig | None = None) -> str:
+    """The text of ``conf/default.yaml`` (or of ``cfg``'s settings): every section and key, with its help as a
+    comment."""
     lines = ["# isonet-pl settings: every command's options with their defaults.",
              "# Use with `isonet-pl --config FILE <command>`; command-line options override it.", ""]
-    cfg = IsoNetConfig()
+    if cfg is not None:
+        lines[0] = "# isonet-pl settings: every command's options (defaults overridden by the --config file)."
+    cfg = cfg or IsoNetConfig()
     for name in IsoNetConfig.model_fields:
         section = getattr(cfg, name)
         lines.append(f"{name}:  # {type(section).__doc__.splitlines()[0]}")

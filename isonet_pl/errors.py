@@ -30,3 +30,17 @@ class InputError(IsoNetError):
         if fix:
             msg = f"{msg}; {fix}"
         super().__init__(msg)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or the GUI's cancel) during a run, with what to do next (e.g. the command that resumes it).
+
+    Parameters
+    ----------
+    message : str
+        The line shown to the user.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message

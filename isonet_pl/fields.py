@@ -32,6 +32,8 @@ class FieldSpec:
         The allowed values of a ``Literal`` field.
     nullable : bool
         Whether the field may be left unset (``None``).
+    group : str
+        Where ``--help`` and the GUI show it (:data:`isonet_pl.config.OPTION_GROUPS`).
     """
 
     name: str
@@ -40,6 +42,7 @@ class FieldSpec:
     description: str
     choices: tuple[str, ...] | None
     nullable: bool
+    group: str = "Options"
 
     @property
     def default_text(self) -> str:
@@ -74,6 +77,8 @@ def _kind(annotation) -> tuple[str, tuple[str, ...] | None]:
 
 def section_fields(section: type[BaseModel]) -> list[FieldSpec]:
     """The fields of ``section``: its own first, inherited ones (e.g. the tilt range) after."""
+    from isonet_pl.config import option_group
+
     own = set(section.__annotations__)
     items = sorted(section.model_fields.items(), key=lambda item: item[0] not in own)
     specs = []
@@ -81,5 +86,6 @@ def section_fields(section: type[BaseModel]) -> list[FieldSpec]:
         annotation, nullable = _unwrap(info.annotation)
         kind, choices = _kind(annotation)
         specs.append(FieldSpec(name=name, kind=kind, default=info.get_default(call_default_factory=True),
-                               description=info.description or "", choices=choices, nullable=nullable))
+                               description=info.description or "", choices=choices, nullable=nullable,
+                               group=option_group(section, name)))
     return specs

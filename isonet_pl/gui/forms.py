@@ -55,7 +55,7 @@ def _option(spec: FieldSpec) -> dict[str, Any]:
         default = default.lower()  # as the page's true/false choices write it
     return {"name": spec.name, "kind": spec.kind, "default": default,
             "description": spec.description, "choices": list(spec.choices) if spec.choices else None,
-            "nullable": spec.nullable}
+            "nullable": spec.nullable, "group": spec.group}
 
 
 def command_form(name: str) -> dict[str, Any]:
@@ -71,7 +71,7 @@ def command_form(name: str) -> dict[str, Any]:
             options.append(_option(fields[param.name]))
         elif isinstance(param, click.Option) and not param.hidden:  # e.g. --tomo_idx
             options.append({"name": param.name, "kind": "str", "default": None, "description": param.help or "",
-                            "choices": None, "nullable": True})
+                            "choices": None, "nullable": True, "group": "Options"})
     help_text = (command.help or "").split("\n")[0]
     return {"name": name, "help": help_text, "arguments": arguments, "options": options}
 

@@ -32,10 +32,11 @@ from isonet_pl.errors import IsoNetError
 
 logger = logging.getLogger(__name__)
 
-QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+QUEUED, RUNNING, STOPPING, DONE, FAILED, CANCELLED = "queued", "running", "stopping", "done", "failed", "cancelled"
 FINISHED = (DONE, FAILED, CANCELLED)
-#: Seconds between the polite stop (SIGINT, as Ctrl-C) and SIGKILL of a cancelled job.
-KILL_AFTER = 5.0
+#: Seconds between the polite stop (SIGINT, as Ctrl-C: refine saves and prints how to resume) and SIGKILL of a
+#: cancelled job; the job shows "stopping" meanwhile.
+KILL_AFTER = 30.0
 _PERCENT = re.compile(r"(\d{1,3})(?:\.\d+)?%")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -132,7 +133,7 @@ class JobQueue:
             except (ValueError, TypeError):
                 logger.warning("ignoring unreadable job record %s", path)
                 continue
-            if job.state == RUNNING and self._alive(job):
+            if job.state in (RUNNING, STOPPING) and self._alive(job):
                 logger.warning("job %s (pid %d) is still running from an earlier GUI; waiting for it", job.id,
                                job.pid)
             elif job.state not in FINISHED:
@@ -225,6 +226,8 @@ class JobQueue:
                 self._finish(job, CANCELLED, None, None)
                 return job
             proc = self._procs.get(job_id)
+            job.state = STOPPING
+            self._save(job)
         if proc is not None:
             threading.Thread(target=_stop, args=(proc.pid, proc.wait), daemon=True).start()
         elif job.pid and self._alive(job):  # adopted from an earlier GUI
@@ -259,7 +262,7 @@ class JobQueue:
     def _next(self) -> Job | None:
         with self._wake:
             while not self._stopped:
-                adopted = [j for j in self._jobs.values() if j.state == RUNNING and j.id not in self._procs]
+                adopted = [j for j in self._jobs.values() if j.state in (RUNNING, STOPPING) and j.id not in self._procs]
                 if adopted:  # a job of an earlier GUI: wait for it, polling
                     for job in adopted:
                         if not self._alive(job):

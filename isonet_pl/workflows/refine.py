@@ -24,6 +24,8 @@ import json
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +37,7 @@ from isonet_pl.compute import usable_cpus
 from isonet_pl.config import RefineConfig
 from isonet_pl.data.pairs import apply_measured, fill_wedge, noise_schedule, normalization_stats, normalize
 from isonet_pl.data.pairs import wedge_mask
-from isonet_pl.errors import InputError, IsoNetError
+from isonet_pl.errors import InputError, Interrupted, IsoNetError
 from isonet_pl.io.mrc import read_mrc
 from isonet_pl.io.paths import atomic_path, check_output_dir
 from isonet_pl.io.star import read_subtomo_star
@@ -532,50 +534,64 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
     device = torch.device("cuda", dev["devices"][0] if isinstance(dev["devices"], list) else 0) \
         if dev["accelerator"] == "gpu" else torch.device("cpu")
 
-    for it in range(done + 1, cfg.iterations + 1):
-        t0 = time.perf_counter()
-        rng = np.random.default_rng((cfg.seed, it, 3))
-        active = train_idx
-        if cfg.select_subtomo_number and cfg.select_subtomo_number < len(train_idx):
-            active = np.sort(rng.choice(train_idx, cfg.select_subtomo_number, replace=False))
-        if method != "n2n" or (it - 1) % cfg.refill_every == 0 or it == done + 1:
-            filled = filled_volumes(subs, estimates, method, renormalize)
-        noise = 0.0 if method == "n2n" else float(schedule[it])  # n2n: the other half is the noise model
-        dm = IsoNetDataModule(filled, subs.tilt_ranges, active, val_idx, subs.cube, batch // dev["count"], steps,
-                              noise, cfg.noise_mode, workers, (cfg.seed, it), cfg.wedge_target)
-        epoch_ckpt = ModelCheckpoint(dirpath=state, filename="epoch", save_last=False, save_top_k=1,
-                                     monitor=None, every_n_epochs=1, enable_version_counter=False,
-                                     save_on_train_epoch_end=True)
-        trainer = pl.Trainer(max_epochs=it * cfg.epochs, accelerator=dev["accelerator"], devices=dev["devices"],
-                             strategy=dev["strategy"], num_nodes=cfg.num_nodes, precision=cfg.precision,
-                             logger=_loggers(result_dir, it),
-                             callbacks=[_finite_guard(it, cfg.epochs), epoch_ckpt, _epoch_seed_callback(cfg.seed)]
-                             + ([EMAWeightAveraging(decay=decay)] if decay else []),
-                             reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0,
-                             log_every_n_steps=max(1, min(50, steps)), enable_model_summary=it == 1,
-                             default_root_dir=result_dir, deterministic=False)
-        resume = _epoch_checkpoint(state, it, cfg.epochs) or previous
-        trainer.fit(module, datamodule=dm, ckpt_path=resume)
-        if trainer.interrupted:  # Lightning swallows Ctrl-C; stop here, resumable from the epoch checkpoint
-            raise KeyboardInterrupt
-        losses = _epoch_losses(result_dir / "logs" / f"iter{it:02d}" / "metrics.csv", it, cfg.epochs)
-        ckpt = result_dir / f"model_iter{it:02d}.ckpt"
-        trainer.save_checkpoint(ckpt)  # every rank calls it; Lightning writes from rank 0 only
-        estimates = predict_all(module, _originals(subs, method), batch, device, cfg.precision, renormalize)
-        if trainer.is_global_zero:
-            np.save(state / f".estimates_iter{it:02d}.npy", estimates)
-            (state / f".estimates_iter{it:02d}.npy").replace(state / f"estimates_iter{it:02d}.npy")
-            _save_json(result_dir / f"refine_iter{it:02d}.json", {
-                "iteration": it, "settings": cfg.model_dump(mode="json"), "losses": losses["train"],
-                "val_losses": losses["val"], "noise_level": float(schedule[it]), "batch_size": batch,
-                "steps_per_epoch": steps, "n_subtomograms": len(subs.data), "cube_size": subs.cube,
-                "crop_size": subs.crop, "seconds": time.perf_counter() - t0})
-            _cleanup(state, it, cfg.remove_intermediate)
-            _plot_losses(result_dir)
-        previous = ckpt
-        logger.info("iteration %d/%d: loss %.4f, validation loss %.4f, noise %.2f, %.0f s", it, cfg.iterations,
-                    losses["train"][-1] if losses["train"] else math.nan,
-                    losses["val"][-1] if losses["val"] else math.nan, schedule[it], time.perf_counter() - t0)
+    it = done + 1
+    try:
+        for it in range(done + 1, cfg.iterations + 1):
+            t0 = time.perf_counter()
+            rng = np.random.default_rng((cfg.seed, it, 3))
+            active = train_idx
+            if cfg.select_subtomo_number and cfg.select_subtomo_number < len(train_idx):
+                active = np.sort(rng.choice(train_idx, cfg.select_subtomo_number, replace=False))
+            if method != "n2n" or (it - 1) % cfg.refill_every == 0 or it == done + 1:
+                filled = filled_volumes(subs, estimates, method, renormalize)
+            noise = 0.0 if method == "n2n" else float(schedule[it])  # n2n: the other half is the noise model
+            dm = IsoNetDataModule(filled, subs.tilt_ranges, active, val_idx, subs.cube, batch // dev["count"], steps,
+                                  noise, cfg.noise_mode, workers, (cfg.seed, it), cfg.wedge_target)
+            epoch_ckpt = ModelCheckpoint(dirpath=state, filename="epoch", save_last=False, save_top_k=1,
+                                         monitor=None, every_n_epochs=1, enable_version_counter=False,
+                                         save_on_train_epoch_end=True)
+            trainer = pl.Trainer(max_epochs=it * cfg.epochs, accelerator=dev["accelerator"], devices=dev["devices"],
+                                 strategy=dev["strategy"], num_nodes=cfg.num_nodes, precision=cfg.precision,
+                                 logger=_loggers(result_dir, it),
+                                 callbacks=[_finite_guard(it, cfg.epochs), epoch_ckpt, _epoch_seed_callback(cfg.seed)]
+                                 + ([EMAWeightAveraging(decay=decay)] if decay else []),
+                                 reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0,
+                                 log_every_n_steps=max(1, min(50, steps)), enable_model_summary=it == 1,
+                                 default_root_dir=result_dir, deterministic=False)
+            resume = _epoch_checkpoint(state, it, cfg.epochs) or previous
+            try:
+                trainer.fit(module, datamodule=dm, ckpt_path=resume)
+            except SystemExit:  # Lightning ends a Ctrl-C with exit(1)
+                if not trainer.interrupted:
+                    raise
+            if trainer.interrupted:  # stop here, resumable from the last epoch checkpoint
+                if threading.current_thread() is threading.main_thread():  # Lightning left Ctrl-C ignored
+                    signal.signal(signal.SIGINT, signal.default_int_handler)
+                raise Interrupted(f"iteration {it} stopped; its completed epochs are saved. Resume with: isonet-pl "
+                                  f"refine {subtomo_star} --continue_from {result_dir}")
+            losses = _epoch_losses(result_dir / "logs" / f"iter{it:02d}" / "metrics.csv", it, cfg.epochs)
+            ckpt = result_dir / f"model_iter{it:02d}.ckpt"
+            trainer.save_checkpoint(ckpt)  # every rank calls it; Lightning writes from rank 0 only
+            estimates = predict_all(module, _originals(subs, method), batch, device, cfg.precision, renormalize)
+            if trainer.is_global_zero:
+                np.save(state / f".estimates_iter{it:02d}.npy", estimates)
+                (state / f".estimates_iter{it:02d}.npy").replace(state / f"estimates_iter{it:02d}.npy")
+                _save_json(result_dir / f"refine_iter{it:02d}.json", {
+                    "iteration": it, "settings": cfg.model_dump(mode="json"), "losses": losses["train"],
+                    "val_losses": losses["val"], "noise_level": float(schedule[it]), "batch_size": batch,
+                    "steps_per_epoch": steps, "n_subtomograms": len(subs.data), "cube_size": subs.cube,
+                    "crop_size": subs.crop, "seconds": time.perf_counter() - t0})
+                _cleanup(state, it, cfg.remove_intermediate)
+                _plot_losses(result_dir)
+            previous = ckpt
+            logger.info("iteration %d/%d: loss %.4f, validation loss %.4f, noise %.2f, %.0f s", it, cfg.iterations,
+                        losses["train"][-1] if losses["train"] else math.nan,
+                        losses["val"][-1] if losses["val"] else math.nan, schedule[it], time.perf_counter() - t0)
+    except Interrupted:
+        raise
+    except KeyboardInterrupt:  # between the fits: refilling, predicting, saving
+        raise Interrupted(f"during iteration {it}; completed iterations and epochs are saved. Resume with: "
+                          f"isonet-pl refine {subtomo_star} --continue_from {result_dir}") from None
     return previous
 
 

@@ -300,3 +300,32 @@ def test_val_fraction_that_leaves_no_training_data(subtomo_star, tmp_path):
 
     with pytest.raises(InputError, match="val_fraction 0.99 holds out all 12"):
         refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "r"), **dict(ONE, val_fraction=0.99)))
+
+
+def test_ctrl_c_ends_refine_with_the_resume_command(subtomo_star, tmp_path):
+    """SIGINT during refine exits 130 with the command that resumes it (Lightning's exit(1) ended it silently)."""
+    import os
+    import signal
+    import time
+
+    exe = Path(sys.executable).with_name("isonet-pl")
+    args = [exe, "refine", subtomo_star, "--result_dir", tmp_path / "r", "--iterations", "50", "--epochs", "2",
+            "--steps_per_epoch", "3", "--batch_size", "2", "--filter_base", "4", "--unet_depth", "2",
+            "--convs_per_depth", "1", "--preprocessing_ncpus", "0"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal
+    try:
+        for _ in range(600):
+            if (tmp_path / "r" / "model_iter01.ckpt").exists():
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert f"Resume with: isonet-pl refine {subtomo_star} --continue_from {tmp_path / 'r'}" in err
+    assert err.rstrip().splitlines()[-1].startswith("Interrupted; during iteration")

@@ -310,7 +310,7 @@ async function refreshJobs() {
   }
   state.started = true;
   if (state.jobId) pollLog();
-  if (state.page === "refine" && state.jobs.some((j) => j.argv[0] === "refine" && j.state === "running")) refreshLosses();
+  if (state.page === "refine" && state.jobs.some((j) => j.argv[0] === "refine" && ["running", "stopping"].includes(j.state))) refreshLosses();
 }
 
 function onJobFinished(job) {
@@ -365,7 +365,7 @@ async function pollLog() {
     pre.textContent = renderLog(state.logText);
     if (atBottom) pre.scrollTop = pre.scrollHeight;
     $("#job-title").textContent = `#${job.id} ${job.argv[0]} — ${job.state}`;
-    $("#job-cancel").classList.toggle("hidden", !["queued", "running"].includes(job.state));
+    $("#job-cancel").classList.toggle("hidden", !["queued", "running"].includes(job.state));  // not while stopping
     const err = $("#job-error");
     err.textContent = job.error || "";
     err.classList.toggle("hidden", !job.error);
