@@ -65,3 +65,17 @@ def test_correlation_region_and_sign():
     region[2:6] = True
     b = np.where(region, -a, 0.0)
     assert correlation(a, b, region) == pytest.approx(-1.0)
+
+
+def test_loss_figure_marks_noise_stages_and_has_round_ticks():
+    """The loss figure marks where the noise level rises (the loss rises there by design) and uses round ticks."""
+    import xml.etree.ElementTree as ET
+
+    from isonet_pl.plot import loss_figure, nice_ticks
+
+    assert nice_ticks(0.13, 0.97) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert nice_ticks(1, 40, 8) == [0.0, 10.0, 20.0, 30.0, 40.0]
+    svg = loss_figure([1.0, 0.8, 0.7, 0.9, 0.85, 0.8], [1.1, 0.9, 0.8, 1.0, 0.9, 0.9], 2, noise=[0.0, 0.0, 0.1])
+    root = ET.fromstring(svg)
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert "noise 0.1" in texts and svg.count('stroke-dasharray="3,3"') == 2

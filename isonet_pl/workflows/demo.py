@@ -93,5 +93,5 @@ def run_demo(out_dir: str | Path, cfg: IsoNetConfig | None = None) -> Iterator[s
     write_png(out / "preview_xz.png", np.concatenate([slice_preview(v[:, mid_y]) for v in (raw, corrected, truth)],
                                                      1))
     yield f"previews (raw | corrected | ground truth): {out / 'preview_xy.png'}, {out / 'preview_xz.png'}"
-    yield f"loss curve: {Path(paths['results']) / 'losses.png'}"
+    yield f"loss curve: {Path(paths['results']) / 'losses.svg'}"
     yield f"done in {time.perf_counter() - t0:.0f} s on {torch.get_num_threads()} thread(s); outputs in {out}"

@@ -651,12 +651,16 @@ def _cleanup(state: Path, it: int, remove_intermediate: bool) -> None:
 
 
 def _plot_losses(result_dir: Path) -> None:
-    """losses.png: training and validation loss per epoch over all iterations."""
-    from isonet_pl.plot import loss_curve, write_png
+    """losses.svg: training and validation loss per epoch over all iterations, with the iteration boundaries and
+    noise-stage starts (:func:`isonet_pl.plot.loss_figure`)."""
+    from isonet_pl.plot import loss_figure
 
-    series = {"train": [], "val": []}
+    train, val, noise, epochs = [], [], [], 1
     for path in sorted(result_dir.glob("refine_iter*.json")):
         payload = json.loads(path.read_text())
-        series["train"] += payload.get("losses", [])
-        series["val"] += payload.get("val_losses", [])
-    write_png(result_dir / "losses.png", loss_curve(series))
+        train += payload.get("losses", [])
+        val += payload.get("val_losses", [])
+        noise.append(float(payload.get("noise_level", 0.0)))
+        epochs = int(payload.get("settings", {}).get("epochs", epochs))
+    with atomic_path(result_dir / "losses.svg") as tmp:
+        tmp.write_text(loss_figure(train, val, epochs, noise))

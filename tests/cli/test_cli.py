@@ -239,7 +239,7 @@ def test_demo_runs_on_the_smoke_preset(run_cli, tmp_path):
     code, out, err = run_cli(["--config", files("isonet_pl.conf").joinpath("smoke.yaml"), "demo", tmp_path / "d"])
     assert code == 0, err
     assert "inside the missing wedge" in out
-    for name in ("preview_xy.png", "preview_xz.png", "scores.json", "results/losses.png",
+    for name in ("preview_xy.png", "preview_xz.png", "scores.json", "results/losses.svg",
                  "corrected/sim_00_corrected.mrc", "deconv/sim_00.mrc", "mask/sim_00_mask.mrc"):
         assert (tmp_path / "d" / name).exists(), name
 

@@ -36,7 +36,14 @@ def test_refine_writes_checkpoints_settings_losses(subtomo_star, tmp_path):
     model = IsoNetModule.load_from_checkpoint(last, map_location="cpu")
     assert model.meta["cube_size"] == 16 and model.meta["crop_size"] == 24
     assert model.meta["normalization"] == "tomogram" and model.meta["normalize_percentile"] is True
-    assert (tmp_path / "r" / "losses.png").read_bytes()[:4] == b"\x89PNG"
+    svg = (tmp_path / "r" / "losses.svg").read_text()
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(svg)  # well-formed; axes labels, legend, both curves, one iteration boundary
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert "loss" in texts and "training" in texts and "validation" in texts and any("epoch" in t for t in texts)
+    assert len(root.findall("{http://www.w3.org/2000/svg}polyline")) == 2
+    assert svg.count('stroke-dasharray="3,3"') == 1
 
 
 @pytest.mark.parametrize("ema", [0.0, 0.5])
