@@ -87,18 +87,31 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool, config_path:
                         stream=sys.stderr, force=True)
     for noisy in ("asyncio", "numcodecs", "fsspec", "PIL", "matplotlib", "distributed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    if not (verbose or debug):  # Lightning's tips and start-up chatter; its progress bars stay
-        for name in ("lightning.pytorch.utilities.rank_zero", "pytorch_lightning.utilities.rank_zero",
-                     "lightning.fabric.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    _state["quiet_lightning"] = not (verbose or debug)
+    logging.captureWarnings(True)  # Python warnings (Lightning's among them) go to the log, one line each
     ctx.obj = {"config_path": config_path}
+
+
+def _quiet_lightning() -> None:
+    """Lightning's tips and start-up chatter (INFO) only with -v; its progress bars stay. Lightning sets its
+    loggers to INFO when imported, so this runs after the import."""
+    import pytorch_lightning  # noqa: F401
+
+    if _state.get("quiet_lightning", True):
+        for name in ("pytorch_lightning", "lightning_fabric", "lightning", "lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def settings(ctx: click.Context, section: str, options: dict) -> Section:
     """The settings of one command: defaults < ``--config`` file < command-line options."""
     cfg = ctx.obj.get("config") or load_config(ctx.obj.get("config_path"))
     ctx.obj["config"] = cfg
-    return with_overrides(getattr(cfg, section), options)
+    resolved = with_overrides(getattr(cfg, section), options)
+    changed = {k: v for k, v in resolved.model_dump().items() if v != type(resolved).model_fields[k].default}
+    if changed:
+        logging.getLogger("isonet_pl").info("%s settings other than the defaults: %s", section,
+                                            ", ".join(f"{k}={v}" for k, v in changed.items()))
+    return resolved
 
 
 @cli.command("prepare_star", context_settings=CONTEXT)
@@ -179,6 +192,7 @@ def refine_cmd(ctx: click.Context, subtomo_star: str, **options) -> None:
     from isonet_pl.workflows.refine import refine
 
     cfg = settings(ctx, "refine", options)
+    _quiet_lightning()
     if cfg.log_level == "debug":
         logging.getLogger().setLevel(logging.DEBUG)
     refine(subtomo_star, cfg)
@@ -195,6 +209,7 @@ def predict_cmd(ctx: click.Context, star_file: str, model: str, tomo_idx: str | 
     from isonet_pl.workflows.predict import predict
 
     cfg = settings(ctx, "predict", options)
+    _quiet_lightning()
     if cfg.log_level == "debug":
         logging.getLogger().setLevel(logging.DEBUG)
     predict(star_file, model, cfg, settings(ctx, "io", {}), tomo_idx, progress=True)

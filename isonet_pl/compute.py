@@ -58,12 +58,27 @@ def dask_context(ncpu: int | None = None, scheduler: str | None = None) -> Itera
 
 
 @contextlib.contextmanager
-def progress_bar(enabled: bool) -> Iterator[None]:
-    """dask's progress bar around the main computation of a step (local schedulers only)."""
+def progress_bar(enabled: bool, label: str = "") -> Iterator[None]:
+    """dask's progress bar around the main computation of a step (local schedulers only), with ``label``
+    (e.g. the tomogram and its place in the run) and the time left; in a log file (no terminal) it is
+    redrawn every 10 s instead of 5 times a second."""
     if not enabled or not isinstance(dask.config.get("scheduler", None), str):
         yield
         return
-    from dask.diagnostics import ProgressBar
+    import sys
 
-    with ProgressBar(minimum=2.0, dt=0.2):
+    from dask.diagnostics import ProgressBar
+    from dask.utils import format_time
+
+    class Bar(ProgressBar):
+        def _draw_bar(self, frac, elapsed):
+            left = f", about {format_time(elapsed * (1 - frac) / frac)} left" if 0.02 < frac < 1 else ""
+            bar = "#" * int(self._width * frac)
+            msg = f"\r{label}{': ' if label else ''}[{bar:<{self._width}}] {int(100 * frac)}% | {format_time(elapsed)}{left}"
+            with contextlib.suppress(ValueError):
+                if self._file is not None:
+                    self._file.write(msg)
+                    self._file.flush()
+
+    with Bar(minimum=2.0, dt=0.2 if sys.stdout.isatty() else 10.0, width=30):
         yield

@@ -119,7 +119,7 @@ def deconvolve_store(store: TomogramStore, params: DeconvParams, out_zarr: Path,
     remove(unscaled)  # a full-size leftover of a killed run
     try:
         stats = VolumeStats()
-        with progress_bar(progress):
+        with progress_bar(progress, f"deconv {source.name}"):
             write_tomogram(plan.filtered, unscaled, store.voxel_size, store.origin, chunks=io.zarr_chunks, levels=1,
                            compression_level=1, stats=stats)
         raw = TomogramStore(unscaled, store.voxel_size, store.origin, 1).dask()

@@ -94,7 +94,7 @@ def make_mask(star_file: str | Path, cfg: MaskConfig | None = None, io: IOConfig
                 if "NaN" not in str(exc):
                     raise
                 raise InputError("tomogram contains NaN values", source, "fix or re-reconstruct it") from None
-            with progress_bar(progress):
+            with progress_bar(progress, f"make_mask {source.name}"):
                 write_tomogram(mask, out_zarr, store.voxel_size, store.origin, chunks=io.zarr_chunks, levels=1,
                                compression_level=io.compression_level, extra={"mask": {
                                    "patch_size": cfg.patch_size, "density_percentage": density,

@@ -123,7 +123,8 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
         inputs = _inputs(table, row, column, store, cfg, io)
 
         def run(arr, path, **extra):
-            with dask_context(len(devices)), progress_bar(progress):  # one thread per network copy
+            label = f"predict {source.name} ({rows.index(row) + 1}/{len(rows)})"
+            with dask_context(len(devices)), progress_bar(progress, label):  # one thread per network copy
                 try:
                     write_tomogram(arr, path, store.voxel_size, store.origin, chunks=io.zarr_chunks,
                                    levels=io.zarr_levels, compression_level=io.compression_level,

@@ -27,6 +27,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,9 @@ RESUME_SETTINGS = ("iterations", "gpuID", "accelerator", "devices", "num_nodes",
                    "remove_intermediate", "log_level")
 
 STATE = "state"  # sub-folder of result_dir with the resume state
+#: Lightning warnings that are expected here: the state folder is reused on purpose; a deprecation inside Lightning.
+SPURIOUS_WARNINGS = (r"Checkpoint directory .* exists and is not empty", r".*isinstance\(treespec, LeafSpec\).*",
+                     r"The dirpath has changed from")
 
 
 def _epoch_seed_callback(seed: int):
@@ -468,13 +472,19 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
     Path
         The checkpoint of the last iteration.
     """
+    with warnings.catch_warnings():
+        for message in SPURIOUS_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        return _refine(subtomo_star, cfg or RefineConfig())
+
+
+def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EMAWeightAveraging, ModelCheckpoint
 
     from isonet_pl.data.datamodule import IsoNetDataModule
     from isonet_pl.model.module import IsoNetModule
 
-    cfg = cfg or RefineConfig()
     done = 0
     if cfg.continue_from:
         overrides = {k: getattr(cfg, k) for k in RESUME_SETTINGS if k in cfg.model_fields_set}
@@ -502,10 +512,14 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
     method = method_of(cfg, subs)
     renormalize = renormalizes(cfg, method, subs)
     decay = ema_decay(cfg, method)
-    logger.info("method %s on %d subtomograms (cube %d, crop %d)", method, len(subs.data), subs.cube, subs.crop)
     dev = resolve_devices(cfg)
     batch, steps = derived_settings(cfg, len(subs.data), dev["count"])
     workers = cfg.preprocessing_ncpus if cfg.preprocessing_ncpus is not None else min(8, max(0, usable_cpus() - 1))
+    logger.info("refine: method %s on %d subtomograms (cube %d, crop %d); %d iterations x %d epochs x %d steps of "
+                "batch %d; residual %s, EMA %s, fill normalisation %s, precision %s, %d worker(s)", method,
+                len(subs.data), subs.cube, subs.crop, cfg.iterations, cfg.epochs, steps, batch,
+                "on" if uses_residual(cfg, method) else "off", decay or "off",
+                "per subtomogram" if renormalize else "tomogram", cfg.precision, workers)
     train_idx, val_idx = split(len(subs.data), cfg.val_fraction, cfg.seed)
     schedule = noise_schedule(cfg.iterations, cfg.noise_level, cfg.noise_start_iter)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -534,7 +548,7 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
     device = torch.device("cuda", dev["devices"][0] if isinstance(dev["devices"], list) else 0) \
         if dev["accelerator"] == "gpu" else torch.device("cpu")
 
-    it = done + 1
+    it, spent = done + 1, []
     try:
         for it in range(done + 1, cfg.iterations + 1):
             t0 = time.perf_counter()
@@ -553,10 +567,11 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
             trainer = pl.Trainer(max_epochs=it * cfg.epochs, accelerator=dev["accelerator"], devices=dev["devices"],
                                  strategy=dev["strategy"], num_nodes=cfg.num_nodes, precision=cfg.precision,
                                  logger=_loggers(result_dir, it),
-                                 callbacks=[_finite_guard(it, cfg.epochs), epoch_ckpt, _epoch_seed_callback(cfg.seed)]
+                                 callbacks=[_finite_guard(it, cfg.epochs), epoch_ckpt, _epoch_seed_callback(cfg.seed),
+                                            _progress_bar(it, cfg.iterations, cfg.epochs)]
                                  + ([EMAWeightAveraging(decay=decay)] if decay else []),
                                  reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0,
-                                 log_every_n_steps=max(1, min(50, steps)), enable_model_summary=it == 1,
+                                 log_every_n_steps=max(1, min(50, steps)), enable_model_summary=False,
                                  default_root_dir=result_dir, deterministic=False)
             resume = _epoch_checkpoint(state, it, cfg.epochs) or previous
             try:
@@ -584,15 +599,50 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
                 _cleanup(state, it, cfg.remove_intermediate)
                 _plot_losses(result_dir)
             previous = ckpt
-            logger.info("iteration %d/%d: loss %.4f, validation loss %.4f, noise %.2f, %.0f s", it, cfg.iterations,
+            spent.append(time.perf_counter() - t0)
+            left = (cfg.iterations - it) * float(np.mean(spent))
+            logger.info("iteration %d/%d: loss %.4f, validation loss %.4f, noise %.2f, %.0f s%s", it, cfg.iterations,
                         losses["train"][-1] if losses["train"] else math.nan,
-                        losses["val"][-1] if losses["val"] else math.nan, schedule[it], time.perf_counter() - t0)
+                        losses["val"][-1] if losses["val"] else math.nan, schedule[it], spent[-1],
+                        f"; about {_duration(left)} left" if it < cfg.iterations else "")
     except Interrupted:
         raise
     except KeyboardInterrupt:  # between the fits: refilling, predicting, saving
         raise Interrupted(f"during iteration {it}; completed iterations and epochs are saved. Resume with: "
                           f"isonet-pl refine {subtomo_star} --continue_from {result_dir}") from None
+    logger.info("refine done: the model is %s; next: isonet-pl predict TOMOGRAMS_STAR %s", previous, previous)
     return previous
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``12 min`` or ``3.2 h``."""
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else \
+        f"{seconds / 3600:.1f} h"
+
+
+def _progress_bar(iteration: int, iterations: int, epochs: int):
+    """Lightning's bar labelled ``iteration k/N · epoch e/E``, without ``v_num`` and without validation bars
+    (their losses show on the training bar); in logs (no terminal) it is redrawn every 10 steps only."""
+    import sys
+
+    from pytorch_lightning.callbacks import TQDMProgressBar
+    from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm
+
+    class Bar(TQDMProgressBar):
+        def on_train_epoch_start(self, trainer, *args) -> None:
+            super().on_train_epoch_start(trainer, *args)
+            epoch = trainer.current_epoch - (iteration - 1) * epochs + 1
+            self.train_progress_bar.set_description(f"iteration {iteration}/{iterations} · epoch {epoch}/{epochs}")
+
+        def init_validation_tqdm(self):
+            return Tqdm(disable=True)
+
+        def get_metrics(self, trainer, pl_module):
+            metrics = super().get_metrics(trainer, pl_module)
+            metrics.pop("v_num", None)
+            return metrics
+
+    return Bar(refresh_rate=1 if sys.stderr.isatty() else 10)
 
 
 def _loggers(result_dir: Path, it: int) -> list:
