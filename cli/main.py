@@ -283,6 +283,9 @@ def demo_cmd(ctx: click.Context, out_dir: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs :data:`cli` and turns errors into one line and an exit code."""
+    from isonet_pl.io.mrc import PROVENANCE
+
+    PROVENANCE["command"] = "isonet-pl " + " ".join(sys.argv[1:] if argv is None else argv)  # MRC labels
     streams = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _LineTracker(sys.stdout), _LineTracker(sys.stderr)
     try:

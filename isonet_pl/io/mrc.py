@@ -26,6 +26,19 @@ from isonet_pl.io.paths import atomic_path, check_readable_file
 logger = logging.getLogger(__name__)
 
 HEADER_BYTES = 1024
+#: The command that writes files now (set by the CLI), recorded in each MRC file's labels as IMOD does.
+PROVENANCE = {"command": ""}
+
+
+def provenance_labels() -> list[str]:
+    """MRC header labels (80 characters each) naming isonet-pl, its version, the date and the command."""
+    import time
+
+    from isonet_pl import __version__
+
+    first = f"isonet-pl {__version__}  {time.strftime('%d-%b-%y %H:%M:%S')}"
+    command = PROVENANCE["command"]
+    return [first[:80]] + ([command[i:i + 80] for i in range(0, min(len(command), 80 * 9), 80)] if command else [])
 
 
 @dataclass(frozen=True)
@@ -241,6 +254,8 @@ class MrcWriter:
         with mrcfile.new_mmap(tmp, shape=self.shape, mrc_mode=self.mode, fill=None, overwrite=True) as mrc:
             mrc.voxel_size = (self.voxel_size[2], self.voxel_size[1], self.voxel_size[0])
             mrc.header.origin = (self.origin[2], self.origin[1], self.origin[0])
+            for line in provenance_labels():
+                mrc.add_label(line)
         self._tmp = tmp
         self._fd = os.open(tmp, os.O_RDWR)
         return self

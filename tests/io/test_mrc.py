@@ -118,3 +118,18 @@ def test_voxel_size_zero_is_warned(tmp_path, volume, caplog):
     with caplog.at_level(logging.WARNING):
         read_mrc_info(path)
     assert any("novs.mrc" in r.getMessage() and "no voxel size" in r.getMessage() for r in caplog.records)
+
+
+def test_written_files_carry_the_program_and_command(tmp_path, volume):
+    """Every MRC we write names isonet-pl, its version and the command in its labels (IMOD's habit)."""
+    from isonet_pl.io.mrc import PROVENANCE
+
+    PROVENANCE["command"] = "isonet-pl deconv tomograms.star --voltage 200"
+    try:
+        write_mrc(tmp_path / "a.mrc", volume, voxel_size=10.0)
+    finally:
+        PROVENANCE["command"] = ""
+    with mrcfile.open(tmp_path / "a.mrc", header_only=True) as mrc:
+        labels = [bytes(label).decode().strip() for label in mrc.header.label[: int(mrc.header.nlabl)]]
+    assert any(label.startswith("isonet-pl ") for label in labels)
+    assert "isonet-pl deconv tomograms.star --voltage 200" in labels
