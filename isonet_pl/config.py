@@ -336,10 +336,12 @@ class PredictConfig(Section):
     """predict: correct whole tomograms with a trained model."""
 
     output_dir: str = Field("./corrected_tomos", description="Output folder of the corrected tomograms.")
-    cube_size: int | None = Field(None, ge=8, description="Edge of the core of each tile (voxels); unset or "
-                                                          "different: the model's training cube size.")
-    crop_size: int | None = Field(None, ge=8, description="Edge of the tiles fed to the network (core + "
-                                                          "context); unset: cube_size + 32.")
+    cube_size: int | None = Field(None, ge=8, description="Edge of the core of each tile (voxels; the network is "
+                                                          "fully convolutional, any size works); unset: as large as "
+                                                          "the device's memory allows for one tile (64-512).")
+    crop_size: int | None = Field(None, ge=8, description="Edge of the tiles fed to the network (core + context on "
+                                                          "both sides); unset: the core + 2 x a quarter of the "
+                                                          "network's receptive radius (bench/RESULTS.md).")
     batch_size: int | None = Field(None, ge=1, description="Tiles per network call (kept for IsoNet "
                                                            "compatibility; tiles run one by one per worker).")
     normalize_percentile: bool | None = Field(None, description="Normalisation mode; unset: the checkpoint's "
@@ -354,9 +356,10 @@ class PredictConfig(Section):
                                                       "(where the network's fill is not supported by both).")
     gpuID: str | None = Field(None, description="GPU to predict on, e.g. 0; unset: the first visible GPU, else "
                                                 "the CPU.")
-    precision: Literal["32", "bf16-mixed", "16-mixed"] | None = Field(
-        None, description="Inference precision; unset: the one the model was trained with (refine --precision; "
-                          "bf16-mixed: ~2x faster on CPUs with bf16 instructions and on GPUs).")
+    precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] | None = Field(
+        None, description="Inference precision; auto: the faster of float32 and bf16 on this device, measured on "
+                          "a first block (bf16 on GPUs that have it); unset: the one the model was trained with "
+                          "(refine --precision).")
     log_level: Literal["info", "debug"] = Field("info", description="Log detail.")
 
     _gpus = field_validator("gpuID", mode="before")(_gpu_ids)

@@ -270,6 +270,9 @@ class UNet3D(nn.Module):
             )
         self.depth = depth
         self.residual = residual
+        self.kernel_size = kernel_size
+        self.convs_per_level = convs_per_level
+        self.base_channels = base_channels
 
         channels = [base_channels * 2**n for n in range(depth + 1)]
         level_kwargs = dict(kernel_size=kernel_size, batch_norm=batch_norm, dropout=dropout)
@@ -357,6 +360,19 @@ class UNet3D(nn.Module):
                 f"{multiple}, got input shape {tuple(shape)}; crop or pad the volume to a "
                 f"multiple of {multiple}"
             )
+
+    @property
+    def receptive_radius(self) -> int:
+        """Voxels of context on each side that can reach an output voxel (the theoretical receptive field's
+        half-width): every k×k×k convolution at level n adds ``(k // 2) · 2**n``, each down- and up-sampling
+        step ``2**n``. An output voxel farther than this from a tile's edge equals the whole-volume forward."""
+        k = self.kernel_size // 2
+        convs = self.convs_per_level
+        radius = 0
+        for n in range(self.depth):
+            radius += (2 * convs * k + 2) * 2**n  # encoder and decoder convolutions, down and up steps
+        radius += (max(convs - 2, 0) + 1) * k * 2**self.depth  # bottleneck
+        return radius
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Run the network.

@@ -21,6 +21,80 @@ logger = logging.getLogger(__name__)
 
 #: torch autocast dtype of each precision setting (refine --precision, predict --precision); None: float32.
 AUTOCAST = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+#: Memory (bytes) the activations of one tile may take when predict's --cube_size is unset, by device type
+#: (on a GPU at most half of its free memory): tiles as large as fit, so that the context around each core
+#: costs little (bench/RESULTS.md).
+TILE_MEMORY = {"cpu": 6 << 30, "cuda": 16 << 30}
+#: Largest and smallest default tile core edges (voxels).
+TILE_CORE_RANGE = (64, 512)
+#: Peak memory of a forward pass in bytes per voxel and per first-level channel (float32 activations of the
+#: first level alive at once: a block's input and output, the skip, the concatenation): 32.5 measured for a
+#: depth-3 network of 16 base channels on a 96³ block (peak RSS, this CPU).
+BYTES_PER_VOXEL_CHANNEL = 33
+#: Context on each side of a tile's core when --crop_size is unset, as a fraction of the network's receptive
+#: radius (rounded up to its input multiple): chosen with bench/tiles.py (bench/RESULTS.md).
+CONTEXT_FRACTION = 0.25
+
+
+def tile_plan(net, device: str, cube_size: int | None = None, crop_size: int | None = None) -> tuple[int, int]:
+    """(core, halo) of the prediction tiles for ``net`` (a UNet3D) on ``device``.
+
+    The halo is :data:`CONTEXT_FRACTION` of the network's receptive radius, or ``(crop_size - core) // 2``
+    when both sizes are given; the core is ``cube_size``, else ``crop_size`` minus the two halos when
+    only ``crop_size`` is given (IsoNet's tile edge), else the largest whose tile's activations fit
+    :data:`TILE_MEMORY` of the device (:func:`default_core`). Both are rounded to the network's input
+    multiple, so every tile starts on the network's sampling grid.
+    """
+    multiple = net.min_input_multiple
+    up = lambda n: -(-int(n) // multiple) * multiple  # noqa: E731
+    halo = up(CONTEXT_FRACTION * net.receptive_radius)
+    if cube_size:
+        core = up(cube_size)
+        halo = up(max(crop_size - core, 0) // 2) if crop_size else halo
+    elif crop_size:
+        core = up(max(crop_size - 2 * halo, multiple))
+        halo = up(max(crop_size - core, 0) // 2)
+    else:
+        core = default_core(net, device, halo)
+    return core, halo
+
+
+def default_core(net, device: str, halo: int) -> int:
+    """The largest tile core (a multiple of the network's input multiple, within :data:`TILE_CORE_RANGE`)
+    whose tile, core + 2 × ``halo``, keeps the activations within the device's memory for one tile."""
+    kind = torch.device(device).type
+    budget = TILE_MEMORY.get(kind, TILE_MEMORY["cpu"])
+    if kind == "cuda":
+        budget = min(budget, torch.cuda.mem_get_info(torch.device(device))[0] // 2)
+    edge = (budget / (BYTES_PER_VOXEL_CHANNEL * net.base_channels)) ** (1 / 3)
+    multiple = net.min_input_multiple
+    core = int(edge - 2 * halo) // multiple * multiple
+    lo, hi = TILE_CORE_RANGE
+    return min(max(core, lo), hi)
+
+
+@torch.no_grad()
+def fastest_precision(module, device: str, edge: int = 64, repeats: int = 2) -> str:
+    """``32`` or ``bf16-mixed``, whichever runs ``module`` faster on ``device`` (timed on an ``edge``³ block
+    after warm-up calls); on a GPU ``bf16-mixed`` where supported, else ``16-mixed``."""
+    import time
+
+    if torch.device(device).type == "cuda":
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    edge = -(-edge // module.net.min_input_multiple) * module.net.min_input_multiple
+    block = np.random.default_rng(0).normal(size=(edge,) * 3).astype(np.float32)
+    seconds = {}
+    for precision in ("32", "bf16-mixed"):
+        for _ in range(2):  # bf16 kernels need warm-up calls per shape
+            predict_block(block, module, 0.0, 1.0, device, precision)
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            predict_block(block, module, 0.0, 1.0, device, precision)
+        seconds[precision] = time.perf_counter() - t0
+    best = min(seconds, key=seconds.get)
+    logger.info("precision auto: %s (float32 %.2f s, bf16 %.2f s per %d³ block)", best, seconds["32"] / repeats,
+                seconds["bf16-mixed"] / repeats, edge)
+    return best
 
 
 @torch.no_grad()

@@ -21,7 +21,7 @@ from isonet_pl.io.zarr_store import (
     write_tomogram,
     zarr_to_mrc,
 )
-from isonet_pl.predict.predictor import predict_tomogram
+from isonet_pl.predict.predictor import fastest_precision, tile_plan, predict_tomogram
 from isonet_pl.workflows.convert import check_inputs, check_writable, tomogram_store, zarr_cache
 from isonet_pl.workflows.extract import half_volumes, tomogram_statistics
 from isonet_pl.workflows.mask import mask_source_column
@@ -61,19 +61,6 @@ def _devices(cfg: PredictConfig) -> list[str]:
     return ["cpu"]
 
 
-def tile_sizes(cfg: PredictConfig, meta: dict) -> tuple[int, int]:
-    """(cube, crop) of the tiles: the model's training cube unless the user asked the same one."""
-    trained = int(meta.get("cube_size") or cfg.cube_size or 64)
-    cube = cfg.cube_size or trained
-    if cube != trained:
-        logger.warning("the model was trained on cubes of %d; using %d, not --cube_size %d", trained, trained, cube)
-        cube = trained
-    crop = cfg.crop_size or cube + 32
-    if crop < cube:
-        raise InputError(f"crop_size {crop} is below the model's cube size {cube}", fix="use a larger --crop_size")
-    return cube, crop
-
-
 def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None = None, io: IOConfig | None = None,
             tomo_idx: str | None = None, progress: bool = False) -> Path:
     """Correct each selected tomogram with ``model``; write ``<output_dir>/<name>_corrected.mrc``.
@@ -97,15 +84,17 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
         logger.warning("the model was trained with normalize_percentile=%s; using that, not %s", percentile,
                        cfg.normalize_percentile)
     devices = _devices(cfg)
-    precision = cfg.precision or module.meta.get("settings", {}).get("precision", "32")
-    cube, crop = tile_sizes(cfg, module.meta)
+    precision = fastest_precision(module, devices[0]) if cfg.precision == "auto" else \
+        cfg.precision or module.meta.get("settings", {}).get("precision", "32")
+    cube, halo = tile_plan(module.net, devices[0], cfg.cube_size, cfg.crop_size)
+    logger.info("tiles: core %d³ with %d voxels of context (the network's receptive radius is %d); precision %s",
+                cube, halo, module.net.receptive_radius, precision)
     table = read_tomogram_star(star_file)
     rows = table.select(tomo_idx)
     check_inputs(table, rows)
     check_writable(table, io)
     out_dir = check_output_dir(cfg.output_dir, option="--output_dir")
     table.ensure_column("rlnCorrectedTomoName", "None")
-    halo = (crop - cube) // 2
     keys = table.output_keys()
     for row in rows:
         column = mask_source_column(table, row, cfg.use_deconv_tomo)

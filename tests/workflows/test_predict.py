@@ -45,13 +45,41 @@ def test_missing_or_bad_model(subtomo_star, tmp_path):
         load_model(tmp_path / "bad.ckpt")
 
 
-def test_tile_size_follows_the_checkpoint(caplog):
-    """A cube size other than the model's training cube is replaced by it, with a warning."""
-    from isonet_pl.workflows.predict import tile_sizes
+def test_tiles_come_from_the_network_not_the_training_cube():
+    """The tile core is large by default (not the training cube: 8-27x the work), the context a quarter of the
+    receptive radius, both on the network's input multiple; given sizes are honoured (rounded up)."""
+    from isonet_pl.model.unet import UNet3D
+    from isonet_pl.predict import predictor
+    from isonet_pl.predict.predictor import tile_plan
 
-    assert tile_sizes(PredictConfig(), {"cube_size": 32}) == (32, 64)
-    assert tile_sizes(PredictConfig(cube_size=64, crop_size=96), {"cube_size": 32}) == (32, 96)
-    assert "trained on cubes of 32" in caplog.text
+    net = UNet3D(depth=3, base_channels=4, convs_per_level=2)
+    assert net.receptive_radius == (2 * 2 + 2) * (1 + 2 + 4) + 1 * 8 == 50
+    core, halo = tile_plan(net, "cpu")
+    assert halo == 16 and core % 8 == 0 and 64 <= core <= 512
+    assert (core + 2 * halo) ** 3 * 33 * 4 <= predictor.TILE_MEMORY["cpu"] < (core + 8 + 2 * halo) ** 3 * 33 * 4
+    assert tile_plan(UNet3D(depth=3, base_channels=64), "cpu")[0] < core  # a wider network gets smaller tiles
+    assert tile_plan(net, "cpu", cube_size=30, crop_size=70) == (32, 24)
+    assert tile_plan(net, "cpu", crop_size=96) == (64, 16)  # IsoNet's tile edge alone
+
+
+def test_tiled_prediction_equals_one_whole_forward_with_the_full_receptive_field():
+    """With a halo of the whole receptive radius, tiles stitch to exactly the whole-volume forward away from
+    the volume's edges (float32 tolerance), which checks receptive_radius."""
+    from isonet_pl.model.module import IsoNetModule
+    from isonet_pl.predict.predictor import predict_block, predict_tomogram
+
+    torch.manual_seed(0)
+    module = IsoNetModule(net={"depth": 2, "base_channels": 4, "convs_per_level": 1, "dropout": 0.0,
+                               "residual": False, "batch_norm": False}).eval()
+    r = module.net.receptive_radius
+    assert r == 16
+    vol = np.random.default_rng(0).normal(size=(40, 48, 48)).astype(np.float32)
+    whole = predict_block(vol, module, 0.0, 1.0)
+    tiled = predict_tomogram(vol, module, 0.0, 1.0, chunk=16, halo=r).compute(scheduler="synchronous")
+    inner = (slice(r, -r),) * 3
+    np.testing.assert_allclose(tiled[inner], whole[inner], rtol=0, atol=1e-5 * np.abs(whole).max())
+    short = predict_tomogram(vol, module, 0.0, 1.0, chunk=16, halo=4).compute(scheduler="synchronous")
+    assert np.abs(short[inner] - whole[inner]).max() > 1e-4 * np.abs(whole).max()  # too little context shows
 
 
 def test_pretrained_model_starts_refine(subtomo_star, tmp_path):
@@ -140,11 +168,12 @@ def test_precision_follows_the_checkpoint(subtomo_star, tmp_path):
                                              convs_per_depth=1, preprocessing_ncpus=0, precision="bf16-mixed"))
     star = subtomo_star.parent / "sim" / "tomograms.star"
     out = {}
-    for name, precision in (("default", None), ("bf16", "bf16-mixed"), ("fp32", "32")):
+    for name, precision in (("default", None), ("bf16", "bf16-mixed"), ("fp32", "32"), ("auto", "auto")):
         predict(star, ckpt, PredictConfig(output_dir=str(tmp_path / name), crop_size=32, use_deconv_tomo=False,
                                           precision=precision), IO)
         out[name] = read_mrc(tmp_path / name / "sim_00_corrected.mrc")[0]
     np.testing.assert_array_equal(out["default"], out["bf16"])
+    assert np.array_equal(out["auto"], out["bf16"]) or np.array_equal(out["auto"], out["fp32"])
     rel = np.sqrt(np.mean((out["bf16"] - out["fp32"]) ** 2) / np.mean(out["fp32"] ** 2))
     assert 0 < rel <= 3e-2
 
