@@ -1,6 +1,11 @@
 """Prediction benchmark: overlap-tile cost, memory on a large tomogram, network throughput.
 
-Run: ``.venv/bin/python bench/predict.py [--gib 2] [--threads 2]``
+Run: ``.venv/bin/python bench/predict.py [--gib 2] [--threads 2]`` (``--tiles-only``: only part 0)
+
+0. predict's tiles, side by side in one run, for the CPU presets' network (depth 3, 16 base channels, 2
+   convolutions per level) on a 64x192x192 tomogram: wall time ÷ one raw forward of the same network over
+   the same voxels, with the default tiles (from the network and the memory: ``tile_plan``) and with the
+   tiles of earlier versions for models trained at cube 16, 32 and 64 (core = training cube, tile = cube + 32).
 
 With a small network (depth 2, 8 base channels, 1 convolution per level; random weights -
 the cost does not depend on them), side by side in one run:
@@ -80,17 +85,49 @@ def child(zarr_in: str, zarr_out: str, threads: int) -> None:
     print(json.dumps({"wall_s": time.perf_counter() - t0, "peak_rss_MiB": peak_rss_mib()}))
 
 
+def tile_ratios(out: Path) -> dict:
+    """Part 0: wall ÷ raw forward of predict's default tiles and of the old training-cube tiles."""
+    from isonet_pl.model.module import IsoNetModule
+    from isonet_pl.predict.predictor import predict_block, predict_tomogram, tile_plan
+
+    torch.manual_seed(0)
+    module = IsoNetModule(net={"depth": 3, "base_channels": 16, "convs_per_level": 2, "dropout": 0.0}).eval()
+    vol = np.random.default_rng(0).normal(size=(64, 192, 192)).astype(np.float32)
+    predict_block(vol[:32, :32, :32], module, 0.0, 1.0)  # warm-up
+    t0 = time.perf_counter()
+    predict_block(vol, module, 0.0, 1.0)
+    raw = time.perf_counter() - t0
+    core, halo = tile_plan(module.net, "cpu")
+    plans = {f"default (core {core}, halo {halo})": (core, halo)}
+    plans.update({f"before: trained at cube {c} (core {c}, halo 16)": (c, 16) for c in (64, 32, 16)})
+    res = {"raw_forward_s": raw, "shape": list(vol.shape), "receptive_radius": module.net.receptive_radius}
+    for name, (c, h) in plans.items():
+        t0 = time.perf_counter()
+        with dask.config.set(scheduler="threads", num_workers=1):
+            predict_tomogram(vol, module, 0.0, 1.0, chunk=c, halo=h).compute()
+        wall = time.perf_counter() - t0
+        res[name] = {"wall_s": wall, "ratio_to_raw_forward": wall / raw}
+        print(f"{name:42s}: {wall:6.1f} s = {wall / raw:5.2f}x one raw forward ({raw:.1f} s)", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "predict_tiles.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--gib", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="bench/out")
+    parser.add_argument("--tiles-only", action="store_true")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child[0], args.child[1], int(args.child[2]))
         return
     torch.set_num_threads(args.threads)
+    tile_ratios(Path(args.out))
+    if args.tiles_only:
+        return
     module = small_module()
     from isonet_pl.predict.predictor import predict_tomogram
 

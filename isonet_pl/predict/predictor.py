@@ -1,9 +1,9 @@
 """Overlap-tile prediction of a tomogram as a dask computation (crop and stitch).
 
-Every chunk of the tomogram is predicted with ``halo`` voxels of context on each side
-(``map_overlap``, ``boundary="reflect"``: the edge voxel is repeated, numpy's "symmetric",
-IsoNet's padding) and cropped back, so the result is streamed chunk by chunk and the whole
-tomogram is never in memory. Normalisation uses fixed statistics (those the network was
+Every chunk of the tomogram is predicted with ``halo`` voxels of context on each side where the
+tomogram has them (at its faces the network's own padding takes over, as in one whole-volume
+forward; a lazy dask input goes through ``map_overlap`` with mirrored edges instead) and cropped
+back, so the result is streamed chunk by chunk and the whole tomogram is never in memory. Normalisation uses fixed statistics (those the network was
 trained with), so tiles are normalised alike and de-normalised back to the input's scale
 and contrast.
 """
@@ -153,12 +153,15 @@ class _Replicas:
 
 def _predict_core(source, replicas: _Replicas, offset: float, scale: float, halo: tuple[int, ...],
                   block_info=None) -> np.ndarray:
+    """One output block: its core read with ``halo`` voxels of context where the tomogram has them (at the
+    tomogram's faces the network's own padding takes over, as in one whole-volume forward: no mirrored
+    context to compute, which on a thin axis would cost as much as the core)."""
     loc = block_info[None]["array-location"]
-    lo = tuple(a - h for (a, _), h in zip(loc, halo))
-    hi = tuple(b + h for (_, b), h in zip(loc, halo))
+    lo = tuple(max(a - h, 0) for (a, _), h in zip(loc, halo))
+    hi = tuple(min(b + h, n) for (_, b), h, n in zip(loc, halo, source.shape))
     index = sum(block_info[None]["chunk-location"])
     out = replicas.run(index, read_reflected(source, lo, hi), offset, scale)
-    return out[tuple(slice(h, h + b - a) for (a, b), h in zip(loc, halo))]
+    return out[tuple(slice(a - start, b - start) for (a, b), start in zip(loc, lo))]
 
 
 def predict_tomogram(arr, module, offset: float, scale: float, chunk: int = 64, halo: int = 16,
