@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from isonet_pl.config import IsoNetConfig, with_overrides
+from isonet_pl.config import OPTION_GROUPS, IsoNetConfig, with_overrides
 from isonet_pl.errors import IsoNetError
 from isonet_pl.fields import FieldSpec, format_value, section_fields
 from isonet_pl.io.star import parse_tomo_idx
@@ -72,6 +72,8 @@ def command_form(name: str) -> dict[str, Any]:
         elif isinstance(param, click.Option) and not param.hidden:  # e.g. --tomo_idx
             options.append({"name": param.name, "kind": "str", "default": None, "description": param.help or "",
                             "choices": None, "nullable": True, "group": "Options"})
+    order = list(OPTION_GROUPS.get(_section(name).__name__, {}))
+    options.sort(key=lambda o: order.index(o["group"]) if o["group"] in order else len(order))  # stable
     help_text = (command.help or "").split("\n")[0]
     return {"name": name, "help": help_text, "arguments": arguments, "options": options}
 

@@ -176,3 +176,23 @@ def test_workflow_through_the_page(browser, server, project):
     browser.refresh()
     form = wait(browser, lambda d: d.find_elements("css selector", 'form[data-command="prepare_star"]'))[0]
     assert form.find_element("name", "folder_name").get_attribute("value") == ""
+
+
+def test_refine_form_is_grouped_and_shows_its_command(browser, server):
+    """The refine form shows its options in the groups of `refine --help` (the first open, the others folded),
+    labels in words with the option name beside them, and the command it runs, updated as values change."""
+    browser.get(server.url)
+    form = wait(browser, lambda d: d.find_elements("css selector", 'form[data-command="refine"]'))[0]
+    css(browser, '#tabs button[data-page="refine"]').click()
+    groups = form.find_elements("css selector", "details.option-group")
+    names = [g.get_attribute("data-group") for g in groups]
+    assert names[:2] == ["Run", "Network"] and "Even/odd halves (n2n)" in names
+    assert groups[0].get_attribute("open") is not None and groups[1].get_attribute("open") is None
+    label = form.find_element("css selector", 'label[for$="iterations"]').get_attribute("textContent")
+    assert "Iterations" in label and "--iterations" in label
+    browser.execute_script("arguments[0].closest('details.card').open = true; arguments[0].scrollIntoView()", form)
+    preview = form.find_element("css selector", '[data-role="command"]')
+    wait(browser, lambda d: preview.get_attribute("textContent").startswith("isonet-pl refine "))
+    fill(form.find_element("name", "iterations"), "7")
+    wait(browser, lambda d: "--iterations 7" in preview.get_attribute("textContent"))
+    screenshot(browser, "refine_form_groups")

@@ -69,8 +69,24 @@ function fieldInput(opt) {
                          list: opt.list});
   }
   return el("div", {class: `field ${opt.argument ? "argument" : ""}`, title: opt.description || ""},
-            el("label", {for: id, text: opt.name}), input,
+            el("label", {for: id}, humanLabel(opt.name), el("code", {class: "optname",
+              text: opt.argument ? opt.name.toUpperCase() : `--${opt.name}`})), input,
             opt.description ? el("div", {class: "help", text: opt.description}) : null);
+}
+
+/** "filter_base" -> "Filter base" (the option's own name is shown beside it in small print). */
+function humanLabel(name) {
+  const text = name.replace(/_/g, " ").replace(/\bgpuID\b/, "GPU ids");
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+/** The command line a form runs, as the CLI would take it (only values that differ from the defaults). */
+function commandText(form, command) {
+  const v = formValues(form, command);
+  const defaults = Object.fromEntries(state.schema[command].options.map((o) => [o.name, o.default]));
+  const quote = (t) => (/^[\w.,:\/=+-]+$/.test(t) ? t : `'${t.replace(/'/g, "'\\''")}'`);
+  const opts = Object.entries(v.options).filter(([k, x]) => x !== defaults[k]).map(([k, x]) => `--${k} ${quote(x)}`);
+  return ["isonet-pl", command, ...Object.values(v.arguments).map(quote), ...opts].join(" ");
 }
 
 /** Where a command's last submitted form values are kept (the browser's storage, per project). */
@@ -105,18 +121,29 @@ function commandCard(container, command, title, {open = true, prefill = {}, afte
       a.default ?? STAR_DEFAULTS[a.name] ?? "", description: `${a.name.toUpperCase()} (required)`, list,
       argument: true}));
   }
+  // options in the groups of `isonet-pl COMMAND --help`; the first group open, the others folded
+  const groups = new Map();
   for (const o of spec.options) {
     const field = fieldInput({...o, form: command, default: prefill[o.name] ?? o.default});
     if (o.name in saved) field.querySelector("input, select").value = saved[o.name];
-    grid.append(field);
+    const group = o.group || "Options";
+    if (!groups.has(group)) groups.set(group, el("div", {class: "form-grid"}));
+    groups.get(group).append(field);
   }
+  const sections = [...groups.entries()].map(([name, fields], i) => (groups.size === 1 ? fields :
+    el("details", {class: "option-group", open: i === 0, "data-group": name}, el("summary", {text: name}), fields)));
   const error = el("div", {class: "error hidden", "data-role": "form-error"});
+  const preview = el("code", {class: "command-preview", "data-role": "command"});
   const run = el("button", {class: "primary", "data-run": command, text: `Run ${command}`});
   const reset = el("button", {text: "Defaults", title: "Reset every field to the CLI's default (and forget the "
                                                     + "values last run)"});
-  const form = el("form", {"data-command": command}, grid,
+  const form = el("form", {"data-command": command}, grid, ...sections,
                   el("div", {class: "form-actions"}, run, reset, el("span", {class: "muted", text: spec.help})),
-                  error);
+                  el("div", {class: "muted"}, "Command: ", preview), error);
+  const showCommand = () => { preview.textContent = commandText(form, command); };
+  form.addEventListener("input", showCommand);
+  form.addEventListener("change", showCommand);
+  setTimeout(showCommand, 0);
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     error.classList.add("hidden");
