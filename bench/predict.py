@@ -5,7 +5,8 @@ Run: ``.venv/bin/python bench/predict.py [--gib 2] [--threads 2]`` (``--tiles-on
 0. predict's tiles, side by side in one run, for the CPU presets' network (depth 3, 16 base channels, 2
    convolutions per level) on a 64x192x192 tomogram: wall time ÷ one raw forward of the same network over
    the same voxels, with the default tiles (from the network and the memory: ``tile_plan``) and with the
-   tiles of earlier versions for models trained at cube 16, 32 and 64 (core = training cube, tile = cube + 32).
+   tiles of earlier versions for models trained at cube 16, 32 and 64 (core = training cube, tile = cube + 32);
+   then on a 128x384x384 tomogram, where tiles meet inside it (default, cube 64 and cube 32 only).
 
 With a small network (depth 2, 8 base channels, 1 convolution per level; random weights -
 the cost does not depend on them), side by side in one run:
@@ -108,6 +109,18 @@ def tile_ratios(out: Path) -> dict:
         wall = time.perf_counter() - t0
         res[name] = {"wall_s": wall, "ratio_to_raw_forward": wall / raw}
         print(f"{name:42s}: {wall:6.1f} s = {wall / raw:5.2f}x one raw forward ({raw:.1f} s)", flush=True)
+    # a larger tomogram, where tiles meet inside it: the raw forward time per voxel from the block above
+    big = np.random.default_rng(1).normal(size=(128, 384, 384)).astype(np.float32)
+    per_voxel = raw / vol.size
+    res["large"] = {"shape": list(big.shape)}
+    for name, (c, h) in list(plans.items())[:3]:
+        t0 = time.perf_counter()
+        with dask.config.set(scheduler="threads", num_workers=1):
+            predict_tomogram(big, module, 0.0, 1.0, chunk=c, halo=h).compute()
+        wall = time.perf_counter() - t0
+        res["large"][name] = {"wall_s": wall, "ratio_to_raw_forward": wall / (per_voxel * big.size)}
+        print(f"128x384x384, {name:30s}: {wall:6.1f} s = {wall / (per_voxel * big.size):5.2f}x the raw forward "
+              "time of as many voxels", flush=True)
     out.mkdir(parents=True, exist_ok=True)
     (out / "predict_tiles.json").write_text(json.dumps(res, indent=1))
     return res
