@@ -34,7 +34,7 @@ POST     /api/jobs/ID/cancel         cancel or stop a job
 GET      /api/losses?result_dir=     loss points of a refine run
 GET      /api/volumes?star=          the volumes of each row of a STAR file
 GET      /api/volume?path=&star=     shape and voxel size of a volume
-GET      /api/slice?path=&star=&axis=&index=&overlay=   a slice as PNG
+GET      /api/slice?path=&star=&axis=&index=&overlay=&low=&high=&slab=   a slice as PNG
 POST     /api/3dmod                  open ``{paths}`` in IMOD's 3dmod
 =======  ==========================  ====================================================
 """
@@ -45,6 +45,7 @@ import http.cookies
 import ipaddress
 import json
 import logging
+import math
 import mimetypes
 import os
 import re
@@ -383,10 +384,19 @@ class Handler(BaseHTTPRequestHandler):
         elif route == "slice":
             star = srv.path(q.get("star"), "STAR file")
             overlay = srv.readable(q["overlay"], star, "mask") if q.get("overlay") else None
-            index = q.get("index") or "0"
-            if not index.lstrip("-").isdigit():
-                raise IsoNetError(f"Error: slice index {index!r} is not a whole number")
-            png = viewer.slice_png(srv.readable(q.get("path"), star), star, q.get("axis", "z"), int(index), overlay)
+            index, slab = q.get("index") or "0", q.get("slab") or "1"
+            if not index.lstrip("-").isdigit() or not slab.isdigit():
+                raise IsoNetError(f"Error: slice index {index!r} and slab {slab!r} must be whole numbers")
+            window = None
+            if q.get("low") or q.get("high"):
+                try:
+                    window = (float(q["low"]), float(q["high"]))
+                except (KeyError, ValueError):
+                    raise IsoNetError("Error: give both low and high as numbers") from None
+                if not (math.isfinite(window[0]) and math.isfinite(window[1]) and window[0] < window[1]):
+                    raise IsoNetError("Error: the window needs finite low < high")
+            png = viewer.slice_png(srv.readable(q.get("path"), star), star, q.get("axis", "z"), int(index), overlay,
+                                   window, int(slab))
             self._send(HTTPStatus.OK, png, "image/png")
         elif route == "3dmod" and method == "POST":
             star = srv.path(body["star"], "STAR file") if body.get("star") else None

@@ -17,6 +17,7 @@ from typing import Any
 
 import mrcfile
 import numpy as np
+import zarr
 
 from isonet_pl.config import IOConfig
 from isonet_pl.errors import InputError
@@ -85,9 +86,36 @@ def open_volume(path: Path, star: Path) -> TomogramStore | MrcVolume:
 
 
 def volume_info(path: Path, star: Path) -> dict[str, Any]:
-    """Shape (z, y, x) and voxel size (Å) of a volume."""
+    """Shape (z, y, x), voxel size (Å) and grey-level window (low, high) of a volume."""
     store = open_volume(path, star)
-    return {"shape": list(store.shape), "voxel_size": list(store.voxel_size)}
+    return {"shape": list(store.shape), "voxel_size": list(store.voxel_size), "window": list(volume_window(store))}
+
+
+_WINDOWS: dict[tuple, tuple[float, float]] = {}
+
+
+def volume_window(store: TomogramStore | MrcVolume) -> tuple[float, float]:
+    """The grey-level window of a whole volume: its 1st and 99th percentiles, from the store's ``omero``
+    window where the commands wrote one, else from its coarsest level (or every 4th voxel of an MRC file);
+    one window per volume, so slices can be compared and the grey level holds while sliding."""
+    key = (str(store.path), Path(store.path).stat().st_mtime_ns)
+    if key not in _WINDOWS:
+        window = None
+        if isinstance(store, TomogramStore):
+            omero = dict(dict(zarr.open_group(store.path, mode="r").attrs.get("ome") or {}).get("omero") or {})
+            channel = (omero.get("channels") or [{}])[0].get("window", {})
+            if "start" in channel and "end" in channel:
+                window = (float(channel["start"]), float(channel["end"]))
+            else:
+                sample = np.asarray(store.zarr_array(store.levels - 1)[...], dtype=np.float32)
+        else:
+            with mrcfile.mmap(store.path, mode="r", permissive=True) as mrc:
+                sample = np.array(mrc.data.reshape(store.shape)[::4, ::4, ::4], dtype=np.float32)
+        if window is None:
+            low, high = np.percentile(sample, [1, 99])
+            window = (float(low), float(high))
+        _WINDOWS[key] = window
+    return _WINDOWS[key]
 
 
 def _plane(store: TomogramStore | MrcVolume, axis: str, index: int, level: int) -> np.ndarray:
@@ -108,8 +136,10 @@ def _level(store: TomogramStore, axis: str) -> int:
     return level
 
 
-def slice_png(path: Path, star: Path, axis: str, index: int, overlay: Path | None = None) -> bytes:
-    """One slice of a volume as PNG: grey levels clipped at the slice's 1st/99th percentiles.
+def slice_png(path: Path, star: Path, axis: str, index: int, overlay: Path | None = None,
+              window: tuple[float, float] | None = None, slab: int = 1) -> bytes:
+    """One slice of a volume as PNG, grey levels clipped to the volume's window (:func:`volume_window`, or
+    ``window``), optionally the mean of ``slab`` neighbouring slices (less noise, as IMOD's slab).
 
     Parameters
     ----------
@@ -123,12 +153,22 @@ def slice_png(path: Path, star: Path, axis: str, index: int, overlay: Path | Non
         The slice along ``axis`` (full-resolution voxels; clipped to the volume).
     overlay : Path, optional
         A mask of the same shape, drawn in colour where it is set.
+    window : (float, float), optional
+        Grey levels shown as black and white (default: the volume's window).
+    slab : int
+        Number of slices averaged, centred on ``index`` (1 to 64).
     """
     if axis not in AXES:
         raise InputError(f"axis {axis!r} is not one of z, y, x")
+    if not 1 <= slab <= 64:
+        raise InputError(f"slab {slab} is not between 1 and 64 slices")
     store = open_volume(path, star)
     level = _level(store, axis)
-    image = slice_preview(_plane(store, axis, index, level))
+    first = index - (slab - 1) // 2
+    step = 2**level
+    planes = [_plane(store, axis, i, level) for i in range(first, first + slab, step)]
+    low, high = window or volume_window(store)
+    image = slice_preview(np.mean(planes, axis=0), low, high)
     if overlay is None:
         return encode_png(image)
     mask_store = open_volume(overlay, star)

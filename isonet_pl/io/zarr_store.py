@@ -38,6 +38,8 @@ DEFAULT_CHUNKS = (64, 64, 64)
 DEFAULT_COMPRESSION_LEVEL = 1
 #: Stop adding pyramid levels once the smallest edge would fall below this.
 MIN_LEVEL_EDGE = 32
+#: Largest coarsest level read whole to compute the ``omero`` window (voxels).
+OMERO_SAMPLE_VOXELS = 32 << 20
 #: Upper bound on the bytes of one MRC block read during conversion.
 BLOCK_BYTES = 64 << 20
 
@@ -173,10 +175,20 @@ class _StoreBuilder:
                                  "isonet_pl": meta})
 
     def record_stats(self, stats: VolumeStats) -> None:
-        """Record the statistics of the values (see :meth:`TomogramStore.value_stats`)."""
+        """Record the statistics of the values (see :meth:`TomogramStore.value_stats`) and, for viewers, an
+        OME ``omero`` grey-level window: the 1st/99th percentiles of the coarsest level (when it is small)."""
         meta = dict(self.group.attrs["isonet_pl"])
         meta["stats"] = stats.as_dict()
         self.group.attrs["isonet_pl"] = meta
+        coarsest = self.arrays[-1]
+        if not stats.finite or int(np.prod(coarsest.shape)) > OMERO_SAMPLE_VOXELS:
+            return
+        low, high = (float(v) for v in np.percentile(np.asarray(coarsest[...], dtype=np.float32), [1, 99]))
+        ome = dict(self.group.attrs["ome"])
+        ome["omero"] = {"channels": [{"label": "density", "color": "FFFFFF", "active": True, "window": {
+            "min": float(stats.min), "max": float(stats.max), "start": low, "end": high}}],
+            "rdefs": {"model": "greyscale"}}
+        self.group.attrs["ome"] = ome
 
     def write(self, block: np.ndarray, z0: int, y0: int) -> None:
         """Write a full-width block at (z0, y0) to level 0 and its binned versions."""
@@ -406,7 +418,6 @@ def write_tomogram(arr: da.Array | np.ndarray, zarr_path: str | Path, voxel_size
         _store_with_stats(_aligned(arr, chunks), builder.arrays[0], stats)
         if require_finite and not stats.finite:
             raise NonFiniteError(f"{zarr_path.name}: the computed volume holds NaN or infinite values")
-        builder.record_stats(stats)
         for level in range(1, len(builder.shapes)):
             prev = builder.arrays[level - 1]
             even = tuple(s // 2 * 2 for s in prev.shape)
@@ -415,6 +426,7 @@ def write_tomogram(arr: da.Array | np.ndarray, zarr_path: str | Path, voxel_size
                 _bin2, dtype=np.float32, chunks=tuple(tuple(c // 2 for c in axis) for axis in src[
                     : even[0], : even[1], : even[2]].chunks))
             da.store(binned, builder.arrays[level], lock=False)
+        builder.record_stats(stats)
     return open_tomogram(zarr_path)
 
 

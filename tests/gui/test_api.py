@@ -379,3 +379,41 @@ def test_relion5_star_loads_as_its_isonet_table(client, project, monkeypatch):
     table = client.json("/api/star", {"path": star.relative_to(project).as_posix()})
     assert table["path"] == "Tomograms/job010/tomograms_isonet.star"
     assert [r["rlnTomoName"] for r in table["rows"]] == ["TS_01", "TS_02"]
+
+
+def test_slices_share_the_volume_window_and_average_slabs(project):
+    """Every slice of a volume uses the volume's own grey-level window (an omero window the commands wrote,
+    or percentiles of a subsample), so slices compare; slab averaging and an explicit window work."""
+    from isonet_pl.gui import viewer
+    from isonet_pl.io.mrc import read_mrc
+    from isonet_pl.plot import slice_preview
+    from isonet_pl.workflows.convert import convert
+
+    mrc, star = project / "sim" / "tomos" / "sim_00.mrc", project / "sim" / "tomograms.star"
+    data = read_mrc(mrc)[0].astype(np.float32)
+    window = viewer.volume_window(viewer.open_volume(mrc, star))
+    np.testing.assert_allclose(window, np.percentile(data[::4, ::4, ::4], [1, 99]), rtol=1e-6)
+    convert(star)  # the Zarr copy carries an omero window from its coarsest level
+    store = viewer.open_volume(mrc, star)
+    zarr_window = viewer.volume_window(store)
+    assert zarr_window[0] < zarr_window[1]
+    png = viewer.slice_png(mrc, star, "z", 5, window=(-1.0, 1.0), slab=3)
+    expected = slice_preview(data[4:7].mean(axis=0), -1.0, 1.0)
+    from isonet_pl.plot import encode_png
+
+    assert png == encode_png(expected)
+    with pytest.raises(Exception, match="slab 0"):
+        viewer.slice_png(mrc, star, "z", 5, slab=0)
+
+
+def test_slice_api_window_and_slab_checked(client):
+    """The slice API takes low/high/slab and refuses malformed ones with one line."""
+    star, path = "sim/tomograms.star", "sim/tomos/sim_00.mrc"
+    info = client.json("/api/volume", {"path": path, "star": star})
+    assert len(info["window"]) == 2 and info["window"][0] < info["window"][1]
+    code, ctype, body = client.request("/api/slice", {"path": path, "star": star, "index": 3, "low": -1, "high": 1,
+                                                      "slab": 3})
+    assert code == 200 and body[:8] == PNG_MAGIC
+    for bad in ({"low": "x", "high": 1}, {"low": 2, "high": 1}, {"slab": "a"}, {"low": "nan", "high": 1}):
+        code, _, body = client.request("/api/slice", {"path": path, "star": star, "index": 3, **bad})
+        assert code == 400 and b"Error:" in body

@@ -160,6 +160,18 @@ def test_workflow_through_the_page(browser, server, project):
         "return i.complete && i.src.includes('overlay=') && i.src.includes('axis=y') && i.naturalWidth"))
     assert width == 48
     assert css(browser, "#view-message").text == ""
+    # one contrast window per volume (editable), a scale bar in Å, the overlay's legend, coordinates in Å
+    assert css(browser, "#view-low").get_attribute("value") and css(browser, "#view-high").get_attribute("value")
+    wait(browser, lambda d: not css(d, "#view-scalebar").get_attribute("class").endswith("hidden"))
+    assert css(browser, "#view-scalebar span").text.endswith(("Å", "nm"))
+    assert css(browser, "#view-legend").is_displayed()
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    ActionChains(browser).move_to_element(css(browser, "#view-image")).perform()
+    wait(browser, lambda d: "Å" in css(d, "#view-coords").text)
+    fill(css(browser, "#view-slab"), "5")
+    css(browser, "#view-slab").send_keys("\n")
+    wait(browser, lambda d: "slab=5" in css(d, "#view-image").get_attribute("src"))
     assert screenshot(browser, "viewer").stat().st_size > 0
     assert (project / "tomograms.star").exists() and (project / "mask" / "other_mask.mrc").exists()
 

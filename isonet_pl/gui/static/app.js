@@ -527,6 +527,7 @@ async function loadVolume() {
   const before = state.volume ? state.volume.shape.join() : null;
   try {
     state.volume = await api("volume", {path: row.volumes[label], star: $("#view-star").value.trim()});
+    [$("#view-low").value, $("#view-high").value] = state.volume.window.map((v) => Number(v.toPrecision(4)));
   } catch (e) {
     $("#view-message").textContent = e.message;
     return;
@@ -553,15 +554,61 @@ function showSlice() {
   $("#view-index").textContent = `${"zyx"[("zyx".indexOf(state.viewAxis))].toUpperCase()} = ${index} / ` +
     `${shape["zyx".indexOf(state.viewAxis)] - 1}   (volume ${shape.join(" × ")})`;
   const params = {path: row.volumes[label], star: $("#view-star").value.trim(), axis: state.viewAxis, index};
-  if ($("#view-overlay").checked && row.volumes.mask && label !== "mask") params.overlay = row.volumes.mask;
+  const overlay = $("#view-overlay").checked && row.volumes.mask && label !== "mask";
+  if (overlay) params.overlay = row.volumes.mask;
+  $("#view-legend").classList.toggle("hidden", !overlay);
+  const low = $("#view-low").value.trim(), high = $("#view-high").value.trim();
+  if (low !== "" && high !== "") Object.assign(params, {low, high});
+  const slab = Number($("#view-slab").value) || 1;
+  if (slab > 1) params.slab = slab;
   const img = $("#view-image");
   img.onerror = async () => {
     const res = await fetch(img.src);
     const data = await res.json().catch(() => ({}));
     $("#view-message").textContent = data.error || "the slice could not be read";
   };
-  img.onload = () => { $("#view-message").textContent = ""; };
+  img.onload = () => { $("#view-message").textContent = ""; drawScaleBar(); };
   img.src = apiUrl("slice", params);
+}
+
+/** The in-plane axes (row, column) of the shown slice, as indices of (z, y, x). */
+function planeAxes() {
+  return {z: [1, 2], y: [0, 2], x: [0, 1]}[state.viewAxis];
+}
+
+/** A scale bar of a round length in Å (or nm) under the slice, sized to the image as displayed. */
+function drawScaleBar() {
+  const img = $("#view-image"), bar = $("#view-scalebar");
+  if (!state.volume || !img.naturalWidth) return bar.classList.add("hidden");
+  const [, col] = planeAxes();
+  const angstromPerPixel = state.volume.voxel_size[col] * state.volume.shape[col] / img.naturalWidth;
+  const shown = Math.min(img.clientWidth / img.naturalWidth, img.clientHeight / img.naturalHeight);
+  const target = angstromPerPixel * img.naturalWidth / 5;  // about a fifth of the width
+  const power = 10 ** Math.floor(Math.log10(target));
+  const length = [1, 2, 5, 10].map((m) => m * power).filter((v) => v <= target).pop() || power;
+  bar.querySelector(".bar").style.width = `${(length / angstromPerPixel) * shown}px`;
+  bar.querySelector("span").textContent = length >= 100 ? `${length / 10} nm` : `${length} Å`;
+  bar.classList.remove("hidden");
+}
+
+/** Under the slice: where the pointer is, in voxels and in Å. */
+function showCoords(ev) {
+  const img = $("#view-image");
+  if (!state.volume || !img.naturalWidth) return;
+  const rect = img.getBoundingClientRect();
+  const scale = Math.min(rect.width / img.naturalWidth, rect.height / img.naturalHeight);
+  const left = rect.left + (rect.width - img.naturalWidth * scale) / 2;
+  const top = rect.top + (rect.height - img.naturalHeight * scale) / 2;
+  const u = (ev.clientX - left) / (img.naturalWidth * scale), v = (ev.clientY - top) / (img.naturalHeight * scale);
+  if (u < 0 || u > 1 || v < 0 || v > 1) return;
+  const [rowAxis, colAxis] = planeAxes();
+  const voxel = [0, 0, 0];
+  voxel["zyx".indexOf(state.viewAxis)] = Number($("#view-slider").value);
+  voxel[rowAxis] = Math.floor(v * state.volume.shape[rowAxis]);
+  voxel[colAxis] = Math.floor(u * state.volume.shape[colAxis]);
+  const [z, y, x] = voxel, vs = state.volume.voxel_size;
+  $("#view-coords").textContent = `x ${x}, y ${y}, z ${z} voxels = ${(x * vs[2]).toFixed(0)}, ` +
+    `${(y * vs[1]).toFixed(0)}, ${(z * vs[0]).toFixed(0)} Å`;
 }
 
 /** The selected rows' volumes in 3dmod (paths as the server resolves them, from /api/volumes). */
@@ -622,6 +669,13 @@ async function main() {
     ["#view-refresh", "click", refreshViewer], ["#view-star", "change", refreshViewer],
     ["#view-row", "change", fillVolumes], ["#view-volume", "change", loadVolume],
     ["#view-overlay", "change", showSlice], ["#view-slider", "input", showSlice],
+    ["#view-low", "change", showSlice], ["#view-high", "change", showSlice], ["#view-slab", "change", showSlice],
+    ["#view-window-reset", "click", () => {
+      if (!state.volume) return;
+      [$("#view-low").value, $("#view-high").value] = state.volume.window.map((v) => Number(v.toPrecision(4)));
+      showSlice();
+    }],
+    ["#view-image", "mousemove", showCoords],
   ];
   for (const [sel, event, fn] of handlers) $(sel).addEventListener(event, fn);
   document.querySelectorAll("#view-axes button").forEach((b) => b.addEventListener("click", () => setAxis(b.dataset.axis)));
