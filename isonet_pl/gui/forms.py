@@ -10,6 +10,7 @@ gets the CLI's one-line message.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -22,6 +23,10 @@ from isonet_pl.io.star import parse_tomo_idx
 #: Commands the GUI can run as jobs; the section of each is the IsoNetConfig field of that name.
 COMMANDS = ("prepare_star", "simulate", "deconv", "make_mask", "extract", "refine", "predict", "convert")
 _SECTION_OF = {"convert": "io"}
+
+
+#: Commands whose STAR argument they write rather than read.
+_MAKES_ITS_STAR = ("prepare_star", "simulate")
 
 
 class FormError(Exception):
@@ -93,8 +98,11 @@ def _text(value: Any) -> str | None:
     return text.strip() or None
 
 
-def command_line(name: str, arguments: dict[str, Any], options: dict[str, Any]) -> list[str]:
-    """The command line of a form, checked as the CLI checks it.
+def command_line(name: str, arguments: dict[str, Any], options: dict[str, Any],
+                 folder: Path | None = None) -> list[str]:
+    """The command line of a form, checked as the CLI checks it; with ``folder`` (where the job will run),
+    input files named by the arguments (STAR files, the model) must exist there, so a missing one is
+    reported at once, not after the job has started.
 
     Options left empty, or equal to their default, are left out (the CLI then uses the
     default too).
@@ -125,6 +133,10 @@ def command_line(name: str, arguments: dict[str, Any], options: dict[str, Any]) 
         _check_text(arg["name"].upper(), text)
         if text.startswith("-"):
             raise FormError(f"Error: {arg['name'].upper()} {text!r} starts with '-'; write it as ./{text}")
+        if folder is not None and arg["kind"] in ("star", "ckpt") and name not in _MAKES_ITS_STAR:
+            if not (folder / text).is_file():
+                raise FormError(f"Error: {arg['name'].upper()} {text} does not exist in {folder}; choose an "
+                                "existing file (or run the step that makes it first)")
         argv.append(text)
     for opt_name, value in options.items():
         text = _text(value)

@@ -370,7 +370,7 @@ class Handler(BaseHTTPRequestHandler):
             self._json([job_json(srv.jobs, j) for j in srv.jobs.jobs()])
         elif route == "jobs" and method == "POST":
             argv = forms.command_line(str(body.get("command")), dict(body.get("arguments") or {}),
-                                      dict(body.get("options") or {}))
+                                      dict(body.get("options") or {}), srv.project)
             self._json(job_json(srv.jobs, srv.jobs.submit(argv)))
         elif job_match:
             self._job(job_match.group(1), bool(job_match.group(2)) and method == "POST", q)

@@ -160,12 +160,13 @@ def test_job_runs_the_cli_and_finishes(client, project):
     assert "sim2/tomograms.star" in client.json("/api/files", {"kind": "star"})
 
 
-def test_failed_job_shows_the_cli_error(client):
-    """A command that fails (missing STAR file) ends 'failed' with the CLI's error line."""
-    job = client.json("/api/jobs", body={"command": "deconv", "arguments": {"star_file": "missing.star"}})
+def test_failed_job_shows_the_cli_error(client, project):
+    """A command that fails (a STAR row naming a missing tomogram) ends 'failed' with the CLI's error line."""
+    (project / "bad.star").write_text("data_\nloop_\n_rlnIndex\n_rlnMicrographName\n1 gone.mrc\n")
+    job = client.json("/api/jobs", body={"command": "deconv", "arguments": {"star_file": "bad.star"}})
     job = wait_for(client, job["id"])
     assert job["state"] == "failed" and job["returncode"] == 1
-    assert job["error"].startswith("Error: missing.star: tomogram STAR file does not exist")
+    assert job["error"].startswith("Error: bad.star: row 1 points to a missing file")
 
 
 def test_cancel_a_queued_job(server):
@@ -417,3 +418,13 @@ def test_slice_api_window_and_slab_checked(client):
     for bad in ({"low": "x", "high": 1}, {"low": 2, "high": 1}, {"slab": "a"}, {"low": "nan", "high": 1}):
         code, _, body = client.request("/api/slice", {"path": path, "star": star, "index": 3, **bad})
         assert code == 400 and b"Error:" in body
+
+
+def test_missing_input_files_are_reported_before_a_job_starts(client):
+    """A STAR file or model that does not exist is refused at once, not after the job has imported torch."""
+    bad = client.json("/api/jobs", body={"command": "deconv", "arguments": {"star_file": "nope.star"}}, status=400)
+    assert "STAR_FILE nope.star does not exist" in bad["error"]
+    bad = client.json("/api/jobs", body={"command": "predict", "arguments": {"star_file": "sim/tomograms.star",
+                                                                             "model": "results/x.ckpt"}}, status=400)
+    assert "MODEL results/x.ckpt does not exist" in bad["error"]
+    assert client.json("/api/jobs") == []
