@@ -189,7 +189,8 @@ def loss_points(result_dir: Path) -> dict[str, Any]:
     -------
     dict
         ``train_step``: [step, loss] pairs; ``train`` and ``val``: [epoch, loss] pairs (epochs
-        counted from 1 over all iterations); ``iterations``: the finished iterations.
+        counted from 1 over all iterations); ``iterations``: the finished iterations; ``noise``:
+        [iteration, noise level] pairs; ``epochs_per_iteration`` (None before the first iteration ends).
     """
     points: dict[str, list] = {"train_step": [], "train": [], "val": []}
     columns = {"train/loss_step": ("train_step", "step"), "train/loss_epoch": ("train", "epoch"),
@@ -201,10 +202,14 @@ def loss_points(result_dir: Path) -> dict[str, Any]:
                     if row.get(column) and row.get(x):
                         offset = 1 if x == "epoch" else 0
                         points[series].append([int(float(row[x])) + offset, float(row[column])])
-    iterations = []
+    iterations, noise, epochs = [], [], None
     for path in sorted(result_dir.glob("refine_iter*.json")):
         try:
-            iterations.append(int(json.loads(path.read_text())["iteration"]))
-        except (ValueError, KeyError):
+            payload = json.loads(path.read_text())
+            iterations.append(int(payload["iteration"]))
+            noise.append([int(payload["iteration"]), float(payload.get("noise_level", 0.0))])
+            epochs = int(payload.get("settings", {}).get("epochs") or epochs or 0) or None
+        except (ValueError, KeyError, TypeError):
             continue
-    return {**{k: sorted(v) for k, v in points.items()}, "iterations": iterations}
+    return {**{k: sorted(v) for k, v in points.items()}, "iterations": iterations, "noise": noise,
+            "epochs_per_iteration": epochs}

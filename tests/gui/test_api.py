@@ -228,6 +228,11 @@ def test_losses_of_a_refine_run(client, project):
     data = client.json("/api/losses", {"result_dir": "results"})
     assert data["train_step"] == [[0, 0.9], [1, 0.8], [3, 0.6]]
     assert data["train"] == [[1, 0.85]] and data["val"] == [[1, 0.7]] and data["iterations"] == [1]
+    for it, noise in ((1, 0.0), (2, 0.1)):  # the plot's iteration and noise-stage markers
+        (project / "results" / f"refine_iter{it:02d}.json").write_text(json.dumps(
+            {"iteration": it, "noise_level": noise, "settings": {"epochs": 2}}))
+    data = client.json("/api/losses", {"result_dir": "results"})
+    assert data["noise"] == [[1, 0.0], [2, 0.1]] and data["epochs_per_iteration"] == 2
 
 
 def test_log_parsing_helpers():

@@ -470,6 +470,28 @@ function drawLosses(data) {
   ctx.fillText(String(x0), px(x0) - 3, H - m.b + 14);
   ctx.fillText(String(x1), px(x1) - 8, H - m.b + 14);
   ctx.fillText("epoch", (W - 30) / 2, H - 6);
+  // iteration boundaries (dashed) and the starts of noise stages (red: the loss rises there by design)
+  const per = data.epochs_per_iteration;
+  if (per) {
+    ctx.save();
+    for (let it = 1; it * per < x1; it++) {
+      const x = px(it * per + 0.5);
+      const stage = (data.noise || []).find(([i]) => i === it + 1);
+      const before = (data.noise || []).find(([i]) => i === it);
+      const rises = stage && before && stage[1] > before[1];
+      ctx.strokeStyle = rises ? "#d62728" : "#ccc";
+      ctx.setLineDash(rises ? [] : [3, 3]);
+      ctx.beginPath();
+      ctx.moveTo(x, m.t);
+      ctx.lineTo(x, H - m.b);
+      ctx.stroke();
+      if (rises) {
+        ctx.fillStyle = "#d62728";
+        ctx.fillText(`noise ${stage[1]}`, x + 3, m.t + 24);
+      }
+    }
+    ctx.restore();
+  }
   let lx = m.l + 8;
   for (const s of series) {
     if (!s.pts.length) continue;
