@@ -582,8 +582,7 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
             if trainer.interrupted:  # stop here, resumable from the last epoch checkpoint
                 if threading.current_thread() is threading.main_thread():  # Lightning left Ctrl-C ignored
                     signal.signal(signal.SIGINT, signal.default_int_handler)
-                raise Interrupted(f"iteration {it} stopped; its completed epochs are saved. Resume with: isonet-pl "
-                                  f"refine {subtomo_star} --continue_from {result_dir}")
+                raise Interrupted(_resume_hint(it, subtomo_star, result_dir))
             losses = _epoch_losses(result_dir / "logs" / f"iter{it:02d}" / "metrics.csv", it, cfg.epochs)
             ckpt = result_dir / f"model_iter{it:02d}.ckpt"
             trainer.save_checkpoint(ckpt)  # every rank calls it; Lightning writes from rank 0 only
@@ -608,10 +607,15 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
     except Interrupted:
         raise
     except KeyboardInterrupt:  # between the fits: refilling, predicting, saving
-        raise Interrupted(f"during iteration {it}; completed iterations and epochs are saved. Resume with: "
-                          f"isonet-pl refine {subtomo_star} --continue_from {result_dir}") from None
+        raise Interrupted(_resume_hint(it, subtomo_star, result_dir)) from None
     logger.info("refine done: the model is %s; next: isonet-pl predict TOMOGRAMS_STAR %s", previous, previous)
     return previous
+
+
+def _resume_hint(iteration: int, subtomo_star, result_dir: Path) -> str:
+    """What an interrupted refine says: where it stopped and the command that resumes it."""
+    return (f"during iteration {iteration}; completed iterations and epochs are saved. Resume with: isonet-pl "
+            f"refine {subtomo_star} --continue_from {result_dir}")
 
 
 def _duration(seconds: float) -> str:
