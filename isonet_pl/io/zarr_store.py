@@ -264,7 +264,8 @@ def mrc_to_zarr(mrc_path: str | Path, zarr_path: str | Path, chunks: tuple[int, 
                                 info.origin, levels, compression_level, extra={"source": source_key(info.path)})
         for (z0, _), (y0, _), block in iter_blocks(info, depth, rows):
             builder.write(block, z0, y0)
-            stats.add(_block_stats(block))
+            with np.errstate(invalid="ignore"):  # min/max only: NaN and infinities show in them
+                stats.add(np.array([block.min(), block.max(), 0.0, 0.0, block.size], dtype=np.float64))
         builder.record_stats(stats)
     logger.debug("converted %s -> %s (%d levels)", info.path, zarr_path, n_levels)
     return open_tomogram(zarr_path)
