@@ -31,8 +31,8 @@ from pathlib import Path
 import dask
 import dask.array as da
 import numpy as np
-from _common import peak_rss_mib
 import torch
+from _common import peak_rss_mib
 
 NET = {"depth": 2, "base_channels": 8, "convs_per_level": 1, "dropout": 0.0}
 

@@ -87,7 +87,8 @@ def child(what: str, zarr_path: str, out: str, threads: int) -> None:
             tmp.mkdir(exist_ok=True)
             from isonet_pl.workflows.mask import MASK_CHUNK
 
-            mask = make_mask(store.dask().rechunk(MASK_CHUNK), patch_size=4, density_percentage=50, std_percentage=50, tmp_dir=tmp)
+            mask = make_mask(store.dask().rechunk(MASK_CHUNK), patch_size=4, density_percentage=50, std_percentage=50,
+                             tmp_dir=tmp)
             write_tomogram(mask, out, store.voxel_size, chunks=io.zarr_chunks)
             shutil.rmtree(tmp)
         extra = {}

@@ -57,8 +57,8 @@ def train_briefly(module, vol: np.ndarray, steps: int = 300, seed: int = 0):
     module.train()
     for _ in range(steps):
         idx = [rng.integers(0, n - 32, size=4) for n in vol.shape]
-        x = np.stack([vol[z:z + 32, y:y + 32, w:w + 32] for z, y, w in zip(*idx)])[:, None]
-        t = np.stack([target[z:z + 32, y:y + 32, w:w + 32] for z, y, w in zip(*idx)])[:, None]
+        x = np.stack([vol[z:z + 32, y:y + 32, w:w + 32] for z, y, w in zip(*idx, strict=False)])[:, None]
+        t = np.stack([target[z:z + 32, y:y + 32, w:w + 32] for z, y, w in zip(*idx, strict=False)])[:, None]
         loss = torch.nn.functional.mse_loss(module(torch.from_numpy(x)), torch.from_numpy(t))
         opt.zero_grad()
         loss.backward()

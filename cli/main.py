@@ -10,24 +10,24 @@ import logging
 import sys
 
 import click
+from isonet_pl.cli.options import GroupedCommand, section_options, tomo_idx_option
 
 from isonet_pl import __version__
 from isonet_pl.config import (
-    PredictConfig,
-    RefineConfig,
-    ExtractConfig,
-    MaskConfig,
     DeconvConfig,
+    ExtractConfig,
     IOConfig,
+    MaskConfig,
+    PredictConfig,
     PrepareStarConfig,
     PrepareSubtomoStarConfig,
+    RefineConfig,
     Section,
     SimulateConfig,
     load_config,
     with_overrides,
 )
 from isonet_pl.errors import IsoNetError
-from isonet_pl.cli.options import GroupedCommand, section_options, tomo_idx_option
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 _state = {"debug": False, "line_open": False}

@@ -74,7 +74,8 @@ def progress_bar(enabled: bool, label: str = "") -> Iterator[None]:
         def _draw_bar(self, frac, elapsed):
             left = f", about {format_time(elapsed * (1 - frac) / frac)} left" if 0.02 < frac < 1 else ""
             bar = "#" * int(self._width * frac)
-            msg = f"\r{label}{': ' if label else ''}[{bar:<{self._width}}] {int(100 * frac)}% | {format_time(elapsed)}{left}"
+            head = f"{label}: " if label else ""
+            msg = f"\r{head}[{bar:<{self._width}}] {int(100 * frac)}% | {format_time(elapsed)}{left}"
             with contextlib.suppress(ValueError):
                 if self._file is not None:
                     self._file.write(msg)

@@ -113,7 +113,7 @@ def loss_figure(train: list[float], val: list[float], epochs_per_iteration: int,
     out.append(f'<text x="16" y="{top + h / 2}" text-anchor="middle" transform="rotate(-90 16 {top + h / 2})">'
                'loss</text>')
     for k, (name, series) in enumerate((("training", train), ("validation", val))):
-        colour = "#%02x%02x%02x" % COLOURS[k]
+        colour = "#{:02x}{:02x}{:02x}".format(*COLOURS[k])
         points = " ".join(f"{x(i + 1):.1f},{y(v):.1f}" for i, v in enumerate(series) if np.isfinite(v))
         if points:
             out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>')

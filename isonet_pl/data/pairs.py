@@ -162,7 +162,7 @@ def make_pair(filled: np.ndarray, rotation: int, tilt_range: tuple[float, float]
 def noise_schedule(iterations: int, levels: tuple[float, ...], starts: tuple[int, ...]) -> np.ndarray:
     """IsoNet's noise level per iteration (index = iteration number, 0 unused), SPEC §6.8."""
     schedule = np.zeros(iterations + 1)
-    for i, (level, start) in enumerate(zip(levels, starts)):
+    for i, (level, start) in enumerate(zip(levels, starts, strict=False)):
         end = starts[i + 1] if i + 1 < len(starts) else iterations + 1
         schedule[start:end] = level
     return schedule

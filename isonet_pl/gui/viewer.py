@@ -21,8 +21,8 @@ import zarr
 
 from isonet_pl.config import IOConfig
 from isonet_pl.errors import InputError
-from isonet_pl.io.star import HALF_COLUMNS, read_tomogram_star, relative_to
 from isonet_pl.io.mrc import read_mrc_info
+from isonet_pl.io.star import HALF_COLUMNS, read_tomogram_star, relative_to
 from isonet_pl.io.zarr_store import TomogramStore, cached_store
 from isonet_pl.plot import encode_png, slice_preview
 

@@ -131,7 +131,7 @@ def isonet2_rows(path: Path, df: pd.DataFrame) -> list[dict]:
                 average_halves(halves[0], halves[1], full)
         record = {"rlnIndex": int(src["rlnIndex"]) if "rlnIndex" in src and not _is_none(src["rlnIndex"]) else i + 1,
                   "rlnMicrographName": relative_to(full, path.parent), "rlnTomoName": key}
-        for column, half in zip(HALF_COLUMNS, halves):
+        for column, half in zip(HALF_COLUMNS, halves, strict=False):
             record[column] = relative_to(half, path.parent)
         for column in ISONET2_NUMBERS:
             if column in src and not _is_none(src[column]):

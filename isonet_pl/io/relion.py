@@ -114,11 +114,12 @@ def relion5_rows(path: Path, blocks: dict, global_df: pd.DataFrame) -> list[dict
             record.update(rlnTiltMin=float(angles.min()), rlnTiltMax=float(angles.max()))
             if "rlnDefocusU" in tilts.columns:
                 zero = int(np.argmin(np.abs(angles)))
-                v = tilts["rlnDefocusV"].iloc[zero] if "rlnDefocusV" in tilts.columns else tilts["rlnDefocusU"].iloc[zero]
+                v_column = "rlnDefocusV" if "rlnDefocusV" in tilts.columns else "rlnDefocusU"
+                v = tilts[v_column].iloc[zero]
                 record["rlnDefocus"] = (float(tilts["rlnDefocusU"].iloc[zero]) + float(v)) / 2
         else:
             unseen.append(name)
-        for column, half in zip(HALF_COLUMNS, halves):
+        for column, half in zip(HALF_COLUMNS, halves, strict=False):
             record[column] = relative_to(half, path.parent)
         rows.append(record)
     if unseen:

@@ -293,7 +293,8 @@ def table_lock(path: str | Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None
             except OSError:
                 if time.monotonic() > end:
                     raise InputError(f"another isonet-pl run has held its lock ({lock.name}) for {timeout:.0f} s",
-                                     path, "wait for it to finish (the lock ends with the process that holds it)") from None
+                                     path, "wait for it to finish (the lock ends with the process that holds it)") \
+                        from None
                 time.sleep(0.05)
         held.add(key)
         try:

@@ -146,7 +146,7 @@ def _ngff_metadata(name: str, n_levels: int, voxel_size, origin) -> dict:
         f = 2**level
         scale = [float(v) * f for v in voxel_size]
         # a binned voxel's centre sits half an original voxel further in
-        shift = [float(o) + 0.5 * (f - 1) * float(v) for o, v in zip(origin, voxel_size)]
+        shift = [float(o) + 0.5 * (f - 1) * float(v) for o, v in zip(origin, voxel_size, strict=False)]
         datasets.append({"path": str(level), "coordinateTransformations": [
             {"type": "scale", "scale": scale}, {"type": "translation", "translation": shift}]})
     axes = [{"name": ax, "type": "space", "unit": "angstrom"} for ax in "zyx"]
@@ -164,7 +164,7 @@ class _StoreBuilder:
         self.arrays = []
         for level, lshape in enumerate(self.shapes):
             ldtype = np.dtype(dtype) if level == 0 else np.dtype(np.float32)
-            lchunks = tuple(min(c, s) for c, s in zip(chunks, lshape))
+            lchunks = tuple(min(c, s) for c, s in zip(chunks, lshape, strict=False))
             self.arrays.append(self.group.create_array(
                 str(level), shape=lshape, chunks=lchunks, dtype=ldtype, compressors=compressors,
                 fill_value=0, dimension_names=("z", "y", "x")))
@@ -377,10 +377,10 @@ def _store_with_stats(arr: da.Array, target, stats: VolumeStats) -> None:
 
 def _aligned(arr: da.Array, chunks: tuple[int, ...]) -> da.Array:
     """``arr`` rechunked, if needed, so every dask chunk is a whole number of Zarr chunks."""
-    ok = all(all(c % z == 0 for c in axis[:-1]) for axis, z in zip(arr.chunks, chunks))
+    ok = all(all(c % z == 0 for c in axis[:-1]) for axis, z in zip(arr.chunks, chunks, strict=False))
     if ok:
         return arr
-    return arr.rechunk(tuple(max(z, axis[0] // z * z) for axis, z in zip(arr.chunks, chunks)))
+    return arr.rechunk(tuple(max(z, axis[0] // z * z) for axis, z in zip(arr.chunks, chunks, strict=False)))
 
 
 def write_tomogram(arr: da.Array | np.ndarray, zarr_path: str | Path, voxel_size, origin=(0.0, 0.0, 0.0),
@@ -467,5 +467,6 @@ def zarr_to_mrc(zarr_path: str | Path, mrc_path: str | Path, level: int = 0) -> 
     return dask_to_mrc(store.dask(level), mrc_path, vs, store.origin)
 
 
-__all__ = ["NonFiniteError", "check_values", "DEFAULT_CHUNKS", "VolumeStats", "stamp_source", "TomogramStore", "open_tomogram", "mrc_to_zarr", "ensure_zarr", "cached_zarr_path",
+__all__ = ["NonFiniteError", "check_values", "DEFAULT_CHUNKS", "VolumeStats", "stamp_source", "TomogramStore",
+           "open_tomogram", "mrc_to_zarr", "ensure_zarr", "cached_zarr_path",
            "write_tomogram", "dask_to_mrc", "zarr_to_mrc", "source_key"]

@@ -3,9 +3,9 @@
 Every chunk of the tomogram is predicted with ``halo`` voxels of context on each side where the
 tomogram has them (at its faces the network's own padding takes over, as in one whole-volume
 forward; a lazy dask input goes through ``map_overlap`` with mirrored edges instead) and cropped
-back, so the result is streamed chunk by chunk and the whole tomogram is never in memory. Normalisation uses fixed statistics (those the network was
-trained with), so tiles are normalised alike and de-normalised back to the input's scale
-and contrast.
+back, so the result is streamed chunk by chunk and the whole tomogram is never in memory.
+Normalisation uses fixed statistics (those the network was trained with), so tiles are
+normalised alike and de-normalised back to the input's scale and contrast.
 """
 
 from __future__ import annotations
@@ -124,9 +124,9 @@ def read_reflected(source, lo: tuple[int, ...], hi: tuple[int, ...]) -> np.ndarr
 
     ``source`` is a numpy or Zarr array; the inside part is one contiguous read.
     """
-    inner = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(lo, hi, source.shape))
+    inner = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(lo, hi, source.shape, strict=False))
     block = np.asarray(source[inner], dtype=np.float32)
-    pads = [(max(0, -a), max(0, b - n)) for a, b, n in zip(lo, hi, source.shape)]
+    pads = [(max(0, -a), max(0, b - n)) for a, b, n in zip(lo, hi, source.shape, strict=False)]
     return np.pad(block, pads, mode="symmetric") if any(p != (0, 0) for p in pads) else block
 
 
@@ -157,11 +157,11 @@ def _predict_core(source, replicas: _Replicas, offset: float, scale: float, halo
     tomogram's faces the network's own padding takes over, as in one whole-volume forward: no mirrored
     context to compute, which on a thin axis would cost as much as the core)."""
     loc = block_info[None]["array-location"]
-    lo = tuple(max(a - h, 0) for (a, _), h in zip(loc, halo))
-    hi = tuple(min(b + h, n) for (_, b), h, n in zip(loc, halo, source.shape))
+    lo = tuple(max(a - h, 0) for (a, _), h in zip(loc, halo, strict=False))
+    hi = tuple(min(b + h, n) for (_, b), h, n in zip(loc, halo, source.shape, strict=False))
     index = sum(block_info[None]["chunk-location"])
     out = replicas.run(index, read_reflected(source, lo, hi), offset, scale)
-    return out[tuple(slice(a - start, b - start) for (a, b), start in zip(loc, lo))]
+    return out[tuple(slice(a - start, b - start) for (a, b), start in zip(loc, lo, strict=False))]
 
 
 def predict_tomogram(arr, module, offset: float, scale: float, chunk: int = 64, halo: int = 16,

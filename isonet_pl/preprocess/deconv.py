@@ -209,7 +209,7 @@ def _smooth_part(small: np.ndarray, shape: tuple[int, int, int], params: DeconvP
     """
     spectrum = np.fft.rfftn(small.astype(np.float64))
     r = np.zeros(spectrum.shape)
-    for axis, (nc, n) in enumerate(zip(small.shape, shape)):
+    for axis, (nc, n) in enumerate(zip(small.shape, shape, strict=False)):
         m = np.arange(nc // 2 + 1) if axis == 2 else np.fft.ifftshift(np.arange(-(nc // 2), nc - nc // 2))
         view = [1, 1, 1]
         view[axis] = -1
@@ -257,8 +257,8 @@ def read_periodic(source, lo: tuple[int, ...], hi: tuple[int, ...]) -> np.ndarra
 
     ``source`` is anything sliced like a numpy array (numpy, Zarr); reads stay contiguous.
     """
-    out = np.empty(tuple(h - low for low, h in zip(lo, hi)), dtype=np.float32)
-    segments = [_wrapped_segments(low, h, n) for low, h, n in zip(lo, hi, source.shape)]
+    out = np.empty(tuple(h - low for low, h in zip(lo, hi, strict=False)), dtype=np.float32)
+    segments = [_wrapped_segments(low, h, n) for low, h, n in zip(lo, hi, source.shape, strict=False)]
     for zs in segments[0]:
         for ys in segments[1]:
             for xs in segments[2]:
@@ -268,7 +268,8 @@ def read_periodic(source, lo: tuple[int, ...], hi: tuple[int, ...]) -> np.ndarra
 
 def _spline_values(coeffs: np.ndarray, lo, hi, shape) -> np.ndarray:
     """A periodic spline (coefficients over one period of ``shape``) on the box lo..hi (float32)."""
-    mats, idx = zip(*(_periodic_spline_weights(a, b, n, c) for a, b, n, c in zip(lo, hi, shape, coeffs.shape)))
+    mats, idx = zip(*(_periodic_spline_weights(a, b, n, c)
+                      for a, b, n, c in zip(lo, hi, shape, coeffs.shape, strict=True)), strict=True)
     mats = [m.astype(np.float32) for m in mats]
     out = np.tensordot(mats[0], coeffs[np.ix_(*idx)], axes=(1, 0))
     out = np.tensordot(mats[1], out, axes=(1, 1)).transpose(1, 0, 2)
@@ -291,16 +292,16 @@ def _deconvolve_block(source, params: DeconvParams, halo: tuple[int, ...], smoot
                       smooth_deconvolved: np.ndarray, block_info=None) -> np.ndarray:
     """One output block: read it with its halo, remove the smooth part, filter, crop, add F(smooth)."""
     loc = block_info[None]["array-location"]
-    lo = tuple(a - h for (a, _), h in zip(loc, halo))
-    hi = tuple(b + h for (_, b), h in zip(loc, halo))
+    lo = tuple(a - h for (a, _), h in zip(loc, halo, strict=False))
+    hi = tuple(b + h for (_, b), h in zip(loc, halo, strict=False))
     region = read_periodic(source, lo, hi)
     _add_spline(region, smooth, lo, source.shape, -1.0)
     spectrum = scipy.fft.rfftn(region)
     del region  # peak memory: one haloed block and its spectrum per task
-    spectrum *= deconv_filter(tuple(h - low for low, h in zip(lo, hi)), params)
-    filtered = scipy.fft.irfftn(spectrum, s=tuple(h - low for low, h in zip(lo, hi)), overwrite_x=True)
+    spectrum *= deconv_filter(tuple(h - low for low, h in zip(lo, hi, strict=False)), params)
+    filtered = scipy.fft.irfftn(spectrum, s=tuple(h - low for low, h in zip(lo, hi, strict=False)), overwrite_x=True)
     del spectrum
-    crop = tuple(slice(h, h + b - a) for (a, b), h in zip(loc, halo))
+    crop = tuple(slice(h, h + b - a) for (a, b), h in zip(loc, halo, strict=False))
     out = filtered[crop].copy()  # not a view: lets the haloed block go
     del filtered
     _add_spline(out, smooth_deconvolved, [a for a, _ in loc], source.shape, +1.0)

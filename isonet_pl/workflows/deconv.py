@@ -169,7 +169,7 @@ def deconv(star_file: str | Path, cfg: DeconvConfig | None = None, io: IOConfig 
         # the tomogram, then its even/odd halves when the table has them (same filter, own sub-folders)
         jobs = [("rlnMicrographName", "rlnDeconvTomoName", out_dir)]
         jobs += [(half, deconv_half, out_dir / sub) for half, deconv_half, sub in zip(
-            HALF_COLUMNS, DECONV_HALF_COLUMNS, ("half1", "half2"))
+            HALF_COLUMNS, DECONV_HALF_COLUMNS, ("half1", "half2"), strict=False)
             if table.get_path(row, half, required=False) is not None]
         for column, out_column, folder in jobs:
             source = table.get_path(row, column)

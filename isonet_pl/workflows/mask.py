@@ -86,8 +86,9 @@ def make_mask(star_file: str | Path, cfg: MaskConfig | None = None, io: IOConfig
         with dask_context(cfg.ncpu, cfg.dask_scheduler), tempfile.TemporaryDirectory(
                 dir=out_zarr.parent, prefix=".mask-") as tmp:
             try:
-                mask = compute_mask(store.dask().rechunk(MASK_CHUNK), patch_size=cfg.patch_size, density_percentage=density,
-                                    std_percentage=std, z_crop=cfg.z_crop, boundary_points=points, tmp_dir=tmp)
+                mask = compute_mask(store.dask().rechunk(MASK_CHUNK), patch_size=cfg.patch_size,
+                                    density_percentage=density, std_percentage=std, z_crop=cfg.z_crop,
+                                    boundary_points=points, tmp_dir=tmp)
             except InputError as exc:  # name the tomogram the problem was found in
                 raise InputError(exc.problem, exc.path or source, exc.fix) from None
             except ValueError as exc:

@@ -21,7 +21,7 @@ from isonet_pl.io.zarr_store import (
     write_tomogram,
     zarr_to_mrc,
 )
-from isonet_pl.predict.predictor import fastest_precision, tile_plan, predict_tomogram
+from isonet_pl.predict.predictor import fastest_precision, predict_tomogram, tile_plan
 from isonet_pl.workflows.convert import check_inputs, check_writable, tomogram_store, zarr_cache
 from isonet_pl.workflows.extract import half_volumes, tomogram_statistics
 from isonet_pl.workflows.mask import mask_source_column
@@ -111,7 +111,7 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
         out_zarr.parent.mkdir(parents=True, exist_ok=True)
         inputs = _inputs(table, row, column, store, cfg, io)
 
-        def run(arr, path, **extra):
+        def run(arr, path, row=row, source=source, store=store, **extra):  # this row's values bound
             label = f"predict {source.name} ({rows.index(row) + 1}/{len(rows)})"
             with dask_context(len(devices)), progress_bar(progress, label):  # one thread per network copy
                 try:
@@ -131,7 +131,7 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
             run((predictions[0] + predictions[1]) / 2, out_zarr, input="mean of the predictions of both halves")
         else:  # both predictions stored once, then combined lazily
             half_zarrs = [out_zarr.with_name(f"{out_zarr.stem}_half{k + 1}.zarr") for k in (0, 1)]
-            for pred, path in zip(predictions, half_zarrs):
+            for pred, path in zip(predictions, half_zarrs, strict=False):
                 run(pred, path)
             a, b = (open_tomogram(p).dask() for p in half_zarrs)
             run((a + b) / 2, out_zarr, input="mean of the predictions of both halves")

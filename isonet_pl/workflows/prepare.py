@@ -8,10 +8,10 @@ from pathlib import Path
 
 from isonet_pl.config import PrepareStarConfig, PrepareSubtomoStarConfig
 from isonet_pl.errors import InputError
-from isonet_pl.io.mrc import read_mrc_info
 from isonet_pl.io.formats import half_key
-from isonet_pl.io.relion import average_halves
+from isonet_pl.io.mrc import read_mrc_info
 from isonet_pl.io.paths import check_output_dir
+from isonet_pl.io.relion import average_halves
 from isonet_pl.io.star import HALF_COLUMNS, SUBTOMO_COLUMNS, TOMOGRAM_COLUMNS, StarTable, new_table, relative_to
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def pair_halves(even: str | Path, odd: str | Path) -> list[tuple[str, Path, Path
         if a.shape != b.shape:
             raise InputError(f"even half is {a.shape} (z, y, x), odd half {b.shape}", odds[name],
                              "use halves of one reconstruction")
-        if any(abs(x - y) > 1e-3 * max(abs(x), 1) for x, y in zip(a.voxel_size, b.voxel_size)):
+        if any(abs(x - y) > 1e-3 * max(abs(x), 1) for x, y in zip(a.voxel_size, b.voxel_size, strict=False)):
             raise InputError(f"voxel size {b.voxel_size} differs from the even half's {a.voxel_size}", odds[name],
                              "use halves of one reconstruction")
         logger.info("paired %s with %s as %s", evens[name].name, odds[name].name, name)
@@ -160,7 +160,7 @@ def prepare_star(folder_name: str | Path, cfg: PrepareStarConfig | None = None) 
     pixel_size = pixel_size_of(files, cfg.pixel_size)
     table = tomogram_table(files, cfg.output_star, cfg.model_copy(update={"pixel_size": pixel_size}))
     if pairs:
-        for column, index in zip(HALF_COLUMNS, (1, 2)):
+        for column, index in zip(HALF_COLUMNS, (1, 2), strict=False):
             table.df[column] = [relative_to(p[index], Path(cfg.output_star).parent) for p in pairs]
     table.write()
     logger.info("wrote %s: %d tomogram(s), pixel size %g Å, tilt range %g..%g°", cfg.output_star, len(files),

@@ -36,8 +36,7 @@ import torch
 
 from isonet_pl.compute import usable_cpus
 from isonet_pl.config import RefineConfig
-from isonet_pl.data.pairs import apply_measured, fill_wedge, noise_schedule, normalization_stats, normalize
-from isonet_pl.data.pairs import wedge_mask
+from isonet_pl.data.pairs import apply_measured, fill_wedge, noise_schedule, normalization_stats, normalize, wedge_mask
 from isonet_pl.errors import InputError, Interrupted, IsoNetError
 from isonet_pl.io.mrc import read_mrc
 from isonet_pl.io.paths import atomic_path, check_output_dir
@@ -387,7 +386,7 @@ def first_estimates(subs: Subtomograms, method: str = "isonet", renormalize: boo
     data = _originals(subs, method)
     norm = normalize if renormalize else _same
     return np.stack([_per_volume(lambda a, m: norm(apply_measured(a, m)), a, wedge_mask(subs.crop, *t))
-                     for a, t in zip(data, subs.tilt_ranges)])
+                     for a, t in zip(data, subs.tilt_ranges, strict=False)])
 
 
 def filled_volumes(subs: Subtomograms, estimates: np.ndarray, method: str = "isonet",
@@ -396,7 +395,7 @@ def filled_volumes(subs: Subtomograms, estimates: np.ndarray, method: str = "iso
     data = _originals(subs, method)
     norm = normalize if renormalize else _same
     return np.stack([_per_volume(lambda a, b, m: norm(fill_wedge(a, b, m)), a, b, wedge_mask(subs.crop, *t))
-                     for a, b, t in zip(data, estimates, subs.tilt_ranges)])
+                     for a, b, t in zip(data, estimates, subs.tilt_ranges, strict=False)])
 
 
 def _same(volume: np.ndarray) -> np.ndarray:

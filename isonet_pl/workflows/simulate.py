@@ -43,7 +43,8 @@ def simulate(out_dir: str | Path, cfg: SimulateConfig | None = None) -> Path:
         volumes = simulate_tomogram(
             shape_zyx=cfg.shape, tilt_min=cfg.tilt_min, tilt_max=cfg.tilt_max, tilt_step=cfg.tilt_step,
             pixel_size=cfg.pixel_size, snr=cfg.snr, defocus_angstrom=cfg.defocus,
-            microscope=Microscope(cfg.voltage, cfg.cs), halves=cfg.halves, slab_fraction=cfg.slab_fraction, n_membranes=cfg.membranes,
+            microscope=Microscope(cfg.voltage, cfg.cs), halves=cfg.halves, slab_fraction=cfg.slab_fraction,
+            n_membranes=cfg.membranes,
             seed=cfg.seed + i)
         for key, sub in folders.items():
             path = out / sub / f"sim_{i:02d}.mrc"
@@ -56,7 +57,7 @@ def simulate(out_dir: str | Path, cfg: SimulateConfig | None = None) -> Path:
                              number_subtomos=cfg.number_subtomos, tilt_min=cfg.tilt_min, tilt_max=cfg.tilt_max)
     table = tomogram_table(files["tomogram"], star, prep)
     if cfg.halves:
-        for column, key in zip(HALF_COLUMNS, ("even", "odd")):
+        for column, key in zip(HALF_COLUMNS, ("even", "odd"), strict=False):
             table.df[column] = [relative_to(p, out) for p in files[key]]
     table.write()
     (out / "simulation.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=1))

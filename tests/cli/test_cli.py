@@ -289,6 +289,7 @@ def test_error_after_an_open_progress_line_starts_a_fresh_line(monkeypatch, caps
     """An error raised while a progress bar's line is open ("\\r 45%") is printed on a line of its own, so
     logs (and the GUI, which shows the last Error: line) get it whole."""
     from isonet_pl.cli.main import main
+
     from isonet_pl.errors import InputError
     from isonet_pl.workflows import convert as convert_module
 

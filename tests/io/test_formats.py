@@ -216,7 +216,7 @@ def test_prepare_star_pairs_half_names(tmp_path, monkeypatch, even, odd, full):
     from isonet_pl.workflows.prepare import prepare_star
 
     monkeypatch.chdir(tmp_path)
-    for i, (e, o) in enumerate(zip(even, odd)):
+    for i, (e, o) in enumerate(zip(even, odd, strict=False)):
         _volume(tmp_path / "even" / e, 2 * i, voxel_size=8.5)
         _volume(tmp_path / "odd" / o, 2 * i + 1, voxel_size=8.5)
     star = prepare_star(tmp_path / "tomos", PrepareStarConfig(even="even", odd="odd",

@@ -58,7 +58,7 @@ def test_isonet_style_parser_reads_our_output(tmp_path, reference):
         if tokens and tokens[0].startswith("_rln"):
             labels.append(tokens[0][1:])
         elif labels and tokens:
-            rows.append(dict(zip(labels, tokens)))
+            rows.append(dict(zip(labels, tokens, strict=False)))
     assert len(rows) == 2 and rows[1]["rlnMicrographName"] == "tomos/TS_02.mrc"
     assert int(rows[0]["rlnNumberSubtomo"]) == 8 and float(rows[0]["rlnPixelSize"]) == 10.0
 

@@ -75,7 +75,8 @@ def test_same_result_on_a_distributed_cluster(project, monkeypatch):
         make_mask("tomograms.star", MaskConfig(mask_folder="rmask", dask_scheduler=cluster.scheduler_address),
                   IO, tomo_idx="1")
     make_mask("tomograms.star", MaskConfig(mask_folder="lmask"), IO, tomo_idx="1")
-    np.testing.assert_allclose(read_mrc(project / "remote" / "TS_01.mrc")[0], read_mrc(project / "local" / "TS_01.mrc")[0],
+    np.testing.assert_allclose(read_mrc(project / "remote" / "TS_01.mrc")[0],
+                               read_mrc(project / "local" / "TS_01.mrc")[0],
                                rtol=1e-5, atol=1e-6)
     assert np.array_equal(read_mrc(project / "rmask" / "TS_01_mask.mrc")[0],
                           read_mrc(project / "lmask" / "TS_01_mask.mrc")[0])

@@ -122,8 +122,8 @@ def test_predict_on_both_halves_and_disagreement_map(n2n_model, tmp_path):
     """--halves both: the output is the mean of the two half predictions and the disagreement map their
     |difference|, both equal to predicting each half on its own."""
     from isonet_pl.predict.predictor import predict_tomogram
-    from isonet_pl.workflows.predict import load_model, predict
     from isonet_pl.workflows.extract import tomogram_statistics
+    from isonet_pl.workflows.predict import load_model, predict
     from isonet_pl.workflows.refine import tomogram_norm
 
     star, ckpt, _ = n2n_model

@@ -216,8 +216,14 @@ def test_fill_normalization_keeps_tomogram_units(subtomo_star, tmp_path):
 def test_method_dependent_defaults(subtomo_star, n2n_model):
     """Unset --residual / --fill_normalization auto / unset --ema_decay: IsoNet's choices for isonet, the measured
     ones for n2n."""
-    from isonet_pl.workflows.refine import build_module, ema_decay, load_subtomograms, method_of, renormalizes
-    from isonet_pl.workflows.refine import uses_residual
+    from isonet_pl.workflows.refine import (
+        build_module,
+        ema_decay,
+        load_subtomograms,
+        method_of,
+        renormalizes,
+        uses_residual,
+    )
 
     single = load_subtomograms(subtomo_star)
     halves = load_subtomograms(n2n_model[2].parent / "st.star")
