@@ -47,6 +47,7 @@ RESUME_SETTINGS = ("iterations", "gpuID", "accelerator", "devices", "num_nodes",
                    "remove_intermediate", "log_level")
 
 STATE = "state"  # sub-folder of result_dir with the resume state
+BN_SAMPLES = 128  # training inputs over which --recalibrate_bn averages the batch-norm statistics
 
 
 def _epoch_seed_callback(seed: int):
@@ -59,6 +60,92 @@ def _epoch_seed_callback(seed: int):
             torch.manual_seed(int(np.random.default_rng((seed, trainer.global_step, 11)).integers(2**31)))
 
     return StepSeed()
+
+
+def warm_ema(average: torch.Tensor, current: torch.Tensor, n_averaged, decay: float) -> torch.Tensor:
+    """One EMA update whose decay warms up with the updates done: ``min(decay, (1 + n) / (10 + n))``.
+
+    A fixed decay d keeps a weight of d^n on the initial weights after n steps (0.99^54 = 0.58 after the
+    54 steps of a 4,320-sample run's first iteration), and those weights refill the wedges and are saved.
+    """
+    n = float(n_averaged)
+    d = min(decay, (1.0 + n) / (10.0 + n))
+    return d * average + (1.0 - d) * current
+
+
+def _ema_callback(decay: float):
+    """Lightning's EMA of the weights with a warmed-up decay (:func:`warm_ema`), whose checkpoint after fit
+    keeps the trained (not averaged) weights as the state the next iteration continues from.
+
+    Lightning copies the average over the trained weights at the end of ``fit``, so each iteration would
+    restart from the lagging average: with decay 0.99 and 54 steps per iteration only ~12 steps' worth of
+    progress per iteration would remain. The averaged weights are still what refills the wedges, is
+    validated and is saved (``state_dict``); the trained ones go to ``current_model_state``.
+    """
+    import functools
+
+    from pytorch_lightning.callbacks import EMAWeightAveraging
+
+    class WarmEMA(EMAWeightAveraging):
+        def __init__(self):
+            super().__init__(decay=decay)
+            self._kwargs["avg_fn"] = functools.partial(warm_ema, decay=decay)
+            self._trained = None
+
+        def on_train_end(self, trainer, pl_module):
+            self._trained = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+            super().on_train_end(trainer, pl_module)
+
+        def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+            super().on_save_checkpoint(trainer, pl_module, checkpoint)
+            if self._trained is not None and "current_model_state" in checkpoint:
+                checkpoint["current_model_state"] = self._trained
+
+        def take_buffers(self, pl_module):
+            """Copy the module's buffers (recalibrated batch-norm statistics) into the average and the trained
+            state, so that the saved checkpoint and the next iteration use them."""
+            for (name, value), average in zip(pl_module.named_buffers(), self._average_model.module.buffers()):
+                average.data.copy_(value.data)
+                if self._trained is not None and name in self._trained:
+                    self._trained[name] = value.detach().clone()
+
+    return WarmEMA()
+
+
+def recalibrates_bn(cfg: RefineConfig, method: str) -> bool:
+    """``--recalibrate_bn``, unset: on for ``n2n``, off for ``isonet`` (as IsoNet)."""
+    return cfg.recalibrate_bn if cfg.recalibrate_bn is not None else method == "n2n"
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(module, dataset, batch_size: int, device: torch.device, precision: str = "32") -> None:
+    """Set every batch norm's running statistics to their mean over ``dataset``'s inputs, for the weights the
+    module holds now (dropout off, as in prediction).
+
+    Keras's momentum (0.01 per step in torch's terms) lets the running statistics that prediction uses
+    follow the batch statistics that training uses only after some thousand steps: starting from variance
+    1, with activations whose variance is orders of magnitude smaller, they are still far off after the
+    540 steps of a 4,320-sample run, and the averaged weights of EMA lag further. The network then predicts
+    (refill, validation, predict) with statistics it never trained with.
+    """
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms or len(dataset) == 0:
+        return
+    was_training = module.training
+    module.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+        m.train()
+    autocast = AUTOCAST[precision]
+    for start in range(0, len(dataset), batch_size):
+        batch = torch.stack([dataset[k]["input"] for k in range(start, min(start + batch_size, len(dataset)))])
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+            module(batch.to(device))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    module.train(was_training)
 
 
 @dataclass
@@ -357,9 +444,9 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
         The checkpoint of the last iteration.
     """
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import EMAWeightAveraging, ModelCheckpoint
+    from pytorch_lightning.callbacks import ModelCheckpoint
 
-    from isonet_pl.data.datamodule import IsoNetDataModule
+    from isonet_pl.data.datamodule import IsoNetDataModule, PairDataset
     from isonet_pl.model.module import IsoNetModule
 
     cfg = cfg or RefineConfig()
@@ -388,6 +475,7 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
     method = method_of(cfg, subs)
     renormalize = renormalizes(cfg, method, subs)
     decay = ema_decay(cfg, method)
+    recalibrate = recalibrates_bn(cfg, method)
     logger.info("method %s on %d subtomograms (cube %d, crop %d)", method, len(subs.data), subs.cube, subs.crop)
     dev = resolve_devices(cfg)
     batch, steps = derived_settings(cfg, len(subs.data), dev["count"])
@@ -439,11 +527,12 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
         epoch_ckpt = ModelCheckpoint(dirpath=state, filename="epoch", save_last=False, save_top_k=1,
                                      monitor=None, every_n_epochs=1, enable_version_counter=False,
                                      save_on_train_epoch_end=True)
+        ema = _ema_callback(decay) if decay else None
         trainer = pl.Trainer(max_epochs=it * cfg.epochs, accelerator=dev["accelerator"], devices=dev["devices"],
                              strategy=dev["strategy"], num_nodes=cfg.num_nodes, precision=cfg.precision,
                              logger=_loggers(result_dir, it),
                              callbacks=[epoch_ckpt, _epoch_seed_callback(cfg.seed)]
-                             + ([EMAWeightAveraging(decay=decay)] if decay else []),
+                             + ([ema] if ema else []),
                              reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0,
                              log_every_n_steps=max(1, min(50, steps)), enable_model_summary=it == 1,
                              default_root_dir=result_dir, deterministic=False)
@@ -452,6 +541,12 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
         if trainer.interrupted:  # Lightning swallows Ctrl-C; stop here, resumable from the epoch checkpoint
             raise KeyboardInterrupt
         losses = _epoch_losses(result_dir / "logs" / f"iter{it:02d}" / "metrics.csv", it, cfg.epochs)
+        if recalibrate:  # the statistics of the weights that refill, are saved and predict
+            recalibrate_batch_norm(module, PairDataset(filled, subs.tilt_ranges, active, BN_SAMPLES, subs.cube,
+                                                       noise, cfg.noise_mode, (cfg.seed, it, 2), cfg.wedge_target),
+                                   batch, device, cfg.precision)
+            if ema:
+                ema.take_buffers(module)
         ckpt = result_dir / f"model_iter{it:02d}.ckpt"
         trainer.save_checkpoint(ckpt)  # every rank calls it; Lightning writes from rank 0 only
         estimates = predict_all(module, _originals(subs, method), batch, device, cfg.precision, renormalize)
