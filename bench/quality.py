@@ -12,17 +12,28 @@ the wedge even for a perfect reconstruction), for the raw tomogram (the average 
 gaussian low-pass of it, the deconvolved one and each corrected one, all in one run, with the time
 of each step. An n2n model is applied both ways: to each half with the two outputs averaged
 (``--halves both``) and to the average tomogram (``--halves average``).
+
+Fixed-budget mode (``--phantoms``): for each phantom kind and seed, simulate a tomogram with even/odd
+halves, extract, then train each method on the same number of training samples (``--samples``, e.g.
+the issue's 4,320 = 10 iterations x 2 epochs x 27 steps x batch 8) with the refine defaults (only the
+budget, the network size and ``--set`` overrides given), and score the checkpoint of every
+``--every``-th iteration on the whole average tomogram: a learning curve (validation loss, overall and
+in-wedge correlation against samples seen) per method, side by side. E.g.
+``bench/quality.py --phantoms sheets,nosheets,ctf,snr1,asym --seeds 0,1 --samples 4320``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import scipy.ndimage as ndi
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 from isonet_pl.config import load_config
 from isonet_pl.data.wedge import apply_wedge, measured_region
@@ -38,8 +49,110 @@ def without_wedge(volume: np.ndarray, tilt_min: float, tilt_max: float) -> np.nd
     return apply_wedge(volume, measured_region(volume.shape, tilt_min, tilt_max)).astype(np.float32)
 
 
+#: phantom kinds of the fixed-budget mode: simulate settings on top of the base (sheets, SNR 0.5, no CTF, ±60°)
+PHANTOMS = {
+    "sheets": {},
+    "nosheets": {"membranes": 0},
+    "ctf": {"defocus": 30000.0},
+    "snr1": {"snr": 1.0},
+    "asym": {"tilt_min": -45.0, "tilt_max": 60.0},
+}
+
+
+def _value(text: str):
+    """A --set value: int, float, bool, None or string."""
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def curve(args) -> None:
+    """The fixed-budget learning curves (see the module docstring)."""
+    import torch
+    from iterations import score
+
+    from isonet_pl.config import IsoNetConfig
+    from isonet_pl.workflows.predict import load_model
+
+    torch.set_num_threads(args.threads)
+    methods = (args.methods or "n2n,isonet").split(",")
+    overrides = dict(kv.split("=", 1) for kv in args.set)
+    overrides = {k: _value(v) for k, v in overrides.items()}
+    steps = max(1, round(args.samples / (args.iterations * args.epochs * args.batch_size)))
+    root = Path(args.out).resolve()
+    summary = {}
+    for kind in args.phantoms.split(","):
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            base = IsoNetConfig()
+            sim = base.simulate.model_copy(update={"shape": tuple(args.shape), "snr": 0.5, "halves": True,
+                                                   "number_subtomos": args.subtomos, "seed": seed,
+                                                   "defocus": 0.0, **PHANTOMS[kind]})
+            cfg = base.model_copy(update={
+                "simulate": sim,
+                "extract": base.extract.model_copy(update={"cube_size": 32, "crop_size": 48}),
+                "refine": base.refine.model_copy(update={
+                    "iterations": args.iterations, "epochs": args.epochs, "steps_per_epoch": steps,
+                    "batch_size": args.batch_size, "filter_base": 16, "unet_depth": 3, "seed": seed,
+                    "preprocessing_ncpus": 0, **overrides})})
+            out = root / f"{kind}_seed{seed}"
+            if not (out / "subtomo.star").exists():
+                for item in demo_inputs(out, cfg):
+                    if isinstance(item, str):
+                        print(item, flush=True)
+            star, sub_star = out / "tomograms.star", out / "subtomo.star"
+            truth = read_mrc(out / "ground_truth" / "sim_00.mrc")[0]
+            source = out / "deconv" / "sim_00.mrc"
+            volume = read_mrc(source if source.exists() else out / "tomos" / "sim_00.mrc")[0]
+            tilt = (cfg.simulate.tilt_min, cfg.simulate.tilt_max)
+            raw = wedge_correlations(read_mrc(out / "tomos" / "sim_00.mrc")[0], truth, *tilt, **BAND)
+            rows = {"raw": raw}
+            print(f"{kind} seed {seed}: raw overall {raw['overall']:.3f} in-wedge {raw['in_wedge']:.3f}", flush=True)
+            for method in methods:
+                result_dir = out / f"results_{method}{args.tag}"
+                t1 = time.perf_counter()
+                refine(sub_star, cfg.refine.model_copy(update={"method": method, "result_dir": str(result_dir)}))
+                seconds = time.perf_counter() - t1
+                points = []
+                for it in range(1, args.iterations + 1):  # validation loss every iteration, scores every N-th
+                    info = json.loads((result_dir / f"refine_iter{it:02d}.json").read_text())
+                    samples = it * args.epochs * steps * args.batch_size
+                    val = info["val_losses"][-1] if info["val_losses"] else float("nan")
+                    point = {"iteration": it, "samples": samples, "val_loss": val,
+                             "train_loss": info["losses"][-1] if info["losses"] else float("nan")}
+                    text = ""
+                    if it % args.every == 0 or it == args.iterations:
+                        point.update(score(load_model(result_dir / f"model_iter{it:02d}.ckpt"), volume, truth, tilt))
+                        text = (f" overall {point['overall']:.3f} in-wedge {point['in_wedge']:.3f}"
+                                f" measured {point['measured']:.3f}")
+                    points.append(point)
+                    print(f"{kind} seed {seed} {method}{args.tag} iter {it:2d} samples {samples:5d} val {val:.4f}"
+                          + text, flush=True)
+                rows[method + args.tag] = {"curve": points, "refine_seconds": seconds}
+            summary[f"{kind}_seed{seed}"] = rows
+            (root / f"curve{args.tag}.json").write_text(json.dumps(summary, indent=1))
+    print("\nfinal scores at", args.samples, "samples (overall / in-wedge):")
+    for name, rows in summary.items():
+        cells = [f"raw {rows['raw']['overall']:.3f} / {rows['raw']['in_wedge']:.3f}"]
+        cells += [f"{m} {r['curve'][-1]['overall']:.3f} / {r['curve'][-1]['in_wedge']:.3f}"
+                  for m, r in rows.items() if m != "raw"]
+        print(f"{name:16s} " + "; ".join(cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--phantoms", default=None, help="fixed-budget mode: phantom kinds, comma-separated, of "
+                                                         + ", ".join(PHANTOMS))
+    parser.add_argument("--seeds", default="0,1", help="fixed-budget mode: seeds (phantom, noise, training)")
+    parser.add_argument("--samples", type=int, default=4320, help="fixed-budget mode: training samples in all")
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--subtomos", type=int, default=120)
+    parser.add_argument("--shape", type=int, nargs=3, default=(96, 256, 256))
+    parser.add_argument("--every", type=int, default=2, help="fixed-budget mode: score every N-th iteration")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--set", action="append", default=[], help="fixed-budget mode: refine override KEY=VALUE")
+    parser.add_argument("--tag", default="", help="fixed-budget mode: suffix of the result folders")
     parser.add_argument("--out", default="bench/out/quality")
     parser.add_argument("--config", default=None, help="settings (default: the demo preset)")
     parser.add_argument("--methods", default=None, help="refine methods to compare, e.g. isonet,n2n "
@@ -47,6 +160,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=None, help="another phantom, noise and training seed "
                                                                    "(simulate and refine seed; default: the config's)")
     args = parser.parse_args()
+    if args.phantoms:
+        curve(args)
+        return
     cfg = load_config(args.config) if args.config else demo_config()
     if args.seed is not None:
         cfg = cfg.model_copy(update={"simulate": cfg.simulate.model_copy(update={"seed": args.seed}),

@@ -282,6 +282,11 @@ class RefineConfig(Section):
                                                                  "iteration and are saved; 0 = off. Unset: 0.99 for "
                                                                  "n2n (steadier and better, bench/RESULTS.md), off "
                                                                  "for isonet (as IsoNet).")
+    recalibrate_bn: bool | None = Field(None, description="After each iteration, set the batch-norm running "
+                                                         "statistics to their mean over 128 training inputs for "
+                                                         "the weights that refill the wedges and are saved (with "
+                                                         "Keras's momentum they lag by ~1000 steps). Unset: on "
+                                                         "for n2n, off for isonet (as IsoNet).")
     refill_every: int = Field(1, ge=1, description="n2n: refill the halves' wedges with the prediction every N "
                                                    "iterations.")
     fill_normalization: Literal["auto", "subtomogram", "tomogram"] = Field(

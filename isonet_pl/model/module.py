@@ -39,7 +39,8 @@ __all__ = ["IsoNetModule", "mean_absolute_error", "fourier_split_loss"]
 
 
 def fourier_split_loss(pred: torch.Tensor, target: torch.Tensor, regions: torch.Tensor,
-                       mw_weight: float, target_wedge: torch.Tensor | None = None) -> torch.Tensor:
+                       mw_weight: float, target_wedge: torch.Tensor | None = None,
+                       terms: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Even/odd loss in Fourier space: mean |FFT(pred - target)|² over the region measured in both
     input and target, plus ``mw_weight`` times that over the region measured only in the target.
 
@@ -53,6 +54,8 @@ def fourier_split_loss(pred: torch.Tensor, target: torch.Tensor, regions: torch.
         Weight of the missing-wedge region.
     target_wedge : torch.Tensor, optional
         ``(b, 1, z, y, x)``: the target of the missing-wedge region instead of ``target``.
+    terms : bool
+        Also return the two unweighted region means (measured in both, input's wedge).
     """
     def power(goal):
         diff = torch.fft.rfftn((pred - goal).float()[:, 0], dim=(-3, -2, -1), norm="ortho")
@@ -60,8 +63,9 @@ def fourier_split_loss(pred: torch.Tensor, target: torch.Tensor, regions: torch.
 
     both = power(target)
     wedge = both if target_wedge is None else power(target_wedge)
-    terms = [(p * regions[:, k]).sum() / regions[:, k].sum().clamp_min(1) for k, p in enumerate((both, wedge))]
-    return terms[0] + mw_weight * terms[1]
+    means = [(p * regions[:, k]).sum() / regions[:, k].sum().clamp_min(1) for k, p in enumerate((both, wedge))]
+    total = means[0] + mw_weight * means[1]
+    return (total, means[0], means[1]) if terms else total
 
 # Keras's Adam defaults, which IsoNet uses (SPEC §6.6).
 ADAM_BETAS = (0.9, 0.999)
@@ -316,8 +320,15 @@ class IsoNetModule(pl.LightningModule):
             A scalar float32 loss: the (weighted) mean absolute error, IsoNet's ``mae``.
         """
         if "regions" in batch:
-            return fourier_split_loss(pred, batch["target"], batch["regions"],
-                                      float(self.meta.get("mw_weight", 1.0)), batch.get("target_wedge"))
+            loss, measured, wedge = fourier_split_loss(pred, batch["target"], batch["regions"],
+                                                       float(self.meta.get("mw_weight", 1.0)),
+                                                       batch.get("target_wedge"), terms=True)
+            if self._trainer is not None:  # the two regions apart (unweighted means), per epoch
+                stage = "train" if self.training else "val"
+                b = pred.shape[0]
+                self.log(f"{stage}/loss_measured", measured.detach(), on_step=False, on_epoch=True, batch_size=b)
+                self.log(f"{stage}/loss_wedge", wedge.detach(), on_step=False, on_epoch=True, batch_size=b)
+            return loss
         return mean_absolute_error(pred, batch["target"], batch.get("weight"))
 
     def _log_metrics(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:

@@ -53,6 +53,7 @@ STATE = "state"  # sub-folder of result_dir with the resume state
 #: Lightning warnings that are expected here: the state folder is reused on purpose; a deprecation inside Lightning.
 SPURIOUS_WARNINGS = (r"Checkpoint directory .* exists and is not empty", r".*isinstance\(treespec, LeafSpec\).*",
                      r"The dirpath has changed from")
+BN_SAMPLES = 128  # training inputs over which --recalibrate_bn averages the batch-norm statistics
 
 
 def _epoch_seed_callback(seed: int):
@@ -95,6 +96,93 @@ def _finite_guard(iteration: int, epochs: int):
                     fail(trainer, f"the weights {name} hold NaN or infinite values")
 
     return FiniteGuard()
+
+
+def warm_ema(average: torch.Tensor, current: torch.Tensor, n_averaged, decay: float) -> torch.Tensor:
+    """One EMA update whose decay warms up with the updates done: ``min(decay, (1 + n) / (10 + n))``.
+
+    A fixed decay d keeps a weight of d^n on the initial weights after n steps (0.99^54 = 0.58 after the
+    54 steps of a 4,320-sample run's first iteration), and those weights refill the wedges and are saved.
+    """
+    n = float(n_averaged)
+    d = min(decay, (1.0 + n) / (10.0 + n))
+    return d * average + (1.0 - d) * current
+
+
+def _ema_callback(decay: float):
+    """Lightning's EMA of the weights with a warmed-up decay (:func:`warm_ema`), whose checkpoint after fit
+    keeps the trained (not averaged) weights as the state the next iteration continues from.
+
+    Lightning copies the average over the trained weights at the end of ``fit``, so each iteration would
+    restart from the lagging average: with decay 0.99 and 54 steps per iteration only ~12 steps' worth of
+    progress per iteration would remain. The averaged weights are still what refills the wedges, is
+    validated and is saved (``state_dict``); the trained ones go to ``current_model_state``.
+    """
+    import functools
+
+    from pytorch_lightning.callbacks import EMAWeightAveraging
+
+    class WarmEMA(EMAWeightAveraging):
+        def __init__(self):
+            super().__init__(decay=decay)
+            self._kwargs["avg_fn"] = functools.partial(warm_ema, decay=decay)
+            self._trained = None
+
+        def on_train_end(self, trainer, pl_module):
+            self._trained = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+            super().on_train_end(trainer, pl_module)
+
+        def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+            super().on_save_checkpoint(trainer, pl_module, checkpoint)
+            if self._trained is not None and "current_model_state" in checkpoint:
+                checkpoint["current_model_state"] = self._trained
+
+        def take_buffers(self, pl_module):
+            """Copy the module's buffers (recalibrated batch-norm statistics) into the average and the trained
+            state, so that the saved checkpoint and the next iteration use them."""
+            buffers = zip(pl_module.named_buffers(), self._average_model.module.buffers(), strict=True)
+            for (name, value), average in buffers:
+                average.data.copy_(value.data)
+                if self._trained is not None and name in self._trained:
+                    self._trained[name] = value.detach().clone()
+
+    return WarmEMA()
+
+
+def recalibrates_bn(cfg: RefineConfig, method: str) -> bool:
+    """``--recalibrate_bn``, unset: on for ``n2n``, off for ``isonet`` (as IsoNet)."""
+    return cfg.recalibrate_bn if cfg.recalibrate_bn is not None else method == "n2n"
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(module, dataset, batch_size: int, device: torch.device, precision: str = "32") -> None:
+    """Set every batch norm's running statistics to their mean over ``dataset``'s inputs, for the weights the
+    module holds now (dropout off, as in prediction).
+
+    Keras's momentum (0.01 per step in torch's terms) lets the running statistics that prediction uses
+    follow the batch statistics that training uses only after some thousand steps: starting from variance
+    1, with activations whose variance is orders of magnitude smaller, they are still far off after the
+    540 steps of a 4,320-sample run, and the averaged weights of EMA lag further. The network then predicts
+    (refill, validation, predict) with statistics it never trained with.
+    """
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms or len(dataset) == 0:
+        return
+    was_training = module.training
+    module.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+        m.train()
+    autocast = AUTOCAST[precision]
+    for start in range(0, len(dataset), batch_size):
+        batch = torch.stack([dataset[k]["input"] for k in range(start, min(start + batch_size, len(dataset)))])
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+            module(batch.to(device))
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    module.train(was_training)
 
 
 @dataclass
@@ -270,7 +358,8 @@ def build_module(cfg: RefineConfig, subs: Subtomograms):
     net = {"depth": cfg.unet_depth, "base_channels": cfg.filter_base, "convs_per_level": cfg.convs_per_depth,
            "kernel_size": cfg.kernel, "batch_norm": cfg.batch_normalization, "dropout": cfg.drop_out,
            "residual": uses_residual(cfg, method_of(cfg, subs)), "pool": cfg.pool}
-    meta = {"method": method_of(cfg, subs), "mw_weight": cfg.mw_weight, "normalize_percentile": cfg.normalize_percentile,
+    meta = {"method": method_of(cfg, subs), "mw_weight": cfg.mw_weight,
+            "normalize_percentile": cfg.normalize_percentile,
             "normalization": "tomogram" if subs.per_tomogram else "subtomogram", "cube_size": subs.cube,
             "crop_size": subs.crop, "tilt_ranges": sorted({tuple(t) for t in subs.tilt_ranges.tolist()}),
             "settings": cfg.model_dump(mode="json")}
@@ -382,7 +471,8 @@ def _originals(subs: Subtomograms, method: str) -> np.ndarray:
 
 
 def first_estimates(subs: Subtomograms, method: str = "isonet", renormalize: bool = True) -> np.ndarray:
-    """IsoNet's FIRST_ITER: the wedge-filtered originals (each half for n2n), normalised (unless not ``renormalize``)."""
+    """IsoNet's FIRST_ITER: the wedge-filtered originals (each half for n2n), normalised (unless not
+    ``renormalize``)."""
     data = _originals(subs, method)
     norm = normalize if renormalize else _same
     return np.stack([_per_volume(lambda a, m: norm(apply_measured(a, m)), a, wedge_mask(subs.crop, *t))
@@ -479,9 +569,9 @@ def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
 
 def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import EMAWeightAveraging, ModelCheckpoint
+    from pytorch_lightning.callbacks import ModelCheckpoint
 
-    from isonet_pl.data.datamodule import IsoNetDataModule
+    from isonet_pl.data.datamodule import IsoNetDataModule, PairDataset
     from isonet_pl.model.module import IsoNetModule
 
     done = 0
@@ -511,6 +601,7 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
     method = method_of(cfg, subs)
     renormalize = renormalizes(cfg, method, subs)
     decay = ema_decay(cfg, method)
+    recalibrate = recalibrates_bn(cfg, method)
     dev = resolve_devices(cfg)
     batch, steps = derived_settings(cfg, len(subs.data), dev["count"])
     workers = cfg.preprocessing_ncpus if cfg.preprocessing_ncpus is not None else min(8, max(0, usable_cpus() - 1))
@@ -563,12 +654,13 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
             epoch_ckpt = ModelCheckpoint(dirpath=state, filename="epoch", save_last=False, save_top_k=1,
                                          monitor=None, every_n_epochs=1, enable_version_counter=False,
                                          save_on_train_epoch_end=True)
+            ema = _ema_callback(decay) if decay else None
             trainer = pl.Trainer(max_epochs=it * cfg.epochs, accelerator=dev["accelerator"], devices=dev["devices"],
                                  strategy=dev["strategy"], num_nodes=cfg.num_nodes, precision=cfg.precision,
                                  logger=_loggers(result_dir, it),
                                  callbacks=[_finite_guard(it, cfg.epochs), epoch_ckpt, _epoch_seed_callback(cfg.seed),
                                             _progress_bar(it, cfg.iterations, cfg.epochs)]
-                                 + ([EMAWeightAveraging(decay=decay)] if decay else []),
+                                 + ([ema] if ema else []),
                                  reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0,
                                  log_every_n_steps=max(1, min(50, steps)), enable_model_summary=False,
                                  default_root_dir=result_dir, deterministic=False)
@@ -583,6 +675,12 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
                     signal.signal(signal.SIGINT, signal.default_int_handler)
                 raise Interrupted(_resume_hint(it, subtomo_star, result_dir))
             losses = _epoch_losses(result_dir / "logs" / f"iter{it:02d}" / "metrics.csv", it, cfg.epochs)
+            if recalibrate:  # the statistics of the weights that refill, are saved and predict
+                recalibrate_batch_norm(module, PairDataset(filled, subs.tilt_ranges, active, BN_SAMPLES, subs.cube,
+                                                           noise, cfg.noise_mode, (cfg.seed, it, 2),
+                                                           cfg.wedge_target), batch, device, cfg.precision)
+                if ema:
+                    ema.take_buffers(module)
             ckpt = result_dir / f"model_iter{it:02d}.ckpt"
             trainer.save_checkpoint(ckpt)  # every rank calls it; Lightning writes from rank 0 only
             estimates = predict_all(module, _originals(subs, method), batch, device, cfg.precision, renormalize)
