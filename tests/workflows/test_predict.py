@@ -121,7 +121,7 @@ def test_tiny_tomogram_and_unwritable_output(subtomo_star, tmp_path):
 def test_predict_on_both_halves_and_disagreement_map(n2n_model, tmp_path):
     """--halves both: the output is the mean of the two half predictions and the disagreement map their
     |difference|, both equal to predicting each half on its own."""
-    from isonet_pl.predict.predictor import predict_tomogram
+    from isonet_pl.predict.predictor import predict_tomogram, tile_plan
     from isonet_pl.workflows.extract import tomogram_statistics
     from isonet_pl.workflows.predict import load_model, predict
     from isonet_pl.workflows.refine import tomogram_norm
@@ -135,8 +135,9 @@ def test_predict_on_both_halves_and_disagreement_map(n2n_model, tmp_path):
     folder = star.parent
     tomo = da.from_array(read_mrc(folder / "tomos" / "sim_00.mrc")[0])
     offset, scale = tomogram_norm(tomogram_statistics(tomo), True)
+    core, halo = tile_plan(module.net, "cpu", crop_size=32)  # the tiles predict uses
     halves = [predict_tomogram(read_mrc(folder / k / "sim_00.mrc")[0], module, offset, scale,
-                               chunk=16, halo=8).compute() for k in ("even", "odd")]
+                               chunk=core, halo=halo).compute() for k in ("even", "odd")]
     np.testing.assert_allclose(mean, (halves[0] + halves[1]) / 2, atol=1e-5 * np.abs(mean).max())
     np.testing.assert_allclose(disagreement, np.abs(halves[0] - halves[1]), atol=1e-5 * np.abs(mean).max())
     assert disagreement.max() > 0
