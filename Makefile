@@ -18,6 +18,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 test: venv
+	$(BIN)/ruff check isonet_pl cli tests bench
 	$(BIN)/pytest -q
 
 demo: venv

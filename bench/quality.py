@@ -99,7 +99,7 @@ def curve(args) -> None:
                 for item in demo_inputs(out, cfg):
                     if isinstance(item, str):
                         print(item, flush=True)
-            star, sub_star = out / "tomograms.star", out / "subtomo.star"
+            sub_star = out / "subtomo.star"
             truth = read_mrc(out / "ground_truth" / "sim_00.mrc")[0]
             source = out / "deconv" / "sim_00.mrc"
             volume = read_mrc(source if source.exists() else out / "tomos" / "sim_00.mrc")[0]
