@@ -117,3 +117,36 @@ def test_checkpoint_keeps_the_trained_weights(sheets_star, tmp_path):
     payload = torch.load(ckpt, map_location="cpu", weights_only=False)
     averaged, trained = payload["state_dict"], payload["current_model_state"]
     assert any(not torch.equal(averaged[k], trained[k]) for k in averaged if averaged[k].is_floating_point())
+
+
+def test_recalibrate_bn_defaults_by_method():
+    """--recalibrate_bn unset: on for n2n, off for isonet (IsoNet's behaviour); explicit values win."""
+    from isonet_pl.workflows.refine import recalibrates_bn
+
+    assert (recalibrates_bn(RefineConfig(), "n2n"), recalibrates_bn(RefineConfig(), "isonet")) == (True, False)
+    assert recalibrates_bn(RefineConfig(recalibrate_bn=False), "n2n") is False
+
+
+def test_recalibrated_statistics_match_the_batch_statistics():
+    """After recalibration on one batch, eval mode (running statistics) gives what the batch statistics give,
+    where the freshly initialised statistics (mean 0, variance 1) do not; the momentum is restored."""
+    from isonet_pl.model.module import IsoNetModule
+    from isonet_pl.workflows.refine import recalibrate_batch_norm
+
+    torch.manual_seed(0)
+    module = IsoNetModule(net={"depth": 2, "base_channels": 4, "convs_per_level": 1, "dropout": 0.3})
+    x = 0.01 * torch.randn(4, 1, 16, 16, 16)
+    with torch.no_grad():
+        module.train()
+        for m in module.modules():
+            if isinstance(m, torch.nn.Dropout3d | torch.nn.Dropout):
+                m.eval()
+        batch_stats = module(x)
+        module.eval()
+        stale = module(x)
+        recalibrate_batch_norm(module, [{"input": v} for v in x], 4, torch.device("cpu"))
+        module.eval()
+        fresh = module(x)
+    assert not torch.allclose(stale, batch_stats, atol=1e-3)
+    torch.testing.assert_close(fresh, batch_stats, atol=1e-4, rtol=1e-3)
+    assert all(m.momentum == 0.01 for m in module.modules() if isinstance(m, torch.nn.BatchNorm3d))
