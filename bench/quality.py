@@ -129,7 +129,8 @@ def curve(args) -> None:
                           + text, flush=True)
                 rows[method + args.tag] = {"curve": points, "refine_seconds": seconds}
             summary[f"{kind}_seed{seed}"] = rows
-            (root / f"curve{args.tag}_{args.phantoms.replace(',', '-')}_{args.seeds.replace(',', '-')}.json").write_text(json.dumps(summary, indent=1))
+            name = f"curve{args.tag}_{args.phantoms.replace(',', '-')}_{args.seeds.replace(',', '-')}.json"
+            (root / name).write_text(json.dumps(summary, indent=1))
     print("\nfinal scores at", args.samples, "samples (overall / in-wedge):")
     for name, rows in summary.items():
         cells = [f"raw {rows['raw']['overall']:.3f} / {rows['raw']['in_wedge']:.3f}"]
