@@ -277,6 +277,7 @@ def demo_cmd(ctx: click.Context, out_dir: str) -> None:
     from isonet_pl.workflows.demo import run_demo
 
     cfg = load_config(ctx.obj["config_path"]) if ctx.obj.get("config_path") else None  # None: conf/demo.yaml
+    _quiet_lightning()
     for line in run_demo(out_dir, cfg):
         click.echo(line)
 
