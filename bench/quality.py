@@ -90,10 +90,11 @@ def curve(args) -> None:
             cfg = base.model_copy(update={
                 "simulate": sim,
                 "extract": base.extract.model_copy(update={"cube_size": 32, "crop_size": 48}),
-                "refine": base.refine.model_copy(update={
+                # validated (model_copy would not parse "0.05,0.1" or check the overrides)
+                "refine": type(base.refine).model_validate({**base.refine.model_dump(), **{
                     "iterations": args.iterations, "epochs": args.epochs, "steps_per_epoch": steps,
                     "batch_size": args.batch_size, "filter_base": 16, "unet_depth": 3, "seed": seed,
-                    "preprocessing_ncpus": 0, **overrides})})
+                    "preprocessing_ncpus": 0, **overrides}})})
             out = root / f"{kind}_seed{seed}"
             if not (out / "subtomo.star").exists():
                 for item in demo_inputs(out, cfg):

@@ -1,0 +1,110 @@
+"""Noise measured from the empty slices of a tomogram, and the Wiener filter it gives."""
+
+import dask.array as da
+import numpy as np
+import pytest
+from scipy import signal
+
+from isonet_pl.preprocess import spectral as sp
+
+SHAPE = (96, 160, 160)
+SLAB = (24, 72)
+K0 = 0.05  # corner frequency of the signal spectrum, cycles/voxel
+
+
+def _spectrum(k: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + (k / K0) ** 2) ** 2
+
+
+def _gaussian_tomogram(noise_sigma: float, seed: int = 0, slab=SLAB):
+    """Gaussian signal of known spectrum (variance 0.25) inside a Z slab, white noise everywhere."""
+    rng = np.random.default_rng(seed)
+    kz = np.fft.fftfreq(SHAPE[0])[:, None, None]
+    ky = np.fft.fftfreq(SHAPE[1])[None, :, None]
+    kx = np.fft.rfftfreq(SHAPE[2])[None, None, :]
+    power = _spectrum(np.sqrt(kz * kz + ky * ky + kx * kx))
+    field = np.fft.irfftn(np.fft.rfftn(rng.standard_normal(SHAPE)) * np.sqrt(power), s=SHAPE, axes=(0, 1, 2))
+    scale = 0.5 / field.std()
+    z = np.arange(SHAPE[0])[:, None, None]
+    signal_ = field * scale * ((z >= slab[0]) & (z < slab[1]))
+    noise = noise_sigma * rng.standard_normal(SHAPE)
+    return signal_, (signal_ + noise).astype(np.float32), scale**2
+
+
+@pytest.mark.parametrize("sigma", [0.3, 1.0])
+def test_noise_and_weights_match_the_analytic_values(sigma):
+    _, volume, s2 = _gaussian_tomogram(sigma)
+    est = sp.estimate_spectra(volume)
+    assert est.specimen[0] >= SLAB[0] - 2 and est.specimen[1] <= SLAB[1] + 2
+    assert all(b <= SLAB[0] or a >= SLAB[1] for a, b in est.empty)
+    assert est.noise_std == pytest.approx(sigma, rel=0.03)
+    # PSD of the signal per voxel: s2 · S(k) (white noise of unit variance has PSD 1 per voxel)
+    signal_psd = s2 * _spectrum(est.frequency)
+    expected = signal_psd / (signal_psd + sigma**2)
+    shells = est.frequency < 0.45
+    assert np.max(np.abs(est.weights[shells] - expected[shells])) < 0.08
+
+
+def test_filter_reaches_the_minimum_mean_square_error():
+    """For Gaussian signal and noise the Wiener filter is the best estimate: its error is sum S·N/(S+N)."""
+    signal_, volume, s2 = _gaussian_tomogram(0.5, seed=3)
+    est = sp.estimate_spectra(volume)
+    filtered = sp.apply_kernel(volume, sp.wiener_kernel(est)).compute()
+    inside = slice(SLAB[0] + 4, SLAB[1] - 4)
+    error = np.mean((filtered[inside] - signal_[inside]) ** 2)
+    kz = np.fft.fftfreq(SHAPE[0])[:, None, None]
+    ky = np.fft.fftfreq(SHAPE[1])[None, :, None]
+    kx = np.fft.fftfreq(SHAPE[2])[None, None, :]
+    psd = s2 * _spectrum(np.sqrt(kz * kz + ky * ky + kx * kx))
+    minimum = np.mean(psd * 0.25 / (psd + 0.25))
+    raw_error = np.mean((volume[inside] - signal_[inside]) ** 2)
+    assert raw_error == pytest.approx(0.25, rel=0.05)
+    assert error == pytest.approx(minimum, rel=0.1)
+    assert error < 0.3 * raw_error
+
+
+def test_measured_region_only():
+    """With a tilt range, coefficients of the missing wedge (empty in a raw tomogram) are not counted."""
+    _, volume, _ = _gaussian_tomogram(0.5)
+    from isonet_pl.data.wedge import apply_wedge, measured_region
+
+    wedged = apply_wedge(volume, measured_region(volume.shape, -60, 60)).astype(np.float32)
+    est = sp.estimate_spectra(wedged, tilt_range=(-60, 60))
+    full = sp.estimate_spectra(volume)
+    assert est.noise_std < full.noise_std  # the wedge's share of the noise is gone
+    assert np.max(np.abs(est.weights[1:20] - full.weights[1:20])) < 0.1  # the same signal-to-noise per shell
+
+
+def test_no_empty_slices_is_refused():
+    _, volume, _ = _gaussian_tomogram(0.5, slab=(0, SHAPE[0]))
+    with pytest.raises(sp.NoEmptyRegion):
+        sp.estimate_spectra(volume)
+    noise_only = np.random.default_rng(0).standard_normal((32, 64, 64)).astype(np.float32)
+    with pytest.raises(sp.NoEmptyRegion):
+        sp.empty_slices(noise_only)
+
+
+@pytest.mark.parametrize("chunks", [16, 33, 128])
+def test_chunked_filter_equals_in_memory(chunks):
+    rng = np.random.default_rng(1)
+    volume = rng.standard_normal((40, 70, 90)).astype(np.float32)
+    weights = np.clip(1 - np.arange(24) / 12, 0, 1)
+    est = sp.SpectralEstimate((np.arange(24) + 0.5) / 48, np.ones(24), np.ones(24), weights, ((0, 1),), (0, 1), 1.0)
+    kernel = sp.wiener_kernel(est)
+    r = kernel.shape[0] // 2
+    expected = signal.fftconvolve(np.pad(volume.astype(np.float64), r, mode="symmetric"), kernel, mode="valid")
+    out = sp.apply_kernel(da.from_array(volume, chunks=chunks), kernel).compute()
+    assert out.shape == volume.shape
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_kernel_response_follows_the_weights():
+    weights = 1.0 / (1.0 + ((np.arange(24) + 0.5) / 48 / 0.15) ** 4)
+    est = sp.SpectralEstimate((np.arange(24) + 0.5) / 48, np.ones(24), np.ones(24), weights, ((0, 1),), (0, 1), 1.0)
+    kernel = sp.wiener_kernel(est)
+    n = 64
+    response = np.abs(np.fft.fftn(kernel, s=(n, n, n), axes=(0, 1, 2)))  # the kernel's centre: a phase only
+    k = np.abs(np.fft.fftfreq(n))
+    along_x = response[0, 0, : n // 2]
+    np.testing.assert_allclose(along_x, np.interp(k[: n // 2], est.frequency, weights, left=1.0), atol=0.06)
+    assert kernel.sum() == pytest.approx(1.0, abs=1e-5)
