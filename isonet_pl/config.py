@@ -358,6 +358,11 @@ class PredictConfig(Section):
     disagreement_map: bool = Field(False, description="With halves: also write <name>_disagreement.mrc, the "
                                                       "per-voxel |difference| of the two half predictions "
                                                       "(where the network's fill is not supported by both).")
+    denoise: bool = Field(True, description="Filter the corrected tomogram with a Wiener filter whose weights are "
+                                            "measured on its own empty slices above and below the specimen (noise "
+                                            "only), per frequency band, in the measured region and in the filled "
+                                            "wedge; logged. Skipped with a warning when the tomogram has no empty "
+                                            "slices. false: the network's output as is (IsoNet 0.2).")
     gpuID: str | None = Field(None, description="GPU to predict on, e.g. 0; unset: the first visible GPU, else "
                                                 "the CPU.")
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] | None = Field(
@@ -391,7 +396,7 @@ OPTION_GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
                                "pretrained_model", "continue_from", "remove_intermediate", "log_level"),
     },
     "PredictConfig": {
-        "Output": ("output_dir", "use_deconv_tomo", "halves", "disagreement_map"),
+        "Output": ("output_dir", "use_deconv_tomo", "denoise", "halves", "disagreement_map"),
         "Tiles and devices": ("cube_size", "crop_size", "batch_size", "gpuID", "precision",
                               "normalize_percentile", "log_level"),
     },

@@ -39,16 +39,16 @@ from ..data.wedge import measured_region
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SpectralEstimate", "NoEmptyRegion", "empty_slices", "estimate_spectra", "wiener_kernel",
+__all__ = ["SpectralEstimate", "NoEmptyRegion", "empty_slices", "estimate_spectra", "wiener_kernel", "wiener_denoise",
            "apply_kernel", "radial_psd"]
 
 #: lateral block-mean size of the Z profile (voxels)
 PROFILE_BIN = 4
 #: a slice is empty when its profile value is within this fraction of the (peak − floor) range of the floor
-EMPTY_LEVEL = 0.08
+EMPTY_LEVEL = 0.15
 #: specimen slices: at least this fraction of the range above the floor
 SPECIMEN_LEVEL = 0.5
-#: slices left out next to the specimen (the missing wedge smears it along Z) and at the faces
+#: slices left out next to the specimen (the missing wedge smears it along Z); one is left out at each face
 MARGIN = 2
 #: fewest empty slices (both sides together) for a noise estimate
 MIN_EMPTY = 6
@@ -145,20 +145,21 @@ def empty_slices(volume) -> tuple[tuple[tuple[int, int], ...], tuple[int, int]]:
     prof = _profile(volume)
     nz = prof.size
     prof = np.convolve(np.pad(prof, 1, mode="edge"), np.ones(3) / 3, mode="valid")
-    floor, peak = float(np.min(prof)), float(np.max(prof))
+    floor = float(np.mean(np.sort(prof)[: max(3, nz // 10)]))  # robust to the profile's own noise
+    peak = float(np.max(prof))
     if not peak > MIN_CONTRAST * floor:
         raise NoEmptyRegion(f"the specimen does not stand out along Z (profile peak {peak:.3g}, floor {floor:.3g})")
     low = prof <= floor + EMPTY_LEVEL * (peak - floor)
     top = int(np.argmin(low)) if not low.all() else nz  # run of empty slices from z = 0
     bottom = int(np.argmin(low[::-1])) if not low.all() else nz
     ranges = []
-    if top - 2 * MARGIN > 0:
-        ranges.append((MARGIN, top - MARGIN))
-    if bottom - 2 * MARGIN > 0:
-        ranges.append((nz - bottom + MARGIN, nz - MARGIN))
+    if top - MARGIN - 1 > 0:
+        ranges.append((1, top - MARGIN))
+    if bottom - MARGIN - 1 > 0:
+        ranges.append((nz - bottom + MARGIN, nz - 1))
     if sum(b - a for a, b in ranges) < MIN_EMPTY:
         raise NoEmptyRegion(f"too few empty slices above and below the specimen ({top} + {bottom} of {nz}; "
-                            f"need {MIN_EMPTY + 4 * MARGIN})")
+                            f"need {MIN_EMPTY + 2 * MARGIN + 2})")
     high = np.flatnonzero(prof >= floor + SPECIMEN_LEVEL * (peak - floor))
     return tuple(ranges), (int(high[0]), int(high[-1]) + 1)
 
@@ -280,7 +281,8 @@ def estimate_spectra(volume, tilt_range: tuple[float, float] | None = None,
     weights[~np.isfinite(weights)] = 1.0
     frequency = (np.arange(weights.shape[1]) + 0.5) * SHELL
     wedge = weights[1] if len(regions) == 2 else None
-    return SpectralEstimate(frequency, total[0], noise[0], weights[0], empty, specimen, float(np.sqrt(np.nansum(noise * counts))),
+    noise_std = float(np.sqrt(np.nansum(noise * counts)))
+    return SpectralEstimate(frequency, total[0], noise[0], weights[0], empty, specimen, noise_std,
                             wedge_weights=wedge, tilt_range=tilt_range if wedge is not None else None,
                             wedge_noise=noise[1] if wedge is not None else None,
                             wedge_total=total[1] if wedge is not None else None)
@@ -315,7 +317,7 @@ def apply_kernel(volume, kernel: np.ndarray, chunks: int = 128) -> da.Array:
 
     Equals ``fftconvolve(np.pad(volume, r, mode="symmetric"), kernel, mode="valid")`` to float rounding.
     """
-    arr = volume if isinstance(volume, da.Array) else da.from_array(volume, chunks=chunks)
+    arr = volume.rechunk(chunks) if isinstance(volume, da.Array) else da.from_array(volume, chunks=chunks)
     r = kernel.shape[0] // 2
     if min(arr.shape) <= r:
         arr = arr.rechunk(-1)
@@ -323,3 +325,14 @@ def apply_kernel(volume, kernel: np.ndarray, chunks: int = 128) -> da.Array:
         return padded.map_blocks(lambda b: _convolve_block(b, kernel)[r:-r, r:-r, r:-r],
                                  chunks=arr.shape, dtype=np.float32)
     return arr.map_overlap(_convolve_block, depth=r, boundary="reflect", dtype=np.float32, kernel=kernel)
+
+
+def wiener_denoise(volume, tilt_range: tuple[float, float] | None, corrected: bool = True,
+                   chunks: int = 128) -> tuple[da.Array, SpectralEstimate]:
+    """Filter ``volume`` (nz, ny, nx) with the Wiener weights measured on its own empty slices (lazy).
+
+    Returns the filtered volume (dask, float32) and the estimate (log ``estimate.describe()``).
+    Raises :class:`NoEmptyRegion` when the volume has no empty slices to measure the noise on.
+    """
+    estimate = estimate_spectra(volume, tilt_range, corrected)
+    return apply_kernel(volume, wiener_kernel(estimate), chunks), estimate

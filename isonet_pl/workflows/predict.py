@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from isonet_pl.io.zarr_store import (
     zarr_to_mrc,
 )
 from isonet_pl.predict.predictor import fastest_precision, predict_tomogram, tile_plan
+from isonet_pl.preprocess.spectral import NoEmptyRegion, wiener_denoise
 from isonet_pl.workflows.convert import check_inputs, check_writable, tomogram_store, zarr_cache
 from isonet_pl.workflows.extract import half_volumes, tomogram_statistics
 from isonet_pl.workflows.mask import mask_source_column
@@ -138,6 +140,8 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
             _write_disagreement(abs(a - b), out_mrc, zarr_cache(table, io), run)
             for path in half_zarrs:
                 remove(path)
+        if cfg.denoise:
+            _denoise(out_zarr, table.tilt_range(row), source, run)
         zarr_to_mrc(out_zarr, out_mrc)
         stamp_source(out_zarr, out_mrc)
         table.set_value(row, "rlnCorrectedTomoName", table.relative(out_mrc))
@@ -156,6 +160,27 @@ def _inputs(table, row: int, column: str, store, cfg: PredictConfig, io: IOConfi
                              table.path, "prepare_star --even/--odd (and deconv again), or drop those options")
         return halves
     return [store.zarr_array(0)]
+
+
+def _denoise(out_zarr: Path, tilt_range: tuple[float, float], source: Path, run) -> None:
+    """Replace the network's output in ``out_zarr`` by its Wiener-filtered version (noise measured on its own
+    empty slices, :mod:`isonet_pl.preprocess.spectral`); leave it as it is when it has no empty slices."""
+    network = out_zarr.with_name(f"{out_zarr.stem}_network.zarr")
+    remove(network)
+    os.replace(out_zarr, network)
+    try:
+        volume = open_tomogram(network).dask()
+        try:
+            filtered, estimate = wiener_denoise(volume, tilt_range, corrected=True)
+        except NoEmptyRegion as exc:
+            logger.warning("%s: not filtered (%s): the network's output is kept as it is; reconstruct the tomogram "
+                           "thicker than the specimen to have noise measured, or --denoise false", source.name, exc)
+            os.replace(network, out_zarr)
+            return
+        logger.info("%s: %s", source.name, estimate.describe())
+        run(filtered, out_zarr, denoise=estimate.describe())
+    finally:
+        remove(network)
 
 
 def _write_disagreement(diff, out_mrc: Path, cache: Path, run) -> Path:

@@ -210,3 +210,63 @@ def test_nan_weights_and_nan_predictions_are_refused(subtomo_star, tmp_path, mon
         predict_module.predict(star, ckpt, PredictConfig(output_dir=str(tmp_path / "o2"), crop_size=32,
                                                          use_deconv_tomo=False), IO)
     assert not list((tmp_path / "o2").glob("*.mrc")) and star.read_bytes() == before
+
+
+def test_denoise_filters_with_the_noise_of_the_empty_slices(subtomo_star, tmp_path, caplog):
+    """--denoise (default): the output is the network's, Wiener-filtered with weights measured on its own empty
+    slices (less high-frequency power, same low frequencies, recorded in the store); a tomogram without empty
+    slices keeps the network's output, with a warning."""
+    import logging
+
+    import mrcfile
+    import zarr
+
+    from isonet_pl.config import PrepareStarConfig
+    from isonet_pl.workflows.predict import predict
+    from isonet_pl.workflows.prepare import prepare_star
+    from isonet_pl.workflows.refine import refine
+
+    torch.set_num_threads(1)
+    ckpt = refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "r"), iterations=1, epochs=1,
+                                             steps_per_epoch=2, batch_size=2, filter_base=4, unet_depth=2,
+                                             convs_per_depth=1, preprocessing_ncpus=0))
+    from isonet_pl.config import SimulateConfig
+    from isonet_pl.workflows.simulate import simulate
+
+    star = simulate(tmp_path / "sim", SimulateConfig(shape=(64, 64, 64), number_subtomos=4, seed=5))
+    outs = {}
+    for denoise in (False, True):
+        folder = tmp_path / f"out_{denoise}"
+        with caplog.at_level(logging.INFO, logger="isonet_pl"):
+            predict(star, ckpt, PredictConfig(output_dir=str(folder), crop_size=32, use_deconv_tomo=False,
+                                              denoise=denoise), IO)
+        outs[denoise] = read_mrc(folder / "sim_00_corrected.mrc")[0]
+    assert "noise measured on empty slices" in caplog.text
+    plain, filtered = outs[False], outs[True]
+    spectrum = [np.abs(np.fft.rfftn(v - v.mean())) ** 2 for v in (plain, filtered)]
+    k = np.sqrt(sum(g**2 for g in np.meshgrid(np.fft.fftfreq(plain.shape[0]), np.fft.fftfreq(plain.shape[1]),
+                                             np.fft.rfftfreq(plain.shape[2]), indexing="ij")))
+    high, low = k > 0.35, (k > 0) & (k < 0.05)
+    assert spectrum[1][high].sum() < 0.5 * spectrum[0][high].sum()
+    assert spectrum[1][low].sum() == pytest.approx(spectrum[0][low].sum(), rel=0.2)
+    stores = list((tmp_path / "sim").rglob("sim_00_corrected*.zarr"))
+    assert stores and any("noise measured" in str(zarr.open_group(s, mode="r").attrs["isonet_pl"].get("denoise"))
+                          for s in stores)
+    assert not list(tmp_path.rglob("*_network.zarr"))  # the intermediate is gone
+
+    # a tomogram that is all specimen (no empty slices): kept as the network gave it, with a warning
+    folder = tmp_path / "full"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    with mrcfile.new(folder / "full.mrc") as mrc:
+        mrc.set_data(rng.standard_normal((40, 64, 64)).astype(np.float32))
+        mrc.voxel_size = 10.0
+    full_star = prepare_star(folder, PrepareStarConfig(output_star=str(tmp_path / "full.star")))
+    caplog.clear()
+    for denoise in (False, True):
+        with caplog.at_level(logging.WARNING, logger="isonet_pl"):
+            predict(full_star, ckpt, PredictConfig(output_dir=str(tmp_path / f"full_{denoise}"), crop_size=32,
+                                                   denoise=denoise), IO)
+    assert "not filtered" in caplog.text and "full.mrc" in caplog.text
+    np.testing.assert_array_equal(read_mrc(tmp_path / "full_True" / "full_corrected.mrc")[0],
+                                  read_mrc(tmp_path / "full_False" / "full_corrected.mrc")[0])
