@@ -30,13 +30,24 @@ from isonet_pl.workflows.predict import load_model
 PAD = 16
 
 
-def score(module, volume: np.ndarray, truth: np.ndarray, tilt: tuple[float, float]) -> dict[str, float]:
-    """Predict ``volume`` (nz, ny, nx, stored contrast) with ``module`` and score it against ``truth``."""
+def score(module, volume: np.ndarray, truth: np.ndarray, tilt: tuple[float, float],
+          denoise: bool = False) -> dict[str, float]:
+    """Predict ``volume`` (nz, ny, nx, stored contrast) with ``module`` and score it against ``truth``.
+
+    With ``denoise`` also score the output after predict's ``--denoise`` filter (keys ``denoised_overall``,
+    ``denoised_in_wedge``, ``denoised_measured``)."""
+    from isonet_pl.preprocess.spectral import wiener_denoise
+
     p4, p96 = np.percentile(-volume, [4, 96])
     precision = module.meta.get("settings", {}).get("precision", "32")
     out = predict_block(np.pad(volume, PAD, mode="symmetric"), module, float(p4), float(p96 - p4),
                         precision=precision)[PAD:-PAD, PAD:-PAD, PAD:-PAD]
-    return wedge_correlations(out, truth, *tilt, **BAND)
+    scores = wedge_correlations(out, truth, *tilt, **BAND)
+    if denoise:
+        filtered, _ = wiener_denoise(out, tilt, corrected=True)
+        scores.update({f"denoised_{k}": v for k, v in
+                       wedge_correlations(filtered.compute(), truth, *tilt, **BAND).items()})
+    return scores
 
 
 def averaged(paths: list[Path]):

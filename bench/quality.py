@@ -106,7 +106,13 @@ def curve(args) -> None:
             volume = read_mrc(source if source.exists() else out / "tomos" / "sim_00.mrc")[0]
             tilt = (cfg.simulate.tilt_min, cfg.simulate.tilt_max)
             raw = wedge_correlations(read_mrc(out / "tomos" / "sim_00.mrc")[0], truth, *tilt, **BAND)
-            rows = {"raw": raw}
+            rows = {"raw": raw, "truth without wedge": wedge_correlations(without_wedge(truth, *tilt), truth, *tilt,
+                                                                          **BAND)}
+            raw_volume = read_mrc(out / "tomos" / "sim_00.mrc")[0]
+            sigma, rows["gaussian"] = max(((s, wedge_correlations(ndi.gaussian_filter(raw_volume, s), truth, *tilt,
+                                                                  **BAND)) for s in (1.0, 1.5, 2.0, 2.5, 3.0)),
+                                          key=lambda pair: pair[1]["overall"])
+            rows["gaussian"]["sigma"] = sigma
             print(f"{kind} seed {seed}: raw overall {raw['overall']:.3f} in-wedge {raw['in_wedge']:.3f}", flush=True)
             for method in methods:
                 result_dir = out / f"results_{method}{args.tag}"
@@ -122,9 +128,11 @@ def curve(args) -> None:
                              "train_loss": info["losses"][-1] if info["losses"] else float("nan")}
                     text = ""
                     if it % args.every == 0 or it == args.iterations:
-                        point.update(score(load_model(result_dir / f"model_iter{it:02d}.ckpt"), volume, truth, tilt))
+                        point.update(score(load_model(result_dir / f"model_iter{it:02d}.ckpt"), volume, truth, tilt,
+                                           denoise=True))
                         text = (f" overall {point['overall']:.3f} in-wedge {point['in_wedge']:.3f}"
-                                f" measured {point['measured']:.3f}")
+                                f" measured {point['measured']:.3f}; denoised {point['denoised_overall']:.3f} /"
+                                f" {point['denoised_in_wedge']:.3f} / {point['denoised_measured']:.3f}")
                     points.append(point)
                     print(f"{kind} seed {seed} {method}{args.tag} iter {it:2d} samples {samples:5d} val {val:.4f}"
                           + text, flush=True)
@@ -133,10 +141,14 @@ def curve(args) -> None:
             name = f"curve{args.tag}_{args.phantoms.replace(',', '-')}_{args.seeds.replace(',', '-')}.json"
             (root / name).write_text(json.dumps(summary, indent=1))
     print("\nfinal scores at", args.samples, "samples (overall / in-wedge):")
+    references = ("raw", "gaussian", "truth without wedge")
     for name, rows in summary.items():
-        cells = [f"raw {rows['raw']['overall']:.3f} / {rows['raw']['in_wedge']:.3f}"]
-        cells += [f"{m} {r['curve'][-1]['overall']:.3f} / {r['curve'][-1]['in_wedge']:.3f}"
-                  for m, r in rows.items() if m != "raw"]
+        cells = [f"{m} {rows[m]['overall']:.3f} / {rows[m]['in_wedge']:.3f}" for m in references]
+        for m, r in rows.items():
+            if m not in references:
+                last = r["curve"][-1]
+                cells.append(f"{m} {last['overall']:.3f} / {last['in_wedge']:.3f}, denoised "
+                             f"{last['denoised_overall']:.3f} / {last['denoised_in_wedge']:.3f}")
         print(f"{name:16s} " + "; ".join(cells))
 
 

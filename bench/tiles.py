@@ -21,6 +21,10 @@ import dask
 import numpy as np
 import torch
 
+from isonet_pl.normalization import Normalization
+
+UNIT = Normalization.unit()  # N(x) = -x
+
 #: The receptive field depends on depth, kernel and convolutions per level, not on the channels: IsoNet's
 #: default layout is measured with 8 base channels (64 would take 64x longer on a CPU).
 NETS = {
@@ -34,13 +38,13 @@ NETS = {
 def stitch_errors(module, vol: np.ndarray, halos: list[int], core: int = 48) -> dict[int, float]:
     from isonet_pl.predict.predictor import predict_block, predict_tomogram
 
-    whole = predict_block(vol, module, 0.0, 1.0)
+    whole = predict_block(vol, module, UNIT)
     r = module.net.receptive_radius
     inner = tuple(slice(min(r, n // 4), n - min(r, n // 4)) for n in vol.shape)
     out = {}
     for h in halos:
         with dask.config.set(scheduler="synchronous"):
-            tiled = predict_tomogram(vol, module, 0.0, 1.0, chunk=core, halo=h).compute()
+            tiled = predict_tomogram(vol, module, UNIT, chunk=core, halo=h).compute()
         diff = tiled[inner] - whole[inner]
         out[h] = float(np.sqrt(np.mean(diff**2)) / np.sqrt(np.mean(whole[inner] ** 2)))
     return out

@@ -40,33 +40,6 @@ def rotate(vol: np.ndarray, index: int) -> np.ndarray:
     return vol
 
 
-def normalize(x: np.ndarray, percentile: bool = True, stats: tuple[float, float] | None = None) -> np.ndarray:
-    """IsoNet's normalisation ``N``: (x - P4) / (P96 - P4) or (x - mean) / std, float32.
-
-    Parameters
-    ----------
-    x : numpy.ndarray
-        Any shape.
-    percentile : bool
-        Percentile (True) or z-score (False) mode.
-    stats : tuple of float, optional
-        (offset, scale) to use instead of the statistics of ``x`` itself (e.g. those of the
-        whole tomogram, so that training and prediction normalise alike).
-    """
-    if stats is None:
-        stats = normalization_stats(x, percentile)
-    offset, scale = stats
-    return ((x - np.float32(offset)) / np.float32(scale if scale != 0 else 1.0)).astype(np.float32, copy=False)
-
-
-def normalization_stats(x: np.ndarray, percentile: bool = True) -> tuple[float, float]:
-    """(offset, scale) of :func:`normalize` for the values of ``x``."""
-    if percentile:
-        p4, p96 = np.percentile(x, [4, 96])
-        return float(p4), float(p96 - p4 + 1e-20)
-    return float(x.mean(dtype=np.float64)), float(x.std(dtype=np.float64))
-
-
 @functools.lru_cache(maxsize=32)
 def wedge_mask(size: int, tilt_min: float, tilt_max: float) -> np.ndarray:
     """Measured region of a ``size``³ cube in rfft layout (float32, shape (size, 1, size//2+1))."""

@@ -16,8 +16,9 @@ import dask.array as da
 import numpy as np
 import torch
 
-logger = logging.getLogger(__name__)
+from isonet_pl.normalization import Normalization
 
+logger = logging.getLogger(__name__)
 
 #: torch autocast dtype of each precision setting (refine --precision, predict --precision); None: float32.
 AUTOCAST = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
@@ -86,10 +87,10 @@ def fastest_precision(module, device: str, edge: int = 64, repeats: int = 2) -> 
     seconds = {}
     for precision in ("32", "bf16-mixed"):
         for _ in range(2):  # bf16 kernels need warm-up calls per shape
-            predict_block(block, module, 0.0, 1.0, device, precision)
+            predict_block(block, module, Normalization.unit(), device, precision)
         t0 = time.perf_counter()
         for _ in range(repeats):
-            predict_block(block, module, 0.0, 1.0, device, precision)
+            predict_block(block, module, Normalization.unit(), device, precision)
         seconds[precision] = time.perf_counter() - t0
     best = min(seconds, key=seconds.get)
     logger.info("precision auto: %s (float32 %.2f s, bf16 %.2f s per %d³ block)", best, seconds["32"] / repeats,
@@ -98,16 +99,15 @@ def fastest_precision(module, device: str, edge: int = 64, repeats: int = 2) -> 
 
 
 @torch.no_grad()
-def predict_block(block: np.ndarray, module, offset: float, scale: float, device: str = "cpu",
+def predict_block(block: np.ndarray, module, norm: Normalization, device: str = "cpu",
                   precision: str = "32") -> np.ndarray:
     """Predict one block (shape (z, y, x), stored contrast) and return it in the same units.
 
-    The block is normalised as in training, ``(-x - offset) / scale``, padded (edge
-    replication) to the network's input multiple, run (under autocast for a mixed
-    ``precision``), cropped and mapped back with ``-(y * scale + offset)``.
+    The block is normalised as in training (``norm.apply``), padded (edge replication) to the
+    network's input multiple, run (under autocast for a mixed ``precision``), cropped and mapped
+    back (``norm.invert``).
     """
-    x = torch.from_numpy(np.ascontiguousarray(-block, dtype=np.float32))
-    x = (x - offset) / scale
+    x = torch.from_numpy(np.ascontiguousarray(norm.apply(block)))
     multiple = module.net.min_input_multiple
     pads = [(-n) % multiple for n in x.shape]
     x = x[None, None].to(device)
@@ -116,7 +116,7 @@ def predict_block(block: np.ndarray, module, offset: float, scale: float, device
     dtype = AUTOCAST[precision]
     with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
         y = module(x)[0, 0, : block.shape[0], : block.shape[1], : block.shape[2]].float().cpu().numpy()
-    return -(y * np.float32(scale) + np.float32(offset))
+    return norm.invert(y)
 
 
 def read_reflected(source, lo: tuple[int, ...], hi: tuple[int, ...]) -> np.ndarray:
@@ -145,13 +145,13 @@ class _Replicas:
     def __reduce__(self):  # sent to dask.distributed workers: rebuilt there (locks are not picklable)
         return (_Replicas, (self.modules[0], self.devices, self.precision))
 
-    def run(self, index: int, block: np.ndarray, offset: float, scale: float) -> np.ndarray:
+    def run(self, index: int, block: np.ndarray, norm: Normalization) -> np.ndarray:
         k = index % len(self.devices)
         with self.locks[k]:
-            return predict_block(block, self.modules[k], offset, scale, self.devices[k], self.precision)
+            return predict_block(block, self.modules[k], norm, self.devices[k], self.precision)
 
 
-def _predict_core(source, replicas: _Replicas, offset: float, scale: float, halo: tuple[int, ...],
+def _predict_core(source, replicas: _Replicas, norm: Normalization, halo: tuple[int, ...],
                   block_info=None) -> np.ndarray:
     """One output block: its core read with ``halo`` voxels of context where the tomogram has them (at the
     tomogram's faces the network's own padding takes over, as in one whole-volume forward: no mirrored
@@ -160,11 +160,11 @@ def _predict_core(source, replicas: _Replicas, offset: float, scale: float, halo
     lo = tuple(max(a - h, 0) for (a, _), h in zip(loc, halo, strict=False))
     hi = tuple(min(b + h, n) for (_, b), h, n in zip(loc, halo, source.shape, strict=False))
     index = sum(block_info[None]["chunk-location"])
-    out = replicas.run(index, read_reflected(source, lo, hi), offset, scale)
+    out = replicas.run(index, read_reflected(source, lo, hi), norm)
     return out[tuple(slice(a - start, b - start) for (a, b), start in zip(loc, lo, strict=False))]
 
 
-def predict_tomogram(arr, module, offset: float, scale: float, chunk: int = 64, halo: int = 16,
+def predict_tomogram(arr, module, norm: Normalization, chunk: int = 64, halo: int = 16,
                      device: str | list[str] = "cpu", precision: str = "32") -> da.Array:
     """Lazily predict a whole tomogram (shape (nz, ny, nx)) with ``module`` in eval mode.
 
@@ -178,8 +178,8 @@ def predict_tomogram(arr, module, offset: float, scale: float, chunk: int = 64, 
         The tomogram, stored contrast.
     module : IsoNetModule
         The trained network (put in eval mode here).
-    offset, scale : float
-        Normalisation of ``-x`` used in training.
+    norm : Normalization
+        The tomogram's normalisation, in the mode the model was trained with.
     chunk : int
         Edge of the predicted core of each tile.
     halo : int
@@ -195,10 +195,10 @@ def predict_tomogram(arr, module, offset: float, scale: float, chunk: int = 64, 
         margins = tuple(min(halo, n - 1) for n in arr.shape)
         chunks = da.core.normalize_chunks(tuple(min(chunk, n) for n in arr.shape), arr.shape)
         replicas = _Replicas(module, [device] if isinstance(device, str) else device, precision)
-        return da.map_blocks(_predict_core, arr, replicas, offset, scale, margins, dtype=np.float32,
+        return da.map_blocks(_predict_core, arr, replicas, norm, margins, dtype=np.float32,
                              chunks=chunks, meta=np.empty((0, 0, 0), np.float32))
     arr = arr.astype(np.float32).rechunk(tuple(min(chunk, n) for n in arr.shape))
     depth = {i: min(halo, n - 1) for i, n in enumerate(arr.shape)}
     device = device if isinstance(device, str) else device[0]
     return arr.map_overlap(predict_block, depth=depth, boundary="reflect", trim=True, dtype=np.float32,
-                           module=module, offset=offset, scale=scale, device=device, precision=precision)
+                           module=module, norm=norm, device=device, precision=precision)

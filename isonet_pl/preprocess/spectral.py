@@ -35,7 +35,7 @@ import dask.array as da
 import numpy as np
 from scipy import signal
 
-from ..data.wedge import measured_region
+from isonet_pl.data.wedge import measured_region
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from isonet_pl.errors import InputError
 from isonet_pl.io.mrc import write_mrc
 from isonet_pl.io.paths import atomic_path, check_output_file
 from isonet_pl.io.star import HALF_COLUMNS, SUBTOMO_COLUMNS, is_none, new_table, read_tomogram_star, relative_to
-from isonet_pl.preprocess.percentile import exact_percentiles
+from isonet_pl.normalization import STAT_COLUMNS, Normalization
 from isonet_pl.workflows.convert import check_inputs, tomogram_store
 from isonet_pl.workflows.deconv import DECONV_HALF_COLUMNS
 from isonet_pl.workflows.mask import mask_source_column
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 #: Extra columns of our subtomo.star: the source tomogram, the centre (RELION's names, x y z in
 #: voxels) and the tomogram's intensity statistics, so that training and prediction normalise alike.
 EXTRA_COLUMNS = {"rlnMicrographName": "None", "rlnCoordinateX": 0.0, "rlnCoordinateY": 0.0, "rlnCoordinateZ": 0.0,
-                 "rlnTomoMean": 0.0, "rlnTomoStd": 1.0, "rlnTomoP4": 0.0, "rlnTomoP96": 1.0}
+                 **dict(zip(STAT_COLUMNS, (0.0, 1.0, 0.0, 1.0), strict=True))}
 
 
 #: Our columns of the even/odd half subtomograms (same centres as rlnImageName).
@@ -45,15 +45,6 @@ def half_volumes(table, row: int, deconvolved: bool, io: IOConfig, shape) -> lis
                              table.get_path(row, column), "use halves of the same reconstruction")
         volumes.append(store.zarr_array(0))
     return volumes
-
-
-def tomogram_statistics(arr) -> dict[str, float]:
-    """Mean, standard deviation and exact 4th/96th percentiles of a (lazy) tomogram."""
-    f64 = arr.astype(np.float64)
-    mean, mean_sq = float(f64.mean().compute()), float((f64 * f64).mean().compute())
-    p4, p96 = exact_percentiles(arr, [4, 96])
-    return {"rlnTomoMean": mean, "rlnTomoStd": float(np.sqrt(max(mean_sq - mean * mean, 0.0))),
-            "rlnTomoP4": float(p4), "rlnTomoP96": float(p96)}
 
 
 def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfig | None = None,
@@ -114,7 +105,7 @@ def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfi
                                  table.get_path(row, "rlnMaskName"), "make a larger mask (make_mask) or a "
                                  "smaller --crop_size")
             centres = sample_centres(mask, shape, crop, n, rng)
-            stats = tomogram_statistics(store.dask())
+            stats = Normalization.of_volume(store.dask()).columns()
             volume = store.zarr_array(0)
             halves = half_volumes(table, row, column == "rlnDeconvTomoName", io, shape)
             tilt_min, tilt_max = table.tilt_range(row)

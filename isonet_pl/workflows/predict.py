@@ -22,12 +22,12 @@ from isonet_pl.io.zarr_store import (
     write_tomogram,
     zarr_to_mrc,
 )
+from isonet_pl.normalization import Normalization
 from isonet_pl.predict.predictor import fastest_precision, predict_tomogram, tile_plan
 from isonet_pl.preprocess.spectral import NoEmptyRegion, wiener_denoise
 from isonet_pl.workflows.convert import check_inputs, check_writable, tomogram_store, zarr_cache
-from isonet_pl.workflows.extract import half_volumes, tomogram_statistics
+from isonet_pl.workflows.extract import half_volumes
 from isonet_pl.workflows.mask import mask_source_column
-from isonet_pl.workflows.refine import tomogram_norm
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +106,7 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
         if min(store.shape) < 2 * module.net.min_input_multiple:
             raise InputError(f"tomogram {'x'.join(map(str, store.shape))} is smaller than one tile", source,
                              "predict on a larger tomogram")
-        stats = tomogram_statistics(store.dask())
-        offset, scale = tomogram_norm(stats, percentile)
+        norm = Normalization.of_volume(store.dask(), percentile)
         out_mrc = out_dir / f"{keys[row]}_corrected.mrc"
         out_zarr = cached_zarr_path(out_mrc, zarr_cache(table, io))
         out_zarr.parent.mkdir(parents=True, exist_ok=True)
@@ -125,7 +124,7 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
                                      "written)", model, "check the tomogram's values, or use another checkpoint "
                                      "(--precision 32 if it ran in 16-mixed)") from None
 
-        predictions = [predict_tomogram(a, module, offset, scale, chunk=cube, halo=halo, device=devices,
+        predictions = [predict_tomogram(a, module, norm, chunk=cube, halo=halo, device=devices,
                                         precision=precision) for a in inputs]
         if len(predictions) == 1:
             run(predictions[0], out_zarr)

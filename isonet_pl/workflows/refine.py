@@ -36,11 +36,12 @@ import torch
 
 from isonet_pl.compute import usable_cpus
 from isonet_pl.config import RefineConfig
-from isonet_pl.data.pairs import apply_measured, fill_wedge, noise_schedule, normalization_stats, normalize, wedge_mask
+from isonet_pl.data.pairs import apply_measured, fill_wedge, noise_schedule, wedge_mask
 from isonet_pl.errors import InputError, Interrupted, IsoNetError
 from isonet_pl.io.mrc import read_mrc
 from isonet_pl.io.paths import atomic_path, check_output_dir
 from isonet_pl.io.star import read_subtomo_star
+from isonet_pl.normalization import Normalization, rescale
 from isonet_pl.predict.predictor import AUTOCAST
 
 logger = logging.getLogger(__name__)
@@ -215,17 +216,6 @@ class Subtomograms:
     halves: np.ndarray | None = None
 
 
-def tomogram_norm(row, percentile: bool) -> tuple[float, float] | None:
-    """(offset, scale) of N(-x) from a row's whole-tomogram statistics, if it has them."""
-    try:
-        if percentile:
-            p4, p96 = float(row["rlnTomoP4"]), float(row["rlnTomoP96"])
-            return -p96, p96 - p4 + 1e-20  # percentiles of -x
-        return -float(row["rlnTomoMean"]), float(row["rlnTomoStd"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 def load_subtomograms(star_file: str | Path, percentile: bool = True) -> Subtomograms:
     """Read every subtomogram of a subtomo.star (ours, IsoNet's or prepare_subtomo_star's) into memory."""
     table = read_subtomo_star(star_file)
@@ -249,16 +239,16 @@ def load_subtomograms(star_file: str | Path, percentile: bool = True) -> Subtomo
         vol = vol.astype(np.float32)
         if not np.isfinite(vol).all():
             raise InputError("subtomogram contains NaN or infinite values", path, "extract it again")
-        norm = tomogram_norm(df.iloc[row], percentile)
+        norm = Normalization.from_row(df.iloc[row], percentile)
         per_tomogram &= norm is not None
-        stats = norm or normalization_stats(-vol, percentile)
-        volumes.append(normalize(-vol, percentile, stats))
+        norm = norm or Normalization.of_volume(vol, percentile)
+        volumes.append(norm.apply(vol))
         if with_halves:
             pair = [read_mrc(table.get_path(row, c))[0].astype(np.float32) for c in half_columns]
             if any(h.shape != vol.shape or not np.isfinite(h).all() for h in pair):
                 raise InputError("half subtomograms differ in shape from the subtomogram or hold NaN",
                                  table.get_path(row, half_columns[0]), "extract again")
-            halves.append(np.stack([normalize(-h, percentile, stats) for h in pair]))
+            halves.append(np.stack([norm.apply(h) for h in pair]))
         tilts.append(table.tilt_range(row))
         names.append(path.name)
     if not per_tomogram:
@@ -424,7 +414,7 @@ def predict_volumes(module, volumes: np.ndarray, batch_size: int, device: torch.
             batch = torch.nn.functional.pad(batch, (0, pad, 0, pad, 0, pad), mode="replicate")
         with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
             pred = module(batch)[:, 0, :p, :p, :p].float().cpu().numpy()
-        out[start:start + len(pred)] = [normalize(v) for v in pred] if renormalize else pred
+        out[start:start + len(pred)] = [rescale(v) for v in pred] if renormalize else pred
     module.train()
     return out
 
@@ -474,7 +464,7 @@ def first_estimates(subs: Subtomograms, method: str = "isonet", renormalize: boo
     """IsoNet's FIRST_ITER: the wedge-filtered originals (each half for n2n), normalised (unless not
     ``renormalize``)."""
     data = _originals(subs, method)
-    norm = normalize if renormalize else _same
+    norm = rescale if renormalize else _same
     return np.stack([_per_volume(lambda a, m: norm(apply_measured(a, m)), a, wedge_mask(subs.crop, *t))
                      for a, t in zip(data, subs.tilt_ranges, strict=False)])
 
@@ -483,7 +473,7 @@ def filled_volumes(subs: Subtomograms, estimates: np.ndarray, method: str = "iso
                    renormalize: bool = True) -> np.ndarray:
     """C = N(Wmiss(B) + Wmeas(A)) for every subtomogram (every half for n2n); without N unless ``renormalize``."""
     data = _originals(subs, method)
-    norm = normalize if renormalize else _same
+    norm = rescale if renormalize else _same
     return np.stack([_per_volume(lambda a, b, m: norm(fill_wedge(a, b, m)), a, b, wedge_mask(subs.crop, *t))
                      for a, b, t in zip(data, estimates, subs.tilt_ranges, strict=False)])
 

@@ -11,7 +11,6 @@ from isonet_pl.data.pairs import (
     ROTATIONS,
     make_pair,
     noise_schedule,
-    normalize,
     rotate,
     wedge_mask,
     wedge_noise,
@@ -82,15 +81,6 @@ def test_noise_schedule_matches_isonet_defaults():
     """0 for iterations 1-10, then 0.05, 0.10, 0.15, 0.20 from 11, 16, 21, 26."""
     s = noise_schedule(30, (0.05, 0.10, 0.15, 0.20), (11, 16, 21, 26))
     assert s[10] == 0 and s[11] == 0.05 and s[16] == 0.10 and s[25] == 0.15 and s[30] == 0.20
-
-
-def test_normalize_modes():
-    """Percentile mode maps P4/P96 to 0/1; z-score mode to mean 0, std 1."""
-    x = np.random.default_rng(0).normal(3, 2, size=10000).astype(np.float32)
-    p = normalize(x, True)
-    assert abs(np.percentile(p, 4)) < 1e-5 and abs(np.percentile(p, 96) - 1) < 1e-5
-    z = normalize(x, False)
-    assert abs(z.mean()) < 1e-5 and abs(z.std() - 1) < 1e-5
 
 
 def test_every_rotation_pair_is_deterministic_for_a_seed():

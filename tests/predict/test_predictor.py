@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from isonet_pl.normalization import Normalization
 from isonet_pl.predict.predictor import predict_tomogram
+
+UNIT = Normalization.unit()  # N(x) = -x
 
 
 class Identity(torch.nn.Module):
@@ -30,7 +33,8 @@ def test_identity_network_reproduces_the_input(shape, chunk, halo, lazy):
     vol = np.random.default_rng(0).normal(size=shape).astype(np.float32)
     src = da.from_array(vol, chunks=11) if lazy else vol
     with dask.config.set(scheduler="synchronous"):
-        out = predict_tomogram(src, Identity(), offset=0.3, scale=2.5, chunk=chunk, halo=halo).compute()
+        norm = Normalization(mean=-0.3, std=2.5, percentile=False)  # offset 0.3, scale 2.5
+        out = predict_tomogram(src, Identity(), norm, chunk=chunk, halo=halo).compute()
     np.testing.assert_allclose(out, vol, rtol=1e-5, atol=1e-5)
 
 
@@ -52,7 +56,8 @@ def test_network_sees_normalised_protein_bright_input():
 
     vol = np.random.default_rng(1).normal(size=(16, 16, 16)).astype(np.float32)
     with dask.config.set(scheduler="synchronous"):
-        out = predict_tomogram(da.from_array(vol), Plus(), offset=0.0, scale=2.0, chunk=8, halo=2).compute()
+        norm = Normalization(mean=0.0, std=2.0, percentile=False)
+        out = predict_tomogram(da.from_array(vol), Plus(), norm, chunk=8, halo=2).compute()
     np.testing.assert_allclose(out, vol - 2.0, rtol=1e-5, atol=1e-5)  # -(((-x)/2 + 1) * 2) = x - 2
 
 
@@ -75,9 +80,9 @@ def test_tiled_prediction_equals_whole_volume_prediction():
     module = _tiny_unet()
     vol = np.random.default_rng(2).normal(size=(32, 48, 40)).astype(np.float32)
     halo = 24
-    whole = predict_block(vol, module, 0.0, 1.0)
+    whole = predict_block(vol, module, UNIT)
     with dask.config.set(scheduler="synchronous"):
-        tiled = predict_tomogram(vol, module, 0.0, 1.0, chunk=16, halo=halo).compute()
+        tiled = predict_tomogram(vol, module, UNIT, chunk=16, halo=halo).compute()
     rel = np.sqrt(np.mean((tiled - whole) ** 2) / np.mean(whole**2))
     assert rel <= 1e-4
 
@@ -95,9 +100,9 @@ def test_no_seams_on_tile_borders(halo, seams):
 
     module = _tiny_unet()
     vol = np.random.default_rng(3).normal(size=(32, 64, 64)).astype(np.float32)
-    whole = predict_block(np.pad(vol, 24, mode="symmetric"), module, 0.0, 1.0)[24:-24, 24:-24, 24:-24]
+    whole = predict_block(np.pad(vol, 24, mode="symmetric"), module, UNIT)[24:-24, 24:-24, 24:-24]
     with dask.config.set(scheduler="synchronous"):
-        out = predict_tomogram(da.from_array(vol), module, 0.0, 1.0, chunk=16, halo=halo).compute()
+        out = predict_tomogram(da.from_array(vol), module, UNIT, chunk=16, halo=halo).compute()
     excess = _border_ratio(out, 16) / _border_ratio(whole, 16)
     assert (abs(excess - 1) > 0.02) == seams  # a seam changes the border statistics, either way
 
@@ -106,8 +111,8 @@ def test_tiles_shared_by_several_devices_give_the_same_result():
     """Two network copies (two 'devices', here both CPU) on two threads give the single-device result."""
     module = _tiny_unet()
     vol = np.random.default_rng(4).normal(size=(32, 32, 48)).astype(np.float32)
-    one = predict_tomogram(vol, module, 0.0, 1.0, chunk=16, halo=8, device="cpu")
-    two = predict_tomogram(vol, module, 0.0, 1.0, chunk=16, halo=8, device=["cpu", "cpu"])
+    one = predict_tomogram(vol, module, UNIT, chunk=16, halo=8, device="cpu")
+    two = predict_tomogram(vol, module, UNIT, chunk=16, halo=8, device=["cpu", "cpu"])
     with dask.config.set(scheduler="synchronous"):
         a = one.compute()
     with dask.config.set(scheduler="threads", num_workers=2):
@@ -121,10 +126,10 @@ def test_prediction_on_a_distributed_cluster():
     module = _tiny_unet()
     vol = np.random.default_rng(5).normal(size=(16, 32, 32)).astype(np.float32)
     with dask.config.set(scheduler="synchronous"):
-        local = predict_tomogram(vol, module, 0.0, 1.0, chunk=16, halo=8).compute()
+        local = predict_tomogram(vol, module, UNIT, chunk=16, halo=8).compute()
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster, distributed.Client(cluster):
-        remote = predict_tomogram(vol, module, 0.0, 1.0, chunk=16, halo=8).compute()
+        remote = predict_tomogram(vol, module, UNIT, chunk=16, halo=8).compute()
     np.testing.assert_allclose(local, remote, rtol=1e-5, atol=1e-6)
 
 
@@ -135,7 +140,7 @@ def test_bf16_prediction_is_close_to_float32():
     torch.set_num_threads(1)
     module = _tiny_unet()
     vol = np.random.default_rng(4).normal(size=(32, 32, 32)).astype(np.float32)
-    full = predict_block(vol, module, 0.0, 1.0)
-    half = predict_block(vol, module, 0.0, 1.0, precision="bf16-mixed")
+    full = predict_block(vol, module, UNIT)
+    half = predict_block(vol, module, UNIT, precision="bf16-mixed")
     rel = np.sqrt(np.mean((half - full) ** 2) / np.mean(full**2))
     assert 0 < rel <= 3e-2

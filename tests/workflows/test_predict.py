@@ -11,6 +11,9 @@ from isonet_pl.config import IOConfig, PredictConfig, RefineConfig
 from isonet_pl.errors import InputError
 from isonet_pl.io.mrc import read_mrc
 from isonet_pl.io.star import read_tomogram_star
+from isonet_pl.normalization import Normalization
+
+UNIT = Normalization.unit()  # N(x) = -x
 
 IO = IOConfig(zarr_chunks=(32, 32, 32), zarr_levels=1)
 
@@ -74,11 +77,11 @@ def test_tiled_prediction_equals_one_whole_forward_with_the_full_receptive_field
     r = module.net.receptive_radius
     assert r == 16
     vol = np.random.default_rng(0).normal(size=(40, 48, 48)).astype(np.float32)
-    whole = predict_block(vol, module, 0.0, 1.0)
-    tiled = predict_tomogram(vol, module, 0.0, 1.0, chunk=16, halo=r).compute(scheduler="synchronous")
+    whole = predict_block(vol, module, UNIT)
+    tiled = predict_tomogram(vol, module, UNIT, chunk=16, halo=r).compute(scheduler="synchronous")
     inner = (slice(r, -r),) * 3
     np.testing.assert_allclose(tiled[inner], whole[inner], rtol=0, atol=1e-5 * np.abs(whole).max())
-    short = predict_tomogram(vol, module, 0.0, 1.0, chunk=16, halo=4).compute(scheduler="synchronous")
+    short = predict_tomogram(vol, module, UNIT, chunk=16, halo=4).compute(scheduler="synchronous")
     assert np.abs(short[inner] - whole[inner]).max() > 1e-4 * np.abs(whole).max()  # too little context shows
 
 
@@ -122,21 +125,19 @@ def test_predict_on_both_halves_and_disagreement_map(n2n_model, tmp_path):
     """--halves both: the output is the mean of the two half predictions and the disagreement map their
     |difference|, both equal to predicting each half on its own."""
     from isonet_pl.predict.predictor import predict_tomogram, tile_plan
-    from isonet_pl.workflows.extract import tomogram_statistics
     from isonet_pl.workflows.predict import load_model, predict
-    from isonet_pl.workflows.refine import tomogram_norm
 
     star, ckpt, _ = n2n_model
     predict(star, ckpt, PredictConfig(output_dir=str(tmp_path / "out"), crop_size=32, halves="both",
-                                      disagreement_map=True), IO)
+                                      disagreement_map=True, denoise=False), IO)
     mean, _ = read_mrc(tmp_path / "out" / "sim_00_corrected.mrc")
     disagreement, _ = read_mrc(tmp_path / "out" / "sim_00_disagreement.mrc")
     module = load_model(ckpt)
     folder = star.parent
     tomo = da.from_array(read_mrc(folder / "tomos" / "sim_00.mrc")[0])
-    offset, scale = tomogram_norm(tomogram_statistics(tomo), True)
+    norm = Normalization.of_volume(tomo)
     core, halo = tile_plan(module.net, "cpu", crop_size=32)  # the tiles predict uses
-    halves = [predict_tomogram(read_mrc(folder / k / "sim_00.mrc")[0], module, offset, scale,
+    halves = [predict_tomogram(read_mrc(folder / k / "sim_00.mrc")[0], module, norm,
                                chunk=core, halo=halo).compute() for k in ("even", "odd")]
     np.testing.assert_allclose(mean, (halves[0] + halves[1]) / 2, atol=1e-5 * np.abs(mean).max())
     np.testing.assert_allclose(disagreement, np.abs(halves[0] - halves[1]), atol=1e-5 * np.abs(mean).max())
