@@ -205,6 +205,16 @@ class StarTable:
         hi = float(self.df["rlnTiltMax"].iloc[row]) if "rlnTiltMax" in self.df.columns else DEFAULT_TILT_RANGE[1]
         return lo, hi
 
+    def pixel_size(self, row: int) -> float | None:
+        """``_rlnPixelSize`` of a row (Å), or None when the table has none."""
+        if "rlnPixelSize" not in self.df.columns:
+            return None
+        try:
+            value = float(self.df["rlnPixelSize"].iloc[row])
+        except (TypeError, ValueError):
+            return None
+        return value if value > 0 else None
+
     def write(self, path: str | Path | None = None) -> Path:
         """Write the table (atomically, under :func:`table_lock`) to ``path`` or to its own file.
 

@@ -22,6 +22,7 @@ from isonet_pl.io.zarr_store import (
     write_tomogram,
     zarr_to_mrc,
 )
+from isonet_pl.model.card import check_tomogram, read_card
 from isonet_pl.normalization import Normalization
 from isonet_pl.predict.predictor import fastest_precision, predict_tomogram, tile_plan
 from isonet_pl.preprocess.spectral import NoEmptyRegion, wiener_denoise
@@ -47,6 +48,7 @@ def load_model(path: str | Path):
     if bad:
         raise InputError(f"the model's weights hold NaN or infinite values ({bad[0]}): its training diverged", path,
                          "use a checkpoint of an earlier iteration, or refine again with a lower --learning_rate")
+    read_card(module, path)  # a clear error now rather than a KeyError later
     module.eval()
     return module
 
@@ -81,13 +83,14 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
     cfg = cfg or PredictConfig()
     io = io or IOConfig()
     module = load_model(model)
-    percentile = bool(module.meta.get("normalize_percentile", True))
+    card = read_card(module, model)
+    percentile = card.normalize_percentile
     if cfg.normalize_percentile is not None and cfg.normalize_percentile != percentile:
         logger.warning("the model was trained with normalize_percentile=%s; using that, not %s", percentile,
                        cfg.normalize_percentile)
     devices = _devices(cfg)
     precision = fastest_precision(module, devices[0]) if cfg.precision == "auto" else \
-        cfg.precision or module.meta.get("settings", {}).get("precision", "32")
+        cfg.precision or card.settings.get("precision", "32")
     cube, halo = tile_plan(module.net, devices[0], cfg.cube_size, cfg.crop_size)
     logger.info("tiles: core %d³ with %d voxels of context (the network's receptive radius is %d); precision %s",
                 cube, halo, module.net.receptive_radius, precision)
@@ -103,6 +106,7 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
         source = table.get_path(row, column)
         t0 = time.perf_counter()
         store = tomogram_store(table, row, column, io)
+        check_tomogram(card, source.name, table.tilt_range(row), table.pixel_size(row) or store.voxel_size[2])
         if min(store.shape) < 2 * module.net.min_input_multiple:
             raise InputError(f"tomogram {'x'.join(map(str, store.shape))} is smaller than one tile", source,
                              "predict on a larger tomogram")

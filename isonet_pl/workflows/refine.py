@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from isonet_pl import __version__
 from isonet_pl.compute import usable_cpus
 from isonet_pl.config import RefineConfig
 from isonet_pl.data.pairs import apply_measured, fill_wedge, noise_schedule, wedge_mask
@@ -41,6 +42,7 @@ from isonet_pl.errors import InputError, Interrupted, IsoNetError
 from isonet_pl.io.mrc import read_mrc
 from isonet_pl.io.paths import atomic_path, check_output_dir
 from isonet_pl.io.star import read_subtomo_star
+from isonet_pl.model.card import ModelCard
 from isonet_pl.normalization import Normalization, rescale
 from isonet_pl.predict.predictor import AUTOCAST
 
@@ -205,6 +207,8 @@ class Subtomograms:
         subtomogram's own (IsoNet's subtomo.star).
     halves : numpy.ndarray or None
         (n, 2, p, p, p) float32, the even/odd half subtomograms normalised like ``data``.
+    pixel_size : float or None
+        Å per voxel (the STAR file's ``_rlnPixelSize``, else the first subtomogram's header), if known.
     """
 
     data: np.ndarray
@@ -214,6 +218,7 @@ class Subtomograms:
     crop: int
     per_tomogram: bool
     halves: np.ndarray | None = None
+    pixel_size: float | None = None
 
 
 def load_subtomograms(star_file: str | Path, percentile: bool = True) -> Subtomograms:
@@ -225,9 +230,12 @@ def load_subtomograms(star_file: str | Path, percentile: bool = True) -> Subtomo
     volumes, tilts, names, per_tomogram, halves = [], [], [], True, []
     half_columns = ("rlnImageNameHalf1", "rlnImageNameHalf2")
     with_halves = all(c in df.columns for c in half_columns)
+    pixel_size = float(df["rlnPixelSize"].median()) if "rlnPixelSize" in df.columns else None
     for row in range(len(df)):
         path = table.get_path(row, "rlnImageName")
-        vol, _ = read_mrc(path)
+        vol, info = read_mrc(path)
+        if pixel_size is None and info.voxel_size[2] > 0:
+            pixel_size = float(info.voxel_size[2])
         if vol.ndim != 3 or len(set(vol.shape)) != 1:
             raise InputError(f"subtomogram is not a cube ({'x'.join(map(str, vol.shape))})", path,
                              "extract cubic subtomograms")
@@ -257,7 +265,7 @@ def load_subtomograms(star_file: str | Path, percentile: bool = True) -> Subtomo
     if cube is None:
         cube = int(crop / 1.5 + 1) // 16 * 16
     return Subtomograms(np.stack(volumes), np.asarray(tilts, dtype=np.float64), names, cube, crop, per_tomogram,
-                        np.stack(halves) if with_halves else None)
+                        np.stack(halves) if with_halves else None, pixel_size)
 
 
 def resolve_devices(cfg: RefineConfig) -> dict:
@@ -352,8 +360,8 @@ def build_module(cfg: RefineConfig, subs: Subtomograms):
             "normalize_percentile": cfg.normalize_percentile,
             "normalization": "tomogram" if subs.per_tomogram else "subtomogram", "cube_size": subs.cube,
             "crop_size": subs.crop, "tilt_ranges": sorted({tuple(t) for t in subs.tilt_ranges.tolist()}),
-            "settings": cfg.model_dump(mode="json")}
-    return IsoNetModule(net=net, learning_rate=cfg.learning_rate, meta=meta)
+            "pixel_size": subs.pixel_size, "version": __version__, "settings": cfg.model_dump(mode="json")}
+    return IsoNetModule(net=net, learning_rate=cfg.learning_rate, meta=ModelCard.model_validate(meta).model_dump())
 
 
 def load_pretrained(module, path: str | Path) -> None:
