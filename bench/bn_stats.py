@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from isonet_pl.data.pairs import centre_crop
+from isonet_pl.training.subtomograms import load_subtomograms
 from isonet_pl.workflows.predict import load_model
-from isonet_pl.workflows.refine import load_subtomograms
 
 
 @torch.no_grad()

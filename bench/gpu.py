@@ -82,8 +82,9 @@ def pipeline(work: Path, dry: bool, limit: float) -> dict:
     """Pairs per second from refine's DataLoader with its default workers."""
     from isonet_pl.compute import usable_cpus
     from isonet_pl.data.datamodule import IsoNetDataModule
+    from isonet_pl.training.estimates import filled_volumes, first_estimates
+    from isonet_pl.training.subtomograms import load_subtomograms, split
     from isonet_pl.workflows.extract import extract
-    from isonet_pl.workflows.refine import filled_volumes, first_estimates, load_subtomograms, split
     from isonet_pl.workflows.simulate import simulate
 
     shape = (48, 96, 96) if dry else (96, 256, 256)

@@ -15,8 +15,9 @@ from iterations import score
 
 from isonet_pl.data.pairs import centre_crop
 from isonet_pl.io.mrc import read_mrc
+from isonet_pl.training.callbacks import recalibrate_batch_norm
+from isonet_pl.training.subtomograms import load_subtomograms
 from isonet_pl.workflows.predict import load_model
-from isonet_pl.workflows.refine import load_subtomograms, recalibrate_batch_norm
 
 
 class Inputs:

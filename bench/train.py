@@ -25,8 +25,10 @@ import torch
 from isonet_pl.compute import usable_cpus
 from isonet_pl.config import ExtractConfig, IOConfig, RefineConfig, SimulateConfig
 from isonet_pl.data.datamodule import IsoNetDataModule
+from isonet_pl.training.estimates import filled_volumes, first_estimates
+from isonet_pl.training.setup import build_module
+from isonet_pl.training.subtomograms import load_subtomograms, split
 from isonet_pl.workflows.extract import extract
-from isonet_pl.workflows.refine import build_module, filled_volumes, first_estimates, load_subtomograms, split
 from isonet_pl.workflows.simulate import simulate
 
 

@@ -78,8 +78,10 @@ def test_n2n_defaults_fill_the_wedge(sheets_star, tmp_path):
     """A tiny n2n refine with the default method settings fills the wedge: in-wedge correlation > 0.1 where the
     input has ~0 (measured 0.195). Before the fix of issue #19 (Lightning's plain EMA, each iteration restarting
     from the lagging average, and batch-norm statistics far from the training ones) it reached 0.024."""
+    from isonet_pl.training.estimates import predict_volumes
+    from isonet_pl.training.subtomograms import load_subtomograms
     from isonet_pl.workflows.predict import load_model
-    from isonet_pl.workflows.refine import load_subtomograms, predict_volumes, refine
+    from isonet_pl.workflows.refine import refine
 
     torch.set_num_threads(1)
     star, truths, averages = sheets_star
@@ -98,7 +100,7 @@ def test_n2n_defaults_fill_the_wedge(sheets_star, tmp_path):
 
 def test_warm_ema_decay():
     """The EMA's decay warms up: the first updates follow the trained weights, later ones the decay."""
-    from isonet_pl.workflows.refine import warm_ema
+    from isonet_pl.training.callbacks import warm_ema
 
     average, current = torch.zeros(1), torch.ones(1)
     assert warm_ema(average, current, 1, 0.99).item() == pytest.approx(1 - 2 / 11)  # decay (1 + 1) / (10 + 1)
@@ -121,7 +123,7 @@ def test_checkpoint_keeps_the_trained_weights(sheets_star, tmp_path):
 
 def test_recalibrate_bn_defaults_by_method():
     """--recalibrate_bn unset: on for n2n, off for isonet (IsoNet's behaviour); explicit values win."""
-    from isonet_pl.workflows.refine import recalibrates_bn
+    from isonet_pl.training.setup import recalibrates_bn
 
     assert (recalibrates_bn(RefineConfig(), "n2n"), recalibrates_bn(RefineConfig(), "isonet")) == (True, False)
     assert recalibrates_bn(RefineConfig(recalibrate_bn=False), "n2n") is False
@@ -131,7 +133,7 @@ def test_recalibrated_statistics_match_the_batch_statistics():
     """After recalibration on one batch, eval mode (running statistics) gives what the batch statistics give,
     where the freshly initialised statistics (mean 0, variance 1) do not; the momentum is restored."""
     from isonet_pl.model.module import IsoNetModule
-    from isonet_pl.workflows.refine import recalibrate_batch_norm
+    from isonet_pl.training.callbacks import recalibrate_batch_norm
 
     torch.manual_seed(0)
     module = IsoNetModule(net={"depth": 2, "base_channels": 4, "convs_per_level": 1, "dropout": 0.3})

@@ -57,7 +57,7 @@ def test_continue_from_resumes_exactly(subtomo_star, tmp_path, monkeypatch, ema)
     tiny = dict(TINY, ema_decay=ema)
     full = refine_module.refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "a"), **tiny))
     assert ("averaging_state" in torch.load(full, map_location="cpu", weights_only=False)) == bool(ema)
-    original = refine_module._epoch_seed_callback
+    original = refine_module.callbacks.epoch_seed_callback
 
     def killing(seed):
         inner = original(seed)
@@ -72,11 +72,11 @@ def test_continue_from_resumes_exactly(subtomo_star, tmp_path, monkeypatch, ema)
 
         return Kill()
 
-    monkeypatch.setattr(refine_module, "_epoch_seed_callback", killing)
+    monkeypatch.setattr(refine_module.callbacks, "epoch_seed_callback", killing)
     with pytest.raises((KeyboardInterrupt, SystemExit)):  # Lightning turns Ctrl-C into exit(1)
         refine_module.refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "b"), **tiny))
     assert not (tmp_path / "b" / "model_iter02.ckpt").exists()
-    monkeypatch.setattr(refine_module, "_epoch_seed_callback", original)
+    monkeypatch.setattr(refine_module.callbacks, "epoch_seed_callback", original)
     resumed = refine_module.refine(subtomo_star, RefineConfig(continue_from=str(tmp_path / "b"), filter_base=8))
     a, b = _weights(full), _weights(resumed)  # the saved settings win: filter_base stays 4
     for key in a:
@@ -135,7 +135,7 @@ def test_missing_and_nan_subtomograms(subtomo_star, tmp_path):
     """A missing subtomogram file or NaN voxels are clear errors naming the file."""
     import shutil
 
-    from isonet_pl.workflows.refine import load_subtomograms
+    from isonet_pl.training.subtomograms import load_subtomograms
 
     folder = Path(subtomo_star).parent
     copy = tmp_path / "copy"
@@ -203,7 +203,9 @@ def test_fill_normalization_keeps_tomogram_units(subtomo_star, tmp_path):
     (IsoNet's mode renormalises each one), and refine runs with it."""
     from isonet_pl.data.pairs import apply_measured, wedge_mask
     from isonet_pl.normalization import rescale
-    from isonet_pl.workflows.refine import first_estimates, load_subtomograms, refine
+    from isonet_pl.training.estimates import first_estimates
+    from isonet_pl.training.subtomograms import load_subtomograms
+    from isonet_pl.workflows.refine import refine
 
     subs = load_subtomograms(subtomo_star)
     mask = wedge_mask(subs.crop, *subs.tilt_ranges[0])
@@ -217,14 +219,8 @@ def test_fill_normalization_keeps_tomogram_units(subtomo_star, tmp_path):
 def test_method_dependent_defaults(subtomo_star, n2n_model):
     """Unset --residual / --fill_normalization auto / unset --ema_decay: IsoNet's choices for isonet, the measured
     ones for n2n."""
-    from isonet_pl.workflows.refine import (
-        build_module,
-        ema_decay,
-        load_subtomograms,
-        method_of,
-        renormalizes,
-        uses_residual,
-    )
+    from isonet_pl.training.setup import build_module, ema_decay, method_of, renormalizes, uses_residual
+    from isonet_pl.training.subtomograms import load_subtomograms
 
     single = load_subtomograms(subtomo_star)
     halves = load_subtomograms(n2n_model[2].parent / "st.star")
@@ -294,7 +290,8 @@ def test_nan_loss_stops_refine_with_a_clear_error(subtomo_star, tmp_path, monkey
     """A training loss that becomes NaN stops refine at once, naming the iteration and the likely cause;
     no checkpoint of the diverged iteration is written."""
     from isonet_pl.model.module import IsoNetModule
-    from isonet_pl.workflows.refine import TrainingDiverged, refine
+    from isonet_pl.training.callbacks import TrainingDiverged
+    from isonet_pl.workflows.refine import refine
 
     original = IsoNetModule.compute_loss
 

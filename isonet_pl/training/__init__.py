@@ -1,0 +1,1 @@
+"""Training pieces of refine: subtomograms, estimates and refill, callbacks, devices, resume, progress."""

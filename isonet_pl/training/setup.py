@@ -1,0 +1,110 @@
+"""Settings derived from the method and the data (rules beside their help), and the module they build."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from isonet_pl import __version__
+from isonet_pl.config import RefineConfig
+from isonet_pl.errors import InputError
+from isonet_pl.model.card import ModelCard
+from isonet_pl.training.subtomograms import Subtomograms
+
+logger = logging.getLogger(__name__)
+
+
+def derived_settings(cfg: RefineConfig, n_subtomos: int, n_devices: int) -> tuple[int, int]:
+    """(batch_size, steps_per_epoch) with IsoNet's defaults; checks divisibility by the devices."""
+    batch = cfg.batch_size or max(4, 2 * n_devices)
+    if batch % n_devices:
+        raise InputError(f"batch_size {batch} is not divisible by the {n_devices} devices",
+                         fix=f"use a multiple of {n_devices}")
+    n = min(n_subtomos, cfg.select_subtomo_number or n_subtomos)
+    steps = cfg.steps_per_epoch or max(1, min(int(6 * n / batch), 200))
+    return batch, steps
+
+
+def method_of(cfg: RefineConfig, subs: Subtomograms) -> str:
+    """``isonet`` or ``n2n`` (auto: n2n when the subtomograms have even/odd halves)."""
+    if cfg.method == "n2n" and subs.halves is None:
+        raise InputError("--method n2n needs even/odd half subtomograms (_rlnImageNameHalf1/2)",
+                         fix="prepare_star --even/--odd, then deconv/make_mask/extract again")
+    if cfg.method == "auto":
+        return "n2n" if subs.halves is not None else "isonet"
+    return cfg.method
+
+
+def uses_residual(cfg: RefineConfig, method: str) -> bool:
+    """``--residual``, unset: IsoNet's residual U-Net for ``isonet``, none for ``n2n`` (bench/RESULTS.md)."""
+    return cfg.residual if cfg.residual is not None else method != "n2n"
+
+
+def ema_decay(cfg: RefineConfig, method: str) -> float:
+    """``--ema_decay``, unset: 0.99 for ``n2n``, 0 (off) for ``isonet`` (bench/RESULTS.md)."""
+    return cfg.ema_decay if cfg.ema_decay is not None else (0.99 if method == "n2n" else 0.0)
+
+
+def renormalizes(cfg: RefineConfig, method: str, subs: Subtomograms) -> bool:
+    """Whether the filled subtomograms are renormalised each on its own (``--fill_normalization``)."""
+    mode = cfg.fill_normalization if cfg.fill_normalization != "auto" else \
+        ("tomogram" if method == "n2n" else "subtomogram")
+    return mode == "subtomogram" or not subs.per_tomogram
+
+
+def recalibrates_bn(cfg: RefineConfig, method: str) -> bool:
+    """``--recalibrate_bn``, unset: on for ``n2n``, off for ``isonet`` (as IsoNet)."""
+    return cfg.recalibrate_bn if cfg.recalibrate_bn is not None else method == "n2n"
+
+
+def build_module(cfg: RefineConfig, subs: Subtomograms):
+    """A fresh IsoNetModule with the network of ``cfg`` and the metadata predict needs."""
+    from isonet_pl.model.module import IsoNetModule
+
+    net = {"depth": cfg.unet_depth, "base_channels": cfg.filter_base, "convs_per_level": cfg.convs_per_depth,
+           "kernel_size": cfg.kernel, "batch_norm": cfg.batch_normalization, "dropout": cfg.drop_out,
+           "residual": uses_residual(cfg, method_of(cfg, subs)), "pool": cfg.pool}
+    meta = {"method": method_of(cfg, subs), "mw_weight": cfg.mw_weight,
+            "normalize_percentile": cfg.normalize_percentile,
+            "normalization": "tomogram" if subs.per_tomogram else "subtomogram", "cube_size": subs.cube,
+            "crop_size": subs.crop, "tilt_ranges": sorted({tuple(t) for t in subs.tilt_ranges.tolist()}),
+            "pixel_size": subs.pixel_size, "version": __version__, "settings": cfg.model_dump(mode="json")}
+    return IsoNetModule(net=net, learning_rate=cfg.learning_rate, meta=ModelCard.model_validate(meta).model_dump())
+
+
+def load_pretrained(module, path: str | Path) -> None:
+    """Start ``module`` (this run's network, settings and metadata) from the weights of a checkpoint.
+
+    Only the weights are taken; ``meta["pretrained_model"]`` records where they came from.
+
+    Raises
+    ------
+    InputError
+        When the file is not one of our checkpoints, or its network differs in shape from this run's.
+    """
+    path = Path(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        weights = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+        theirs = checkpoint["hyper_parameters"]["net"]
+    except Exception as exc:
+        raise InputError(f"not an isonet-pl checkpoint ({exc.__class__.__name__})", path,
+                         "give a model_iterNN.ckpt made by isonet-pl refine") from None
+    ours = module.hparams["net"]
+    own = module.net.state_dict()
+    differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k) and k != "dropout")
+    if set(weights) != set(own) or any(weights[k].shape != own[k].shape for k in own):
+        option = {"depth": "unet_depth", "base_channels": "filter_base", "convs_per_level": "convs_per_depth",
+                  "kernel_size": "kernel", "batch_norm": "batch_normalization"}
+        shown = ", ".join(f"{option.get(k, k)} {theirs.get(k)} vs {ours.get(k)}" for k in differ) or "layer shapes"
+        raise InputError(f"its network differs from this run's ({shown})", path,
+                         "give the same network options as the run that made it (--unet_depth, --filter_base, "
+                         "--convs_per_depth, --kernel, --batch_normalization, --pool, --residual), or drop "
+                         "--pretrained_model")
+    if any(not bool(torch.isfinite(v).all()) for v in weights.values() if v.is_floating_point()):
+        raise InputError("its weights hold NaN or infinite values", path, "start from another checkpoint")
+    module.net.load_state_dict(weights)
+    module.hparams["meta"]["pretrained_model"] = str(path.resolve())
+    logger.info("starting from the weights of %s", path)
