@@ -169,6 +169,10 @@ class DeconvConfig(Compute):
     """deconv: CTF deconvolution of the tomograms (IsoNet's Wiener-like filter)."""
 
     deconv_folder: str = Field("./deconv", description="Output folder of the deconvolved tomograms.")
+    noise_filter: bool = Field(True, description="Rows without a CTF (defocus 0) and without even/odd halves: write "
+                                                 "a Wiener-filtered tomogram instead, with weights measured on its "
+                                                 "own empty slices (the single-tomogram denoising, logged; "
+                                                 "bench/RESULTS.md). false: skip those rows, as IsoNet 0.2 does.")
     voltage: float = Field(300.0, gt=0, description="Acceleration voltage (kV).")
     cs: float = Field(2.7, ge=0, description="Spherical aberration (mm).")
     snrfalloff: float | None = Field(None, gt=0, description="SNR fall-off; sets _rlnSnrFalloff of the selected rows "

@@ -13,7 +13,7 @@ reconstructed thicker than the specimen: the slices above and below it hold nois
   missing wedge, neither signal nor noise);
 * the Wiener weights ``W(k) = max(0, 1 − N(k)/P(k))`` are, for Gaussian signal and noise, the
   minimum-mean-square-error linear estimate of the signal (exact: tested on Gaussian fields of known
-  spectra);
+  spectra); they are smoothed over neighbouring shells and kept non-increasing beyond their peak;
 * :func:`wiener_kernel` turns them into a small radial real-space kernel and :func:`apply_kernel`
   convolves a dask array with it block by block (equal to the in-memory convolution of the
   symmetrically padded volume, to float rounding), so tomograms larger than memory are filtered
@@ -246,6 +246,17 @@ def _boxes(volume, z_ranges, depth: int, limit: int, seed: int = 0):
         yield np.asarray(volume[z:z + depth, y:y + by, x:x + bx])
 
 
+def _regularize(weights: np.ndarray) -> np.ndarray:
+    """Weights smoothed over neighbouring shells ([1, 2, 1] / 4) and made non-increasing beyond their peak: the
+    signal-to-noise ratio of a tomogram falls with frequency, and where both spectra are tiny (a clean network
+    output) single shells scatter."""
+    padded = np.pad(weights, 1, mode="edge")
+    smooth = 0.25 * padded[:-2] + 0.5 * padded[1:-1] + 0.25 * padded[2:]
+    peak = int(np.argmax(smooth))
+    smooth[peak:] = np.minimum.accumulate(smooth[peak:])
+    return smooth
+
+
 def estimate_spectra(volume, tilt_range: tuple[float, float] | None = None,
                      corrected: bool = False) -> SpectralEstimate:
     """Noise and specimen spectra of ``volume`` and the Wiener weights (see the module docstring).
@@ -279,6 +290,7 @@ def estimate_spectra(volume, tilt_range: tuple[float, float] | None = None,
     with np.errstate(invalid="ignore", divide="ignore"):
         weights = np.clip(1.0 - noise / total, 0.0, 1.0)
     weights[~np.isfinite(weights)] = 1.0
+    weights = np.stack([_regularize(w) for w in weights])
     frequency = (np.arange(weights.shape[1]) + 0.5) * SHELL
     wedge = weights[1] if len(regions) == 2 else None
     noise_std = float(np.sqrt(np.nansum(noise * counts)))

@@ -25,6 +25,7 @@ from isonet_pl.io.zarr_store import (
 )
 from isonet_pl.preprocess.ctf import Microscope
 from isonet_pl.preprocess.deconv import DeconvParams, deconvolve_chunked, deconvolve_volume, match_intensity
+from isonet_pl.preprocess.spectral import NoEmptyRegion, wiener_denoise
 from isonet_pl.workflows.convert import check_inputs, check_writable, tomogram_store, zarr_cache
 
 logger = logging.getLogger(__name__)
@@ -45,15 +46,13 @@ def memory_budget_bytes(cfg: DeconvConfig) -> int:
 
 
 def filter_params(table: StarTable, row: int, cfg: DeconvConfig) -> DeconvParams | None:
-    """The filter parameters of one row (None, with a warning, when its defocus is 0)."""
+    """The filter parameters of one row (None when its defocus is 0: no CTF to correct)."""
     df = table.df
     pixel_size = float(df["rlnPixelSize"].iloc[row]) if "rlnPixelSize" in df.columns else 0.0
     if pixel_size <= 0:
         raise InputError(f"row {row + 1} has pixel size {pixel_size} Å", table.path, "set _rlnPixelSize > 0")
     defocus = float(df["rlnDefocus"].iloc[row]) if "rlnDefocus" in df.columns else 0.0
     if defocus == 0:
-        logger.warning("row %d: defocus is 0, skipping its deconvolution (set _rlnDefocus in Å to deconvolve)",
-                       row + 1)
         return None
     if defocus < 0:
         raise InputError(f"row {row + 1} has a negative defocus {defocus} Å", table.path,
@@ -130,6 +129,36 @@ def deconvolve_store(store: TomogramStore, params: DeconvParams, out_zarr: Path,
     return f"chunked ({chunk}^3 blocks, overlap {cfg.overlap_rate:g})"
 
 
+def _noise_filter_row(table: StarTable, row: int, key: str, out_dir: Path, cfg: DeconvConfig, io: IOConfig) -> None:
+    """A row without a CTF: write its Wiener-filtered tomogram (weights from its own empty slices, measured region
+    only: :mod:`isonet_pl.preprocess.spectral`) as its deconvolved tomogram; skip it, with a warning, when it has
+    no empty slices."""
+    source = table.get_path(row, "rlnMicrographName")
+    out_mrc = out_dir / f"{key}{source.suffix}"
+    if out_mrc.resolve() == source.resolve():
+        raise InputError("the filtered tomogram would overwrite its source", out_mrc, "choose another --deconv_folder")
+    t0 = time.perf_counter()
+    store = tomogram_store(table, row, "rlnMicrographName", io)
+    with dask_context(cfg.ncpu, cfg.dask_scheduler):
+        try:
+            filtered, estimate = wiener_denoise(store.dask(), table.tilt_range(row), corrected=False)
+        except NoEmptyRegion as exc:
+            logger.warning("row %d (%s): defocus 0 and %s: not filtered; reconstruct it thicker than the specimen "
+                           "to have its noise measured", row + 1, source.name, exc)
+            return
+        out_zarr = cached_zarr_path(out_mrc, zarr_cache(table, io))
+        out_zarr.parent.mkdir(parents=True, exist_ok=True)
+        write_tomogram(filtered, out_zarr, store.voxel_size, store.origin, chunks=io.zarr_chunks,
+                       levels=io.zarr_levels, compression_level=io.compression_level,
+                       extra={"deconv": {"noise_filter": estimate.describe()}}, require_finite=True)
+        zarr_to_mrc(out_zarr, out_mrc)
+    stamp_source(out_zarr, out_mrc)
+    table.set_value(row, "rlnDeconvTomoName", table.relative(out_mrc))
+    table.write()
+    logger.info("no CTF (defocus 0): Wiener-filtered %s -> %s in %.1f s; %s", source.name, out_mrc,
+                time.perf_counter() - t0, estimate.describe())
+
+
 def deconv(star_file: str | Path, cfg: DeconvConfig | None = None, io: IOConfig | None = None,
            tomo_idx: str | None = None, progress: bool = False) -> Path:
     """CTF-deconvolve the selected tomograms of a STAR file, as IsoNet 0.2's ``deconv``.
@@ -140,7 +169,8 @@ def deconv(star_file: str | Path, cfg: DeconvConfig | None = None, io: IOConfig 
     ``<deconv_folder>/<tomogram file name>`` (MRC) and its Zarr copy, and sets
     ``_rlnDeconvTomoName``; even/odd halves (RELION-5's half columns) go to
     ``<deconv_folder>/half1|half2/`` and ``_rlnDeconvTomoHalf1|2``. The STAR file is rewritten
-    (atomically) after each volume.
+    (atomically) after each volume. Rows without a CTF (defocus 0) and without halves get the
+    data-driven Wiener filter instead (``cfg.noise_filter``, :func:`_noise_filter_row`).
 
     Returns
     -------
@@ -165,6 +195,12 @@ def deconv(star_file: str | Path, cfg: DeconvConfig | None = None, io: IOConfig 
             table.set_value(row, "rlnDeconvStrength", cfg.deconvstrength)
         params = filter_params(table, row, cfg)
         if params is None:
+            halves = any(table.get_path(row, h, required=False) is not None for h in HALF_COLUMNS)
+            if cfg.noise_filter and not halves:
+                _noise_filter_row(table, row, keys[row], out_dir, cfg, io)
+            else:
+                logger.warning("row %d: defocus is 0, no CTF to deconvolve: skipped (%s)", row + 1,
+                               "the even/odd mode denoises from its halves" if halves else "--noise_filter false")
             continue
         # the tomogram, then its even/odd halves when the table has them (same filter, own sub-folders)
         jobs = [("rlnMicrographName", "rlnDeconvTomoName", out_dir)]
