@@ -20,6 +20,12 @@ budget, the network size and ``--set`` overrides given), and score the checkpoin
 ``--every``-th iteration on the whole average tomogram: a learning curve (validation loss, overall and
 in-wedge correlation against samples seen) per method, side by side. E.g.
 ``bench/quality.py --phantoms sheets,nosheets,ctf,snr1,asym --seeds 0,1 --samples 4320``.
+Methods there: ``n2n`` (on the halves), ``isonet`` (the same simulation as single-tomogram data, i.e. without
+its half columns: deconv Wiener-filters it when it has no CTF, the new default) and ``isonet-raw`` (IsoNet
+0.2's single-tomogram path: no filter without a CTF; skipped with a CTF, where it equals ``isonet``). Every
+scored checkpoint is reported as the network's output (IsoNet 0.2's predict) and after predict's
+``--denoise`` (the default); the references are the raw tomogram, the best gaussian low-pass of it and the
+ground truth with its wedge removed (a perfect denoiser that fills nothing).
 """
 
 from __future__ import annotations
@@ -66,12 +72,40 @@ def _value(text: str):
     return yaml.safe_load(text)
 
 
+def single_project(out: Path, cfg, noise_filter: bool) -> tuple[Path, Path]:
+    """The simulation of ``out`` as single-tomogram data (its STAR file without the half columns): deconv (which
+    Wiener-filters a tomogram without CTF when ``noise_filter``; IsoNet 0.2 skipped it), the same mask, extract.
+    Returns (tomogram STAR, subtomogram STAR)."""
+    import starfile
+
+    from isonet_pl.config import DeconvConfig
+    from isonet_pl.io.star import HALF_COLUMNS
+    from isonet_pl.workflows.deconv import DECONV_HALF_COLUMNS, deconv
+    from isonet_pl.workflows.extract import extract
+
+    tag = "single" if noise_filter else "single_raw"
+    star, sub = out / f"tomograms_{tag}.star", out / f"subtomo_{tag}.star"
+    if sub.exists():
+        return star, sub
+    df = starfile.read(out / "tomograms.star")
+    df = df.drop(columns=[c for c in (*HALF_COLUMNS, *DECONV_HALF_COLUMNS) if c in df.columns])
+    if cfg.simulate.defocus == 0 and "rlnDeconvTomoName" in df.columns:
+        df = df.drop(columns=["rlnDeconvTomoName"])
+    starfile.write(df, star, overwrite=True)
+    if cfg.simulate.defocus == 0 and noise_filter:
+        deconv(star, DeconvConfig(deconv_folder=str(out / "deconv_single")), cfg.io)
+    extract(star, cfg.extract.model_copy(update={"subtomo_folder": str(out / f"subtomo_{tag}"),
+                                                 "subtomo_star": str(sub)}), cfg.io)
+    return star, sub
+
+
 def curve(args) -> None:
     """The fixed-budget learning curves (see the module docstring)."""
     import torch
     from iterations import score
 
     from isonet_pl.config import IsoNetConfig
+    from isonet_pl.io.star import read_tomogram_star
     from isonet_pl.workflows.predict import load_model
 
     torch.set_num_threads(args.threads)
@@ -102,8 +136,6 @@ def curve(args) -> None:
                         print(item, flush=True)
             sub_star = out / "subtomo.star"
             truth = read_mrc(out / "ground_truth" / "sim_00.mrc")[0]
-            source = out / "deconv" / "sim_00.mrc"
-            volume = read_mrc(source if source.exists() else out / "tomos" / "sim_00.mrc")[0]
             tilt = (cfg.simulate.tilt_min, cfg.simulate.tilt_max)
             raw = wedge_correlations(read_mrc(out / "tomos" / "sim_00.mrc")[0], truth, *tilt, **BAND)
             rows = {"raw": raw, "truth without wedge": wedge_correlations(without_wedge(truth, *tilt), truth, *tilt,
@@ -113,11 +145,22 @@ def curve(args) -> None:
                                                                   **BAND)) for s in (1.0, 1.5, 2.0, 2.5, 3.0)),
                                           key=lambda pair: pair[1]["overall"])
             rows["gaussian"]["sigma"] = sigma
+            source = out / "deconv" / "sim_00.mrc"  # n2n's input: the deconvolved average, when there is a CTF
+            n2n_volume = read_mrc(source)[0] if source.exists() else raw_volume
             print(f"{kind} seed {seed}: raw overall {raw['overall']:.3f} in-wedge {raw['in_wedge']:.3f}", flush=True)
             for method in methods:
                 result_dir = out / f"results_{method}{args.tag}"
+                train_star, volume = sub_star, n2n_volume
+                if method.startswith("isonet"):  # single-tomogram data: no halves
+                    if method == "isonet-raw" and cfg.simulate.defocus > 0:
+                        continue  # with a CTF both deconvolve alike: the same as isonet
+                    star, train_star = single_project(out, cfg, noise_filter=method == "isonet")
+                    table = read_tomogram_star(star)
+                    deconvolved = table.get_path(0, "rlnDeconvTomoName", required=False)
+                    volume = read_mrc(deconvolved)[0] if deconvolved else raw_volume
                 t1 = time.perf_counter()
-                refine(sub_star, cfg.refine.model_copy(update={"method": method, "result_dir": str(result_dir)}))
+                refine(train_star, cfg.refine.model_copy(update={"method": method.split("-")[0],
+                                                                 "result_dir": str(result_dir)}))
                 seconds = time.perf_counter() - t1
                 points = []
                 for it in range(1, args.iterations + 1):  # validation loss every iteration, scores every N-th

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,7 +158,7 @@ class _StoreBuilder:
     """Creates the arrays of a store and fills the pyramid from full-resolution blocks."""
 
     def __init__(self, path: Path, shape, dtype, chunks, voxel_size, origin, levels: int,
-                 compression_level: int, extra: dict | None = None):
+                 compression_level: int, extra: dict | None = None, name: str | None = None):
         self.group = zarr.open_group(path, mode="w", zarr_format=3)
         self.shapes = _level_shapes(shape, levels)
         compressors = [ZstdCodec(level=compression_level)]
@@ -171,7 +172,8 @@ class _StoreBuilder:
         meta = {"voxel_size": [float(v) for v in voxel_size], "origin": [float(o) for o in origin],
                 "levels": len(self.shapes), "format": FORMAT_VERSION}
         meta.update(extra or {})
-        self.group.attrs.update({"ome": _ngff_metadata(path.stem, len(self.shapes), voxel_size, origin),
+        # the multiscale's name: the final store's (``path`` may be a temporary name)
+        self.group.attrs.update({"ome": _ngff_metadata(name or path.stem, len(self.shapes), voxel_size, origin),
                                  "isonet_pl": meta})
 
     def record_stats(self, stats: VolumeStats) -> None:
@@ -261,7 +263,8 @@ def mrc_to_zarr(mrc_path: str | Path, zarr_path: str | Path, chunks: tuple[int, 
     stats = VolumeStats()
     with atomic_path(zarr_path) as tmp:
         builder = _StoreBuilder(tmp, info.shape, info.dtype.newbyteorder("="), chunks, info.voxel_size,
-                                info.origin, levels, compression_level, extra={"source": source_key(info.path)})
+                                info.origin, levels, compression_level, extra={"source": source_key(info.path)},
+                                name=Path(zarr_path).stem)
         for (z0, _), (y0, _), block in iter_blocks(info, depth, rows):
             builder.write(block, z0, y0)
             with np.errstate(invalid="ignore"):  # min/max only: NaN and infinities show in them
@@ -279,10 +282,24 @@ def source_key(path: str | Path) -> dict:
 
 
 def cached_zarr_path(mrc_path: str | Path, cache_dir: str | Path) -> Path:
-    """Where :func:`ensure_zarr` keeps the store of ``mrc_path``: ``<stem>_<hash of path>.zarr``."""
-    mrc_path = Path(mrc_path).resolve()
+    """Where :func:`ensure_zarr` keeps the store of ``mrc_path``, readable and unique per file.
+
+    A file in the project (the cache folder's parent, links not followed) gets the same relative path under the
+    cache, ``.mrc`` replaced by ``.zarr`` (other suffixes kept: ``x.rec`` → ``x.rec.zarr``), e.g.
+    ``zarr/tomos/TS_01.zarr``, ``zarr/deconv/TS_01.zarr``, ``zarr/corrected_tomos/TS_01_corrected.zarr``;
+    a file elsewhere gets ``_outside/<stem>_<hash of its path>.zarr``.
+    """
+    mrc_path = Path(os.path.abspath(mrc_path))
+    cache_dir = Path(os.path.abspath(cache_dir))
+    try:
+        relative = mrc_path.relative_to(cache_dir.parent)
+    except ValueError:
+        relative = None
+    if relative is not None and relative.parts and relative.parts[0] != cache_dir.name:
+        name = relative.stem if relative.suffix.lower() == ".mrc" else relative.name
+        return cache_dir / relative.parent / f"{name}.zarr"
     digest = hashlib.sha1(str(mrc_path).encode()).hexdigest()[:8]
-    return Path(cache_dir) / f"{mrc_path.stem}_{digest}.zarr"
+    return cache_dir / "_outside" / f"{mrc_path.stem}_{digest}.zarr"
 
 
 def cached_store(mrc_path: str | Path, cache_dir: str | Path) -> TomogramStore | None:
@@ -313,7 +330,7 @@ def ensure_zarr(mrc_path: str | Path, cache_dir: str | Path, chunks: tuple[int, 
         return store
     if target.exists():
         logger.info("%s changed since its conversion; converting it again", mrc_path)
-    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
     logger.info("converting %s to Zarr (%s)", mrc_path, target)
     return mrc_to_zarr(mrc_path, target, chunks=chunks, levels=levels, compression_level=compression_level)
 
@@ -414,7 +431,7 @@ def write_tomogram(arr: da.Array | np.ndarray, zarr_path: str | Path, voxel_size
     zarr_path = Path(zarr_path)
     with atomic_path(zarr_path) as tmp:
         builder = _StoreBuilder(tmp, arr.shape, arr.dtype, chunks, voxel_size, origin, levels,
-                                compression_level, extra=extra)
+                                compression_level, extra=extra, name=zarr_path.stem)
         stats = VolumeStats() if stats is None else stats
         _store_with_stats(_aligned(arr, chunks), builder.arrays[0], stats)
         if require_finite and not stats.finite:

@@ -98,8 +98,9 @@ def test_convert_makes_zarr_stores_for_isonet_project(run_cli, reference, tmp_pa
     code, _, err = run_cli(["convert", tmp_path / "p" / "tomograms.star", "--tomo_idx", "2",
                             "--zarr_chunks", "32,32,32"])
     assert code == 0, err
-    stores = sorted(p.name for p in (tmp_path / "p" / "zarr").iterdir())
-    assert len(stores) == 2 and all(s.startswith("TS_02_") for s in stores)
+    zarr_dir = tmp_path / "p" / "zarr"
+    stores = sorted(str(p.relative_to(zarr_dir)) for p in zarr_dir.rglob("*.zarr"))
+    assert stores == ["deconv/TS_02.zarr", "tomos/TS_02.zarr"]  # readable: the project's tree, mirrored
 
 
 def test_check_runs(run_cli):

@@ -99,3 +99,25 @@ def test_open_tomogram_rejects_other_folders(tmp_path):
 
     with pytest.raises(InputError, match="not an isonet-pl Zarr"):
         open_tomogram(tmp_path)
+
+
+def test_cache_names_are_readable_and_unique(tmp_path):
+    """Stores mirror the project's tree (x.mrc -> x.zarr, x.rec -> x.rec.zarr); files outside get a hashed name;
+    the NGFF multiscale is named after the final store, not its temporary name."""
+    import zarr
+
+    from isonet_pl.io.zarr_store import cached_zarr_path, ensure_zarr
+
+    cache = tmp_path / "p" / "zarr"
+    assert cached_zarr_path(tmp_path / "p" / "tomos" / "TS_01.mrc", cache) == cache / "tomos" / "TS_01.zarr"
+    assert cached_zarr_path(tmp_path / "p" / "tomos" / "TS_01.rec", cache) == cache / "tomos" / "TS_01.rec.zarr"
+    assert cached_zarr_path(tmp_path / "p" / "a" / "TS_01.mrc", cache) != \
+        cached_zarr_path(tmp_path / "p" / "b" / "TS_01.mrc", cache)
+    outside = [cached_zarr_path(tmp_path / d / "TS_01.mrc", cache) for d in ("x", "y")]
+    assert outside[0] != outside[1] and all(p.parent == cache / "_outside" for p in outside)
+    src = tmp_path / "p" / "tomos" / "TS_01.mrc"
+    src.parent.mkdir(parents=True)
+    write_mrc(src, np.random.default_rng(0).normal(size=(16, 16, 16)).astype(np.float32), voxel_size=5.0)
+    store = ensure_zarr(src, cache, chunks=(16, 16, 16), levels=1)
+    assert store.path == cache / "tomos" / "TS_01.zarr"
+    assert zarr.open_group(store.path, mode="r").attrs["ome"]["multiscales"][0]["name"] == "TS_01"
