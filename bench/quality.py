@@ -79,8 +79,8 @@ def single_project(out: Path, cfg, noise_filter: bool) -> tuple[Path, Path]:
     import starfile
 
     from isonet_pl.config import DeconvConfig
-    from isonet_pl.io.star import HALF_COLUMNS
-    from isonet_pl.workflows.deconv import DECONV_HALF_COLUMNS, deconv
+    from isonet_pl.io.star import DECONV_HALF_COLUMNS, HALF_COLUMNS
+    from isonet_pl.workflows.deconv import deconv
     from isonet_pl.workflows.extract import extract
 
     tag = "single" if noise_filter else "single_raw"

@@ -64,8 +64,15 @@ SUBTOMO_COLUMNS: dict[str, object] = {
     "rlnTiltMin": DEFAULT_TILT_RANGE[0],
     "rlnTiltMax": DEFAULT_TILT_RANGE[1],
 }
+#: The volume columns of a tomogram row: the tomogram, the deconvolved one, the mask, the corrected one.
+TOMOGRAM_COLUMN = "rlnMicrographName"
+DECONV_COLUMN = "rlnDeconvTomoName"
+MASK_COLUMN = "rlnMaskName"
+CORRECTED_COLUMN = "rlnCorrectedTomoName"
 #: RELION-5's columns of the even/odd half tomograms.
 HALF_COLUMNS = ("rlnTomoReconstructedTomogramHalf1", "rlnTomoReconstructedTomogramHalf2")
+#: Our columns of the deconvolved even/odd halves.
+DECONV_HALF_COLUMNS = ("rlnDeconvTomoHalf1", "rlnDeconvTomoHalf2")
 #: Microscope columns (RELION-5's ``data_global``, IsoNet2's rows) and the :class:`Microscope` field of each.
 MICROSCOPE_COLUMNS = {"rlnVoltage": "voltage_kv", "rlnSphericalAberration": "cs_mm",
                       "rlnAmplitudeContrast": "amplitude_contrast", "rlnPhaseShift": "phase_shift_deg"}

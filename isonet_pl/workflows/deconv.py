@@ -13,20 +13,25 @@ from isonet_pl.compute import dask_context, progress_bar, usable_cpus
 from isonet_pl.config import DeconvConfig, IOConfig
 from isonet_pl.errors import InputError
 from isonet_pl.io.paths import check_output_dir, remove
-from isonet_pl.io.star import HALF_COLUMNS, MICROSCOPE_COLUMNS, StarTable, read_tomogram_star
+from isonet_pl.io.star import (
+    DECONV_COLUMN,
+    DECONV_HALF_COLUMNS,
+    HALF_COLUMNS,
+    MICROSCOPE_COLUMNS,
+    TOMOGRAM_COLUMN,
+    StarTable,
+    read_tomogram_star,
+)
 from isonet_pl.io.zarr_store import (
     NonFiniteError,
     TomogramStore,
     VolumeStats,
-    cached_zarr_path,
-    stamp_source,
     write_tomogram,
-    zarr_to_mrc,
 )
 from isonet_pl.preprocess.ctf import Microscope
 from isonet_pl.preprocess.deconv import DeconvParams, deconvolve_chunked, deconvolve_volume, match_intensity
 from isonet_pl.preprocess.spectral import NoEmptyRegion, wiener_denoise
-from isonet_pl.workflows.convert import check_inputs, check_writable, tomogram_store, zarr_cache
+from isonet_pl.project import Tomogram, check_writable, tomograms
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +40,6 @@ logger = logging.getLogger(__name__)
 WHOLE_VOLUME_BYTES_PER_VOXEL = 24
 DEFAULT_CHUNK = 256
 #: Our columns of the deconvolved even/odd halves (RELION-5 has none for them).
-DECONV_HALF_COLUMNS = ("rlnDeconvTomoHalf1", "rlnDeconvTomoHalf2")
 
 
 def memory_budget_bytes(cfg: DeconvConfig) -> int:
@@ -129,32 +133,28 @@ def deconvolve_store(store: TomogramStore, params: DeconvParams, out_zarr: Path,
     return f"chunked ({chunk}^3 blocks, overlap {cfg.overlap_rate:g})"
 
 
-def _noise_filter_row(table: StarTable, row: int, key: str, out_dir: Path, cfg: DeconvConfig, io: IOConfig) -> None:
+def _noise_filter_row(tomo: Tomogram, out_dir: Path, cfg: DeconvConfig, io: IOConfig) -> None:
     """A row without a CTF: write its Wiener-filtered tomogram (weights from its own empty slices, measured region
     only: :mod:`isonet_pl.preprocess.spectral`) as its deconvolved tomogram; skip it, with a warning, when it has
     no empty slices."""
-    source = table.get_path(row, "rlnMicrographName")
-    out_mrc = out_dir / f"{key}{source.suffix}"
+    source = tomo.tomogram
+    out_mrc = out_dir / f"{tomo.key}{source.suffix}"
     if out_mrc.resolve() == source.resolve():
         raise InputError("the filtered tomogram would overwrite its source", out_mrc, "choose another --deconv_folder")
     t0 = time.perf_counter()
-    store = tomogram_store(table, row, "rlnMicrographName", io)
+    store = tomo.store()
     with dask_context(cfg.ncpu, cfg.dask_scheduler):
         try:
-            filtered, estimate = wiener_denoise(store.dask(), table.tilt_range(row), corrected=False)
+            filtered, estimate = wiener_denoise(store.dask(), tomo.tilt_range, corrected=False)
         except NoEmptyRegion as exc:
             logger.warning("row %d (%s): defocus 0 and %s: not filtered; reconstruct it thicker than the specimen "
-                           "to have its noise measured", row + 1, source.name, exc)
+                           "to have its noise measured", tomo.number, source.name, exc)
             return
-        out_zarr = cached_zarr_path(out_mrc, zarr_cache(table, io))
-        out_zarr.parent.mkdir(parents=True, exist_ok=True)
+        out_zarr = tomo.output_zarr(out_mrc)
         write_tomogram(filtered, out_zarr, store.voxel_size, store.origin, chunks=io.zarr_chunks,
                        levels=io.zarr_levels, compression_level=io.compression_level,
                        extra={"deconv": {"noise_filter": estimate.describe()}}, require_finite=True)
-        zarr_to_mrc(out_zarr, out_mrc)
-    stamp_source(out_zarr, out_mrc)
-    table.set_value(row, "rlnDeconvTomoName", table.relative(out_mrc))
-    table.write()
+    tomo.record_output(out_zarr, out_mrc, DECONV_COLUMN)
     logger.info("no CTF (defocus 0): Wiener-filtered %s -> %s in %.1f s; %s", source.name, out_mrc,
                 time.perf_counter() - t0, estimate.describe())
 
@@ -180,43 +180,40 @@ def deconv(star_file: str | Path, cfg: DeconvConfig | None = None, io: IOConfig 
     cfg = cfg or DeconvConfig()
     io = io or IOConfig()
     table = read_tomogram_star(star_file)
-    rows = table.select(tomo_idx)
-    check_inputs(table, rows)
+    rows = tomograms(table, io, tomo_idx)
     check_writable(table, io)
     out_dir = check_output_dir(cfg.deconv_folder, option="--deconv_folder")
     table.ensure_column("rlnSnrFalloff", 1.0)
     table.ensure_column("rlnDeconvStrength", 1.0)
-    table.ensure_column("rlnDeconvTomoName", "None")
-    keys = table.output_keys()
-    for row in rows:
+    table.ensure_column(DECONV_COLUMN, "None")
+    for tomo in rows:
+        row = tomo.row
         if cfg.snrfalloff is not None:
             table.set_value(row, "rlnSnrFalloff", cfg.snrfalloff)
         if cfg.deconvstrength is not None:
             table.set_value(row, "rlnDeconvStrength", cfg.deconvstrength)
         params = filter_params(table, row, cfg)
         if params is None:
-            halves = any(table.get_path(row, h, required=False) is not None for h in HALF_COLUMNS)
+            halves = any(tomo.path(h) is not None for h in HALF_COLUMNS)
             if cfg.noise_filter and not halves:
-                _noise_filter_row(table, row, keys[row], out_dir, cfg, io)
+                _noise_filter_row(tomo, out_dir, cfg, io)
             else:
                 logger.warning("row %d: defocus is 0, no CTF to deconvolve: skipped (%s)", row + 1,
                                "the even/odd mode denoises from its halves" if halves else "--noise_filter false")
             continue
         # the tomogram, then its even/odd halves when the table has them (same filter, own sub-folders)
-        jobs = [("rlnMicrographName", "rlnDeconvTomoName", out_dir)]
+        jobs = [(TOMOGRAM_COLUMN, DECONV_COLUMN, out_dir)]
         jobs += [(half, deconv_half, out_dir / sub) for half, deconv_half, sub in zip(
-            HALF_COLUMNS, DECONV_HALF_COLUMNS, ("half1", "half2"), strict=False)
-            if table.get_path(row, half, required=False) is not None]
+            HALF_COLUMNS, DECONV_HALF_COLUMNS, ("half1", "half2"), strict=False) if tomo.path(half) is not None]
         for column, out_column, folder in jobs:
-            source = table.get_path(row, column)
-            out_mrc = check_output_dir(folder) / f"{keys[row]}{source.suffix}"
+            source = tomo.path(column, required=True)
+            out_mrc = check_output_dir(folder) / f"{tomo.key}{source.suffix}"
             if out_mrc.resolve() == source.resolve():
                 raise InputError("the deconvolved tomogram would overwrite its source", out_mrc,
                                  "choose another --deconv_folder")
             t0 = time.perf_counter()
-            store = tomogram_store(table, row, column, io)
-            out_zarr = cached_zarr_path(out_mrc, zarr_cache(table, io))
-            out_zarr.parent.mkdir(parents=True, exist_ok=True)
+            store = tomo.store(column)
+            out_zarr = tomo.output_zarr(out_mrc)
             with dask_context(cfg.ncpu, cfg.dask_scheduler):
                 try:
                     mode = deconvolve_store(store, params, out_zarr, cfg, io, source, progress)
@@ -225,10 +222,7 @@ def deconv(star_file: str | Path, cfg: DeconvConfig | None = None, io: IOConfig 
                     raise InputError(f"row {row + 1}: deconvolution gave NaN or infinite values (nothing written)",
                                      table.path, f"check the row's values and the microscope options ({used})") \
                         from None
-                zarr_to_mrc(out_zarr, out_mrc)
-            stamp_source(out_zarr, out_mrc)
-            table.set_value(row, out_column, table.relative(out_mrc))
-            table.write()
+            tomo.record_output(out_zarr, out_mrc, out_column)
             logger.info("deconvolved %s -> %s in %.1f s (%s; pixel %g Å, defocus %.0f Å, %s, snrfalloff %g, "
                         "strength %g)", source.name, out_mrc, time.perf_counter() - t0, mode, params.pixel_size,
                         params.defocus, params.microscope.describe(), params.snrfalloff, params.deconvstrength)

@@ -42,7 +42,8 @@ def demo_inputs(out_dir: str | Path, cfg: IsoNetConfig) -> Iterator[str | tuple[
     yield f"simulate: {'x'.join(map(str, cfg.simulate.shape))} voxels, tilts {cfg.simulate.tilt_min:g}..." \
           f"{cfg.simulate.tilt_max:g} deg, defocus {cfg.simulate.defocus:g} A" \
           f"{', even/odd halves' if cfg.simulate.halves else ''} -> {star}"
-    if cfg.simulate.defocus > 0:
+    if cfg.simulate.defocus > 0 or (not cfg.simulate.halves and cfg.deconv.noise_filter):
+        # CTF deconvolution, or without a CTF the measured Wiener filter of the single-tomogram mode
         deconv(star, cfg.deconv.model_copy(update={"deconv_folder": str(out / "deconv")}), cfg.io)
         yield f"deconv -> {out / 'deconv'}"
     make_mask(star, cfg.make_mask.model_copy(update={"mask_folder": str(out / "mask")}), cfg.io)

@@ -14,11 +14,17 @@ from isonet_pl.data.extraction import count_valid, crop_around, sample_centres
 from isonet_pl.errors import InputError
 from isonet_pl.io.mrc import write_mrc
 from isonet_pl.io.paths import atomic_path, check_output_file
-from isonet_pl.io.star import HALF_COLUMNS, SUBTOMO_COLUMNS, is_none, new_table, read_tomogram_star, relative_to
+from isonet_pl.io.star import (
+    DECONV_COLUMN,
+    MASK_COLUMN,
+    SUBTOMO_COLUMNS,
+    TOMOGRAM_COLUMN,
+    new_table,
+    read_tomogram_star,
+    relative_to,
+)
 from isonet_pl.normalization import STAT_COLUMNS, Normalization
-from isonet_pl.workflows.convert import check_inputs, tomogram_store
-from isonet_pl.workflows.deconv import DECONV_HALF_COLUMNS
-from isonet_pl.workflows.mask import mask_source_column
+from isonet_pl.project import tomograms
 
 logger = logging.getLogger(__name__)
 
@@ -30,21 +36,6 @@ EXTRA_COLUMNS = {"rlnMicrographName": "None", "rlnCoordinateX": 0.0, "rlnCoordin
 
 #: Our columns of the even/odd half subtomograms (same centres as rlnImageName).
 SUBTOMO_HALF_COLUMNS = ("rlnImageNameHalf1", "rlnImageNameHalf2")
-
-
-def half_volumes(table, row: int, deconvolved: bool, io: IOConfig, shape) -> list:
-    """The row's even/odd half tomograms as Zarr arrays (deconvolved ones when the tomogram is), or []."""
-    columns = DECONV_HALF_COLUMNS if deconvolved else HALF_COLUMNS
-    if any(table.get_path(row, c, required=False) is None for c in columns):
-        return []
-    volumes = []
-    for column in columns:
-        store = tomogram_store(table, row, column, io)
-        if store.shape != shape:
-            raise InputError(f"half tomogram {store.shape} differs from the tomogram's {shape}",
-                             table.get_path(row, column), "use halves of the same reconstruction")
-        volumes.append(store.zarr_array(0))
-    return volumes
 
 
 def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfig | None = None,
@@ -66,9 +57,7 @@ def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfi
     """
     cfg = cfg or ExtractConfig()
     io = io or IOConfig()
-    table = read_tomogram_star(star_file)
-    rows = table.select(tomo_idx)
-    check_inputs(table, rows, ("rlnMaskName",))
+    rows = tomograms(read_tomogram_star(star_file), io, tomo_idx, (MASK_COLUMN,))
     crop = cfg.crop_size or cfg.cube_size + 16
     out_star = check_output_file(cfg.subtomo_star, option="--subtomo_star")
     folder = Path(cfg.subtomo_folder)
@@ -76,43 +65,40 @@ def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfi
         logger.warning("%s exists; it will be replaced by the new subtomograms", folder)
     rng = np.random.default_rng(cfg.seed)
     records: list[dict] = []
-    keys = table.output_keys()
     with atomic_path(folder) as tmp, dask_context(cfg.ncpu, cfg.dask_scheduler):
         tmp.mkdir(parents=True)
-        for row in rows:
+        for tomo in rows:
             t0 = time.perf_counter()
-            column = mask_source_column(table, row, cfg.use_deconv_tomo)
-            if column == "rlnDeconvTomoName" and not table.get_path(row, column, required=False).exists():
-                column = "rlnMicrographName"  # IsoNet's rule for extract: the deconvolved file must exist
-            store = tomogram_store(table, row, column, io)
-            micrograph = table.get_path(row, "rlnMicrographName")
+            column = tomo.source_column(cfg.use_deconv_tomo)
+            if column == DECONV_COLUMN and not tomo.deconvolved.exists():
+                column = TOMOGRAM_COLUMN  # IsoNet's rule for extract: the deconvolved file must exist
+            store = tomo.store(column)
+            micrograph = tomo.tomogram
             shape = store.shape
             if min(shape) < crop:
                 raise InputError(f"tomogram {'x'.join(map(str, shape))} (z, y, x) is thinner than crop_size {crop}",
                                  micrograph, "use a smaller --cube_size/--crop_size or bin the tomogram less")
             mask = None
-            if "rlnMaskName" in table.df.columns and not is_none(table.df["rlnMaskName"].iloc[row]):
-                mask_store = tomogram_store(table, row, "rlnMaskName", io)
+            if tomo.mask is not None:
+                mask_store = tomo.store(MASK_COLUMN)
                 if mask_store.shape != shape:
                     raise InputError(f"mask shape {mask_store.shape} differs from the tomogram's {shape}",
-                                     table.get_path(row, "rlnMaskName"), "make the mask again with make_mask")
+                                     tomo.mask, "make the mask again with make_mask")
                 mask = mask_store.dask()
             else:
-                logger.info("row %d: no mask, centres drawn from the whole tomogram", row + 1)
-            n = int(table.df["rlnNumberSubtomo"].iloc[row]) if "rlnNumberSubtomo" in table.df.columns else 100
+                logger.info("row %d: no mask, centres drawn from the whole tomogram", tomo.number)
+            n = int(tomo.value("rlnNumberSubtomo", 100))
             if count_valid(mask, shape, crop) == 0:
                 raise InputError(f"the mask leaves no centre at least {crop // 2} voxels from the edges",
-                                 table.get_path(row, "rlnMaskName"), "make a larger mask (make_mask) or a "
-                                 "smaller --crop_size")
+                                 tomo.mask, "make a larger mask (make_mask) or a smaller --crop_size")
             centres = sample_centres(mask, shape, crop, n, rng)
             stats = Normalization.of_volume(store.dask()).columns()
             volume = store.zarr_array(0)
-            halves = half_volumes(table, row, column == "rlnDeconvTomoName", io, shape)
-            tilt_min, tilt_max = table.tilt_range(row)
-            pixel_size = float(table.df["rlnPixelSize"].iloc[row]) if "rlnPixelSize" in table.df.columns else \
-                store.voxel_size[2]
+            halves = tomo.half_arrays(column == DECONV_COLUMN, shape)
+            tilt_min, tilt_max = tomo.tilt_range
+            pixel_size = tomo.pixel_size or store.voxel_size[2]
             for j, centre in enumerate(centres):
-                name = f"{keys[row]}_{j:06d}.mrc"
+                name = f"{tomo.key}_{j:06d}.mrc"
                 write_mrc(tmp / name, crop_around(volume, centre, crop), voxel_size=pixel_size)
                 half_names = {}
                 for k, half in enumerate(halves):  # the same centres in both halves
@@ -129,7 +115,7 @@ def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfi
                                 "rlnCoordinateX": float(centre[2]), "rlnCoordinateY": float(centre[1]),
                                 "rlnCoordinateZ": float(centre[0]), **stats})
             logger.info("extracted %d subtomograms of %d^3 from %s (%s) in %.1f s", len(centres), crop,
-                        micrograph.name, "deconvolved" if column == "rlnDeconvTomoName" else "raw",
+                        micrograph.name, "deconvolved" if column == DECONV_COLUMN else "raw",
                         time.perf_counter() - t0)
     columns = {**SUBTOMO_COLUMNS, **EXTRA_COLUMNS}
     if records and SUBTOMO_HALF_COLUMNS[0] in records[0]:

@@ -13,22 +13,17 @@ from isonet_pl.compute import dask_context, progress_bar
 from isonet_pl.config import IOConfig, PredictConfig
 from isonet_pl.errors import InputError
 from isonet_pl.io.paths import check_output_dir, check_readable_file, remove
-from isonet_pl.io.star import read_tomogram_star
+from isonet_pl.io.star import CORRECTED_COLUMN, DECONV_COLUMN, read_tomogram_star
 from isonet_pl.io.zarr_store import (
     NonFiniteError,
-    cached_zarr_path,
     open_tomogram,
-    stamp_source,
     write_tomogram,
-    zarr_to_mrc,
 )
 from isonet_pl.model.card import check_tomogram, read_card
 from isonet_pl.normalization import Normalization
 from isonet_pl.predict.predictor import fastest_precision, predict_tomogram, tile_plan
 from isonet_pl.preprocess.spectral import NoEmptyRegion, wiener_denoise
-from isonet_pl.workflows.convert import check_inputs, check_writable, tomogram_store, zarr_cache
-from isonet_pl.workflows.extract import half_volumes
-from isonet_pl.workflows.mask import mask_source_column
+from isonet_pl.project import Tomogram, check_writable, tomograms
 
 logger = logging.getLogger(__name__)
 
@@ -95,29 +90,26 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
     logger.info("tiles: core %d³ with %d voxels of context (the network's receptive radius is %d); precision %s",
                 cube, halo, module.net.receptive_radius, precision)
     table = read_tomogram_star(star_file)
-    rows = table.select(tomo_idx)
-    check_inputs(table, rows)
+    rows = tomograms(table, io, tomo_idx)
     check_writable(table, io)
     out_dir = check_output_dir(cfg.output_dir, option="--output_dir")
-    table.ensure_column("rlnCorrectedTomoName", "None")
-    keys = table.output_keys()
-    for row in rows:
-        column = mask_source_column(table, row, cfg.use_deconv_tomo)
-        source = table.get_path(row, column)
+    table.ensure_column(CORRECTED_COLUMN, "None")
+    for number, tomo in enumerate(rows, 1):
+        column = tomo.source_column(cfg.use_deconv_tomo)
+        source = tomo.path(column, required=True)
         t0 = time.perf_counter()
-        store = tomogram_store(table, row, column, io)
-        check_tomogram(card, source.name, table.tilt_range(row), table.pixel_size(row) or store.voxel_size[2])
+        store = tomo.store(column)
+        check_tomogram(card, source.name, tomo.tilt_range, tomo.pixel_size or store.voxel_size[2])
         if min(store.shape) < 2 * module.net.min_input_multiple:
             raise InputError(f"tomogram {'x'.join(map(str, store.shape))} is smaller than one tile", source,
                              "predict on a larger tomogram")
         norm = Normalization.of_volume(store.dask(), percentile)
-        out_mrc = out_dir / f"{keys[row]}_corrected.mrc"
-        out_zarr = cached_zarr_path(out_mrc, zarr_cache(table, io))
-        out_zarr.parent.mkdir(parents=True, exist_ok=True)
-        inputs = _inputs(table, row, column, store, cfg, io)
+        out_mrc = out_dir / f"{tomo.key}_corrected.mrc"
+        out_zarr = tomo.output_zarr(out_mrc)
+        inputs = _inputs(tomo, column, store, cfg)
 
-        def run(arr, path, row=row, source=source, store=store, **extra):  # this row's values bound
-            label = f"predict {source.name} ({rows.index(row) + 1}/{len(rows)})"
+        def run(arr, path, row=tomo.row, source=source, store=store, number=number, **extra):  # this row's values
+            label = f"predict {source.name} ({number}/{len(rows)})"
             with dask_context(len(devices)), progress_bar(progress, label):  # one thread per network copy
                 try:
                     write_tomogram(arr, path, store.voxel_size, store.origin, chunks=io.zarr_chunks,
@@ -140,27 +132,24 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
                 run(pred, path)
             a, b = (open_tomogram(p).dask() for p in half_zarrs)
             run((a + b) / 2, out_zarr, input="mean of the predictions of both halves")
-            _write_disagreement(abs(a - b), out_mrc, zarr_cache(table, io), run)
+            _write_disagreement(abs(a - b), out_mrc, tomo, run)
             for path in half_zarrs:
                 remove(path)
         if cfg.denoise:
-            _denoise(out_zarr, table.tilt_range(row), source, run)
-        zarr_to_mrc(out_zarr, out_mrc)
-        stamp_source(out_zarr, out_mrc)
-        table.set_value(row, "rlnCorrectedTomoName", table.relative(out_mrc))
-        table.write()
+            _denoise(out_zarr, tomo.tilt_range, source, run)
+        tomo.record_output(out_zarr, out_mrc, CORRECTED_COLUMN)
         logger.info("corrected %s -> %s in %.1f s", source.name, out_mrc, time.perf_counter() - t0)
     return table.path
 
 
-def _inputs(table, row: int, column: str, store, cfg: PredictConfig, io: IOConfig) -> list:
+def _inputs(tomo: Tomogram, column: str, store, cfg: PredictConfig) -> list:
     """What the network runs on: the tomogram, or its two halves (see ``--halves``)."""
     if cfg.halves == "both" or cfg.disagreement_map:
-        halves = half_volumes(table, row, column == "rlnDeconvTomoName", io, store.shape)
+        halves = tomo.half_arrays(column == DECONV_COLUMN, store.shape)
         if not halves:
-            what = "deconvolved " if column == "rlnDeconvTomoName" else ""
-            raise InputError(f"row {row + 1} has no {what}even/odd halves for --halves both / --disagreement_map",
-                             table.path, "prepare_star --even/--odd (and deconv again), or drop those options")
+            what = "deconvolved " if column == DECONV_COLUMN else ""
+            raise InputError(f"row {tomo.number} has no {what}even/odd halves for --halves both / --disagreement_map",
+                             tomo.table.path, "prepare_star --even/--odd (and deconv again), or drop those options")
         return halves
     return [store.zarr_array(0)]
 
@@ -186,13 +175,12 @@ def _denoise(out_zarr: Path, tilt_range: tuple[float, float], source: Path, run)
         remove(network)
 
 
-def _write_disagreement(diff, out_mrc: Path, cache: Path, run) -> Path:
+def _write_disagreement(diff, out_mrc: Path, tomo: Tomogram, run) -> Path:
     """Write |half1 − half2| of the predictions (lazy, shape (nz, ny, nx), the tomogram's units) as
-    ``<name>_disagreement.mrc`` next to the corrected tomogram, with its Zarr copy in ``cache``."""
+    ``<name>_disagreement.mrc`` next to the corrected tomogram, with its Zarr copy."""
     path = out_mrc.with_name(out_mrc.name.replace("_corrected.mrc", "_disagreement.mrc"))
-    zarr_path = cached_zarr_path(path, cache)
+    zarr_path = tomo.output_zarr(path)
     run(diff, zarr_path, input="|difference| of the predictions of both halves")
-    zarr_to_mrc(zarr_path, path)
-    stamp_source(zarr_path, path)
+    tomo.record_output(zarr_path, path, None)
     logger.info("disagreement map -> %s", path)
     return path

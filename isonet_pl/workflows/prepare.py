@@ -12,16 +12,12 @@ from isonet_pl.io.formats import half_key
 from isonet_pl.io.mrc import read_mrc_info
 from isonet_pl.io.paths import check_output_dir
 from isonet_pl.io.relion import average_halves
-from isonet_pl.io.star import HALF_COLUMNS, SUBTOMO_COLUMNS, TOMOGRAM_COLUMNS, StarTable, new_table, relative_to
+from isonet_pl.io.star import HALF_COLUMNS, SUBTOMO_COLUMNS, new_table, relative_to
+from isonet_pl.project import tomogram_table
 
 logger = logging.getLogger(__name__)
 
 TOMOGRAM_SUFFIXES = (".mrc", ".rec")
-#: Columns prepare_star writes, in IsoNet's order, followed by the tilt range.
-PREPARE_STAR_COLUMNS = ("rlnIndex", "rlnMicrographName", "rlnPixelSize", "rlnDefocus", "rlnNumberSubtomo",
-                        "rlnMaskBoundary", "rlnTiltMin", "rlnTiltMax")
-
-
 def list_tomograms(folder: str | Path) -> list[Path]:
     """The ``.mrc`` / ``.rec`` files of ``folder``, sorted by name (checked to be 3-D MRC)."""
     folder = Path(folder)
@@ -39,16 +35,6 @@ def list_tomograms(folder: str | Path) -> list[Path]:
     for f in files:
         read_mrc_info(f)
     return files
-
-
-def tomogram_table(files: list[Path], output_star: str | Path, cfg: PrepareStarConfig) -> StarTable:
-    """A tomogram table with one row per file and the settings of ``cfg``."""
-    folder = Path(output_star).parent
-    columns = {c: TOMOGRAM_COLUMNS[c] for c in PREPARE_STAR_COLUMNS}
-    rows = [{"rlnIndex": i + 1, "rlnMicrographName": relative_to(f, folder), "rlnPixelSize": cfg.pixel_size,
-             "rlnDefocus": cfg.defocus, "rlnNumberSubtomo": cfg.number_subtomos,
-             "rlnTiltMin": cfg.tilt_min, "rlnTiltMax": cfg.tilt_max} for i, f in enumerate(files)]
-    return new_table(columns, rows, output_star)
 
 
 def pair_halves(even: str | Path, odd: str | Path) -> list[tuple[str, Path, Path]]:

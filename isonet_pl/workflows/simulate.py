@@ -12,8 +12,8 @@ from isonet_pl.io.mrc import write_mrc
 from isonet_pl.io.paths import check_output_dir
 from isonet_pl.io.star import HALF_COLUMNS, relative_to
 from isonet_pl.preprocess.ctf import Microscope
+from isonet_pl.project import tomogram_table
 from isonet_pl.simulate import simulate_tomogram
-from isonet_pl.workflows.prepare import tomogram_table
 
 logger = logging.getLogger(__name__)
 

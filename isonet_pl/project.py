@@ -1,0 +1,223 @@
+"""The project layer: the rows of a tomogram table as :class:`Tomogram` objects.
+
+A row knows its volumes (the tomogram, its even/odd halves, the deconvolved ones, the mask), which of them a
+command works on, their Zarr copies (converted on first use, every volume but a mask checked for NaN,
+infinities and constancy), its unique output key (:meth:`StarTable.output_keys`), and how an output volume is
+recorded: Zarr store in the project's cache → MRC beside it → source stamp → STAR column → table written.
+Workflows take rows from :func:`tomograms` and import no other workflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from isonet_pl.config import IOConfig, PrepareStarConfig
+from isonet_pl.errors import InputError
+from isonet_pl.io.paths import check_output_dir, check_output_file
+from isonet_pl.io.star import (
+    DECONV_COLUMN,
+    DECONV_HALF_COLUMNS,
+    HALF_COLUMNS,
+    MASK_COLUMN,
+    TOMOGRAM_COLUMN,
+    TOMOGRAM_COLUMNS,
+    StarTable,
+    is_none,
+    new_table,
+    relative_to,
+)
+from isonet_pl.io.zarr_store import (
+    TomogramStore,
+    cached_zarr_path,
+    check_values,
+    ensure_zarr,
+    stamp_source,
+    zarr_to_mrc,
+)
+
+__all__ = ["Tomogram", "tomograms", "tomogram_table", "zarr_cache", "check_inputs", "check_writable",
+           "VOLUME_COLUMNS", "PREPARE_STAR_COLUMNS"]
+
+#: Columns prepare_star writes, in IsoNet's order, followed by the tilt range.
+PREPARE_STAR_COLUMNS = ("rlnIndex", "rlnMicrographName", "rlnPixelSize", "rlnDefocus", "rlnNumberSubtomo",
+                        "rlnMaskBoundary", "rlnTiltMin", "rlnTiltMax")
+#: Tomogram columns that hold volumes (converted by ``convert``), when present.
+VOLUME_COLUMNS = (TOMOGRAM_COLUMN, DECONV_COLUMN, *HALF_COLUMNS, *DECONV_HALF_COLUMNS)
+
+
+def zarr_cache(table: StarTable, io: IOConfig) -> Path:
+    """The folder of the Zarr copies: ``io.zarr_folder``, relative to the STAR file's folder."""
+    folder = Path(io.zarr_folder)
+    return folder if folder.is_absolute() else table.folder / folder
+
+
+def check_inputs(table: StarTable, rows: list[int], columns: tuple[str, ...] = ()) -> None:
+    """Before any work: every selected row's tomogram, halves and the other ``columns`` that are set exist,
+    so a bad row 2 fails before row 1 is processed.
+
+    Raises
+    ------
+    InputError
+        Naming the STAR file, the row and the missing file.
+    """
+    for row in rows:
+        table.get_path(row, TOMOGRAM_COLUMN)
+        for column in (*HALF_COLUMNS, *columns):
+            if column in table.df.columns:
+                table.get_path(row, column, required=not is_none(table.df[column].iloc[row]))
+
+
+def check_writable(table: StarTable, io: IOConfig) -> None:
+    """Before any work: the STAR file (rewritten after each tomogram) and the Zarr folder can be written.
+
+    Raises
+    ------
+    InputError
+        Naming the file or folder.
+    """
+    check_output_file(table.path, option="location for the STAR file (copy the project to a writable folder)")
+    check_output_dir(zarr_cache(table, io), option="--zarr_folder (in --config)")
+
+
+@dataclass
+class Tomogram:
+    """One row of a tomogram table, with its volumes and outputs.
+
+    Attributes
+    ----------
+    table : StarTable
+        The table the row belongs to (written when an output is recorded).
+    row : int
+        0-based row index.
+    key : str
+        The row's unique output key (``_rlnTomoName``, else the file stem; folder in front when stems collide).
+    io : IOConfig
+        Where and how the Zarr copies are kept.
+    """
+
+    table: StarTable
+    row: int
+    key: str
+    io: IOConfig
+
+    # ---------------------------------------------------------------- what the row holds
+    def path(self, column: str, required: bool = False) -> Path | None:
+        """The volume of ``column`` (resolved against the table), None when unset (unless ``required``)."""
+        return self.table.get_path(self.row, column, required=required)
+
+    @property
+    def tomogram(self) -> Path:
+        """The tomogram (``_rlnMicrographName``)."""
+        return self.table.get_path(self.row, TOMOGRAM_COLUMN)
+
+    @property
+    def name(self) -> str:
+        """The tomogram's file name, for messages."""
+        return self.tomogram.name
+
+    @property
+    def number(self) -> int:
+        """1-based row number, for messages."""
+        return self.row + 1
+
+    @property
+    def deconvolved(self) -> Path | None:
+        return self.path(DECONV_COLUMN)
+
+    @property
+    def mask(self) -> Path | None:
+        return self.path(MASK_COLUMN)
+
+    @property
+    def has_halves(self) -> bool:
+        """Whether both even/odd halves are set."""
+        return all(self.path(c) is not None for c in HALF_COLUMNS)
+
+    @property
+    def tilt_range(self) -> tuple[float, float]:
+        return self.table.tilt_range(self.row)
+
+    @property
+    def pixel_size(self) -> float | None:
+        return self.table.pixel_size(self.row)
+
+    def value(self, column: str, default=None):
+        """The row's raw value in ``column`` (``default`` when the table has no such column)."""
+        return self.table.df[column].iloc[self.row] if column in self.table.df.columns else default
+
+    def source_column(self, use_deconv: bool) -> str:
+        """The column a command works on: the deconvolved tomogram when asked for and present, else the tomogram."""
+        return DECONV_COLUMN if use_deconv and self.deconvolved is not None else TOMOGRAM_COLUMN
+
+    # ---------------------------------------------------------------- Zarr copies
+    def store(self, column: str = TOMOGRAM_COLUMN) -> TomogramStore:
+        """The Zarr store of the volume in ``column``, converted on first use.
+
+        Every volume but a mask is checked here, for every command: one holding NaN or infinite values, or a
+        constant one, is refused with an error naming its file.
+        """
+        source = self.table.get_path(self.row, column)
+        store = ensure_zarr(source, zarr_cache(self.table, self.io), chunks=self.io.zarr_chunks,
+                            levels=self.io.zarr_levels, compression_level=self.io.compression_level)
+        if column != MASK_COLUMN:
+            check_values(store, source)
+        return store
+
+    def half_arrays(self, deconvolved: bool, shape: tuple[int, int, int]) -> list:
+        """The even/odd halves as Zarr arrays (the deconvolved ones when ``deconvolved``), or [] without them.
+
+        Raises
+        ------
+        InputError
+            When a half's shape differs from ``shape``.
+        """
+        columns = DECONV_HALF_COLUMNS if deconvolved else HALF_COLUMNS
+        if any(self.path(c) is None for c in columns):
+            return []
+        arrays = []
+        for column in columns:
+            store = self.store(column)
+            if store.shape != tuple(shape):
+                raise InputError(f"half tomogram {store.shape} differs from the tomogram's {tuple(shape)}",
+                                 self.path(column), "use halves of the same reconstruction")
+            arrays.append(store.zarr_array(0))
+        return arrays
+
+    # ---------------------------------------------------------------- outputs
+    def output_zarr(self, out_mrc: Path) -> Path:
+        """Where the Zarr store of the output ``out_mrc`` goes (its folder made)."""
+        path = cached_zarr_path(out_mrc, zarr_cache(self.table, self.io))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def record_output(self, out_zarr: Path, out_mrc: Path, column: str | None) -> Path:
+        """Write the MRC of a finished output store, stamp it, set ``column`` of the row to it (when given) and
+        rewrite the table. Returns ``out_mrc``."""
+        zarr_to_mrc(out_zarr, out_mrc)
+        stamp_source(out_zarr, out_mrc)
+        if column is not None:
+            self.table.ensure_column(column, "None")
+            self.table.set_value(self.row, column, self.table.relative(out_mrc))
+            self.table.write()
+        return out_mrc
+
+
+def tomogram_table(files: list[Path], output_star: str | Path, cfg: PrepareStarConfig) -> StarTable:
+    """A tomogram table with one row per file and the settings of ``cfg``."""
+    folder = Path(output_star).parent
+    columns = {c: TOMOGRAM_COLUMNS[c] for c in PREPARE_STAR_COLUMNS}
+    rows = [{"rlnIndex": i + 1, "rlnMicrographName": relative_to(f, folder), "rlnPixelSize": cfg.pixel_size,
+             "rlnDefocus": cfg.defocus, "rlnNumberSubtomo": cfg.number_subtomos,
+             "rlnTiltMin": cfg.tilt_min, "rlnTiltMax": cfg.tilt_max} for i, f in enumerate(files)]
+    return new_table(columns, rows, output_star)
+
+
+def tomograms(table: StarTable, io: IOConfig, tomo_idx: str | None = None,
+              columns: tuple[str, ...] = ()) -> list[Tomogram]:
+    """The selected rows (``--tomo_idx``) as :class:`Tomogram` objects, all checked before any work: their
+    tomograms, halves and the other ``columns`` that are set exist."""
+    rows = table.select(tomo_idx)
+    check_inputs(table, rows, columns)
+    keys = table.output_keys()
+    return [Tomogram(table, row, keys[row], io) for row in rows]
