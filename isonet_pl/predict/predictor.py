@@ -99,24 +99,32 @@ def fastest_precision(module, device: str, edge: int = 64, repeats: int = 2) -> 
 
 
 @torch.no_grad()
-def predict_block(block: np.ndarray, module, norm: Normalization, device: str = "cpu",
-                  precision: str = "32") -> np.ndarray:
-    """Predict one block (shape (z, y, x), stored contrast) and return it in the same units.
+def run_network(module, batch: np.ndarray, device="cpu", precision: str = "32") -> np.ndarray:
+    """The network on a batch of volumes in its own units (normalised), shape (b, z, y, x) → (b, z, y, x) float32.
 
-    The block is normalised as in training (``norm.apply``), padded (edge replication) to the
-    network's input multiple, run (under autocast for a mixed ``precision``), cropped and mapped
-    back (``norm.invert``).
+    The one inference path of refine's refill and of predict: the batch is padded (edge replication, at the far
+    side of each axis) to the network's input multiple, run under autocast for a mixed ``precision``, and
+    cropped back. The module's mode (eval or train) is the caller's.
     """
-    x = torch.from_numpy(np.ascontiguousarray(norm.apply(block)))
+    x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))[:, None].to(device)
+    shape = batch.shape[1:]
     multiple = module.net.min_input_multiple
-    pads = [(-n) % multiple for n in x.shape]
-    x = x[None, None].to(device)
+    pads = [(-n) % multiple for n in shape]
     if any(pads):
         x = torch.nn.functional.pad(x, (0, pads[2], 0, pads[1], 0, pads[0]), mode="replicate")
     dtype = AUTOCAST[precision]
     with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
-        y = module(x)[0, 0, : block.shape[0], : block.shape[1], : block.shape[2]].float().cpu().numpy()
-    return norm.invert(y)
+        return module(x)[:, 0, : shape[0], : shape[1], : shape[2]].float().cpu().numpy()
+
+
+def predict_block(block: np.ndarray, module, norm: Normalization, device: str = "cpu",
+                  precision: str = "32") -> np.ndarray:
+    """Predict one block (shape (z, y, x), stored contrast) and return it in the same units.
+
+    The block is normalised as in training (``norm.apply``), run (:func:`run_network`) and mapped
+    back (``norm.invert``).
+    """
+    return norm.invert(run_network(module, norm.apply(block)[None], device, precision)[0])
 
 
 def read_reflected(source, lo: tuple[int, ...], hi: tuple[int, ...]) -> np.ndarray:

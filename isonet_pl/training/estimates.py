@@ -9,35 +9,25 @@ import torch
 
 from isonet_pl.data.pairs import apply_measured, fill_wedge, wedge_mask
 from isonet_pl.normalization import rescale
-from isonet_pl.predict.predictor import AUTOCAST
+from isonet_pl.predict.predictor import run_network
 from isonet_pl.training.devices import dist_info
 from isonet_pl.training.subtomograms import Subtomograms
 
 logger = logging.getLogger(__name__)
 
 
-@torch.no_grad()
 def predict_volumes(module, volumes: np.ndarray, batch_size: int, device: torch.device,
                     precision: str = "32", renormalize: bool = True) -> np.ndarray:
-    """Run the network on whole subtomograms (padded to its input multiple), returning N(output).
+    """Run the network on whole subtomograms (:func:`run_network`, by batches), returning N(output).
 
     ``precision`` is refine's: with ``bf16-mixed`` / ``16-mixed`` the forward runs under autocast
     (as training does; about 2x faster on CPUs with bf16 instructions). ``renormalize=False``
     returns the outputs as they are (in the units of the input) instead of N(output).
     """
     module.eval()
-    autocast = AUTOCAST[precision]
-    multiple = module.net.min_input_multiple
-    p = volumes.shape[1]
-    size = -(-p // multiple) * multiple
-    pad = size - p
     out = np.empty_like(volumes)
     for start in range(0, len(volumes), batch_size):
-        batch = torch.from_numpy(volumes[start:start + batch_size])[:, None].to(device)
-        if pad:
-            batch = torch.nn.functional.pad(batch, (0, pad, 0, pad, 0, pad), mode="replicate")
-        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
-            pred = module(batch)[:, 0, :p, :p, :p].float().cpu().numpy()
+        pred = run_network(module, volumes[start:start + batch_size], device, precision)
         out[start:start + len(pred)] = [rescale(v) for v in pred] if renormalize else pred
     module.train()
     return out
