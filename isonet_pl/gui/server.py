@@ -361,6 +361,8 @@ class Handler(BaseHTTPRequestHandler):
         elif route == "star" and method == "GET":
             table = tables.load_table(srv.path(q.get("path"), "STAR file"))
             self._json({**table, "path": relative_to(table["path"], srv.project)})
+        elif route == "columns":
+            self._json({"columns": tables.star_columns(srv.path(q.get("path"), "STAR file"))})
         elif route == "star" and method == "POST":
             path = srv.writable_star(body.get("path"))
             tables.save_table(path, list(body.get("columns") or []), list(body.get("rows") or []),

@@ -35,6 +35,26 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def star_columns(path: Path) -> list[str]:
+    """The column names of any STAR file (its first table), e.g. to tell whether subtomograms have halves.
+
+    Raises
+    ------
+    InputError
+        When the file is missing or not a STAR file.
+    """
+    import starfile
+
+    if not path.is_file():
+        raise InputError("file does not exist", path, "give an existing STAR file")
+    try:
+        data = starfile.read(path, always_dict=True)
+    except Exception:
+        raise InputError("not a STAR file", path, "give a STAR file written by isonet-pl or IsoNet") from None
+    first = next(iter(data.values()), None)
+    return [str(c) for c in getattr(first, "columns", [])]
+
+
 def load_table(path: Path) -> dict[str, Any]:
     """A tomogram STAR file as ``{path, exists, columns, rows, defaults}`` (an empty table when missing).
 

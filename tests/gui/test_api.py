@@ -433,3 +433,13 @@ def test_missing_input_files_are_reported_before_a_job_starts(client):
                                                                              "model": "results/x.ckpt"}}, status=400)
     assert "MODEL results/x.ckpt does not exist" in bad["error"]
     assert client.json("/api/jobs") == []
+
+
+def test_columns_of_a_star_file(client, project):
+    """/api/columns names the columns of any STAR file of the project; a missing file, a non-STAR file or one
+    outside the project is an error."""
+    (project / "halves.star").write_text("data_\n\nloop_\n_rlnImageName #1\n_rlnImageNameHalf1 #2\na.mrc\tb.mrc\n")
+    assert client.json("/api/columns", {"path": "halves.star"})["columns"] == ["rlnImageName", "rlnImageNameHalf1"]
+    for path in ("missing.star", "/etc/passwd"):
+        status, _, body = client.request("/api/columns", {"path": path})
+        assert status >= 400 and b"Error" in body

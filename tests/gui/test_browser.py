@@ -208,3 +208,39 @@ def test_refine_form_is_grouped_and_shows_its_command(browser, server):
     fill(form.find_element("name", "iterations"), "7")
     wait(browser, lambda d: "--iterations 7" in preview.get_attribute("textContent"))
     screenshot(browser, "refine_form_groups")
+
+
+def test_refine_form_shows_the_fields_of_the_method_that_will_run(browser, server, project):
+    """Subtomograms with halves: the even/odd group shows and the single-tomogram group hides; without halves the
+    reverse; --method n2n shows the even/odd group whatever the file; the loss plot stays in view (sticky)."""
+    (project / "halves.star").write_text("data_\n\nloop_\n_rlnImageName #1\n_rlnImageNameHalf1 #2\n"
+                                         "_rlnImageNameHalf2 #3\na.mrc\th1/a.mrc\th2/a.mrc\n")
+    (project / "single.star").write_text("data_\n\nloop_\n_rlnImageName #1\na.mrc\n")
+    browser.get(server.url)
+    form = wait(browser, lambda d: d.find_elements("css selector", 'form[data-command="refine"]'))[0]
+    css(browser, '#tabs button[data-page="refine"]').click()
+
+    def shown(group):
+        return form.find_element("css selector", f'details[data-group="{group}"]').is_displayed()
+
+    def choose(star, method=""):
+        browser.execute_script(
+            "const f = arguments[0]; f.elements.subtomo_star.value = arguments[1];"
+            "f.elements.method.value = arguments[2]; f.elements.method.dispatchEvent(new Event('change'));"
+            "f.elements.subtomo_star.dispatchEvent(new Event('change'));", form, star, method)
+
+    choose("halves.star")
+    wait(browser, lambda d: form.get_attribute("data-method") == "n2n")
+    assert shown("Even/odd halves (n2n)") and not shown("Single tomogram (isonet)")
+    choose("single.star")
+    wait(browser, lambda d: form.get_attribute("data-method") == "isonet")
+    assert not shown("Even/odd halves (n2n)") and shown("Single tomogram (isonet)")
+    choose("single.star", "n2n")
+    wait(browser, lambda d: form.get_attribute("data-method") == "n2n")
+    assert shown("Even/odd halves (n2n)")
+    choose("missing.star")
+    wait(browser, lambda d: form.get_attribute("data-method") == "")
+    assert shown("Even/odd halves (n2n)") and shown("Single tomogram (isonet)")
+    assert browser.execute_script("return getComputedStyle(document.querySelector('#loss-card')).position") == \
+        "sticky"
+    screenshot(browser, "refine_form_method_groups")

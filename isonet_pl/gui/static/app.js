@@ -421,6 +421,37 @@ function suggestModel(files) {
   if (form && !form.elements.model.value && models.length) form.elements.model.value = models[models.length - 1];
 }
 
+// ------------------------------------------------------------------ Refinement: fields of the method in use
+/** Show the refine options of the method that will run: the even/odd group when the subtomograms have halves
+ * (or --method n2n), the single-tomogram group otherwise; both while the STAR file cannot be read. */
+function methodGroups(form) {
+  const star = form.elements.subtomo_star, method = form.elements.method;
+  let asked = 0;
+  const update = async () => {
+    const ticket = ++asked;
+    let halves = null;
+    const path = star ? star.value.trim() : "";
+    if (path) {
+      try {
+        halves = (await api("columns", {path})).columns.includes("rlnImageNameHalf1");
+      } catch (e) {
+        halves = null;
+      }
+    }
+    if (ticket !== asked) return;  // a newer value is being checked
+    const chosen = method ? method.value : "";
+    const n2n = chosen === "n2n" || (chosen !== "isonet" && halves === true);
+    const known = halves !== null || chosen === "n2n" || chosen === "isonet";
+    const show = {"Even/odd halves (n2n)": !known || n2n, "Single tomogram (isonet)": !known || !n2n};
+    for (const d of form.querySelectorAll("details.option-group")) {
+      if (d.dataset.group in show) d.classList.toggle("hidden", !show[d.dataset.group]);
+    }
+    form.dataset.method = known ? (n2n ? "n2n" : "isonet") : "";
+  };
+  for (const e of [star, method]) if (e) e.addEventListener("change", update);
+  update();
+}
+
 // ------------------------------------------------------------------ Refinement: loss curve
 async function refreshLosses() {
   const form = document.querySelector('#refine-forms form');
@@ -679,7 +710,7 @@ async function main() {
   commandCard(prep, "deconv", "Deconvolve CTF", {after: saveIfDirty});
   commandCard(prep, "make_mask", "Generate mask", {after: saveIfDirty});
   commandCard(prep, "extract", "Extract subtomograms", {after: saveIfDirty});
-  commandCard($("#refine-forms"), "refine", "Refine");
+  methodGroups(commandCard($("#refine-forms"), "refine", "Refine"));
   commandCard($("#predict-forms"), "predict", "Predict", {prefill: {model: ""}});
   document.querySelector('#refine-forms form').elements.result_dir.addEventListener("change", refreshLosses);
 
