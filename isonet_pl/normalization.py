@@ -21,10 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from isonet_pl.io.star import Col
+
 __all__ = ["Normalization", "STAT_COLUMNS", "rescale"]
 
 #: STAR columns of the statistics (of the stored values x)
-STAT_COLUMNS = ("rlnTomoMean", "rlnTomoStd", "rlnTomoP4", "rlnTomoP96")
+STAT_COLUMNS = (Col.MEAN, Col.STD, Col.P4, Col.P96)
 
 _TINY = 1e-20  # keeps a constant volume's scale non-zero
 
@@ -75,9 +77,9 @@ class Normalization:
     def from_row(cls, row: Mapping, percentile: bool = True) -> Normalization | None:
         """From a STAR row's statistics columns; None when it has none (or not those the mode needs)."""
         try:
-            mean, std = float(row["rlnTomoMean"]), float(row["rlnTomoStd"])
-            p4 = float(row["rlnTomoP4"]) if "rlnTomoP4" in row else None
-            p96 = float(row["rlnTomoP96"]) if "rlnTomoP96" in row else None
+            mean, std = float(row[Col.MEAN]), float(row[Col.STD])
+            p4 = float(row[Col.P4]) if Col.P4 in row else None
+            p96 = float(row[Col.P96]) if Col.P96 in row else None
             return cls(mean, std, p4, p96, percentile)
         except (KeyError, TypeError, ValueError):
             return None

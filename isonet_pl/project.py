@@ -22,6 +22,7 @@ from isonet_pl.io.star import (
     MASK_COLUMN,
     TOMOGRAM_COLUMN,
     TOMOGRAM_COLUMNS,
+    Col,
     StarTable,
     is_none,
     new_table,
@@ -40,8 +41,8 @@ __all__ = ["Tomogram", "tomograms", "tomogram_table", "zarr_cache", "check_input
            "VOLUME_COLUMNS", "PREPARE_STAR_COLUMNS"]
 
 #: Columns prepare_star writes, in IsoNet's order, followed by the tilt range.
-PREPARE_STAR_COLUMNS = ("rlnIndex", "rlnMicrographName", "rlnPixelSize", "rlnDefocus", "rlnNumberSubtomo",
-                        "rlnMaskBoundary", "rlnTiltMin", "rlnTiltMax")
+PREPARE_STAR_COLUMNS = (Col.INDEX, Col.TOMOGRAM, Col.PIXEL_SIZE, Col.DEFOCUS, Col.NUMBER_SUBTOMO,
+                        Col.MASK_BOUNDARY, Col.TILT_MIN, Col.TILT_MAX)
 #: Tomogram columns that hold volumes (converted by ``convert``), when present.
 VOLUME_COLUMNS = (TOMOGRAM_COLUMN, DECONV_COLUMN, *HALF_COLUMNS, *DECONV_HALF_COLUMNS)
 
@@ -207,9 +208,9 @@ def tomogram_table(files: list[Path], output_star: str | Path, cfg: PrepareStarC
     """A tomogram table with one row per file and the settings of ``cfg``."""
     folder = Path(output_star).parent
     columns = {c: TOMOGRAM_COLUMNS[c] for c in PREPARE_STAR_COLUMNS}
-    rows = [{"rlnIndex": i + 1, "rlnMicrographName": relative_to(f, folder), "rlnPixelSize": cfg.pixel_size,
-             "rlnDefocus": cfg.defocus, "rlnNumberSubtomo": cfg.number_subtomos,
-             "rlnTiltMin": cfg.tilt_min, "rlnTiltMax": cfg.tilt_max} for i, f in enumerate(files)]
+    rows = [{Col.INDEX: i + 1, Col.TOMOGRAM: relative_to(f, folder), Col.PIXEL_SIZE: cfg.pixel_size,
+             Col.DEFOCUS: cfg.defocus, Col.NUMBER_SUBTOMO: cfg.number_subtomos,
+             Col.TILT_MIN: cfg.tilt_min, Col.TILT_MAX: cfg.tilt_max} for i, f in enumerate(files)]
     return new_table(columns, rows, output_star)
 
 

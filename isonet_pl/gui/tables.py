@@ -20,6 +20,7 @@ from isonet_pl.io.star import (
     INT_COLUMNS,
     NONE,
     TOMOGRAM_COLUMNS,
+    Col,
     read_star,
     read_tomogram_star,
     table_lock,
@@ -67,7 +68,7 @@ def load_table(path: Path) -> dict[str, Any]:
     InputError
         When the file exists but is not a tomogram STAR file.
     """
-    defaults = {k: v for k, v in TOMOGRAM_COLUMNS.items() if k != "rlnIndex"}
+    defaults = {k: v for k, v in TOMOGRAM_COLUMNS.items() if k != Col.INDEX}
     if not path.exists():
         return {"path": str(path), "exists": False, "columns": list(TOMOGRAM_COLUMNS), "rows": [],
                 "defaults": defaults}
@@ -75,12 +76,12 @@ def load_table(path: Path) -> dict[str, Any]:
         table = read_tomogram_star(path)
     except InputError as refused:
         try:
-            table = read_star(path, required=("rlnMicrographName",), what="tomogram STAR file")
+            table = read_star(path, required=(Col.TOMOGRAM,), what="tomogram STAR file")
         except InputError:
             raise refused from None
     df = table.df
-    if "rlnIndex" not in df.columns:
-        df.insert(0, "rlnIndex", np.arange(1, len(df) + 1))
+    if Col.INDEX not in df.columns:
+        df.insert(0, Col.INDEX, np.arange(1, len(df) + 1))
     rows = [{k: _json_value(v) for k, v in record.items()} for record in df.to_dict("records")]
     return {"path": str(table.path), "exists": True, "columns": list(df.columns), "rows": rows,
             "defaults": defaults}
@@ -88,15 +89,15 @@ def load_table(path: Path) -> dict[str, Any]:
 
 def _frame(columns: list[str], rows: list[dict[str, Any]], target: Path) -> pd.DataFrame:
     """The rows as a DataFrame, numbers checked, ``rlnIndex`` renumbered 1..n (as IsoNet's GUI does)."""
-    if "rlnMicrographName" not in columns:
+    if Col.TOMOGRAM not in columns:
         raise InputError("the table has no rlnMicrographName column", target, "add it")
-    columns = ["rlnIndex"] + [c for c in columns if c != "rlnIndex"]
+    columns = [Col.INDEX] + [c for c in columns if c != Col.INDEX]
     records = []
     for n, row in enumerate(rows, start=1):
         record = {}
         for col in columns:
             value = row.get(col)
-            if col in INT_COLUMNS | FLOAT_COLUMNS and col != "rlnIndex":
+            if col in INT_COLUMNS | FLOAT_COLUMNS and col != Col.INDEX:
                 text = "" if value is None else str(value).strip()
                 try:
                     number = float(text)
@@ -110,7 +111,7 @@ def _frame(columns: list[str], rows: list[dict[str, Any]], target: Path) -> pd.D
             elif value is None or str(value).strip() == "":
                 value = NONE
             record[col] = value
-        record["rlnIndex"] = n
+        record[Col.INDEX] = n
         records.append(record)
     return pd.DataFrame.from_records(records, columns=columns)
 

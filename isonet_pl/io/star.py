@@ -64,15 +64,49 @@ SUBTOMO_COLUMNS: dict[str, object] = {
     "rlnTiltMin": DEFAULT_TILT_RANGE[0],
     "rlnTiltMax": DEFAULT_TILT_RANGE[1],
 }
+class Col:
+    """Every STAR column name the package reads or writes outside ``io/`` (RELION's names), defined once."""
+
+    INDEX = "rlnIndex"
+    TOMOGRAM = "rlnMicrographName"
+    PIXEL_SIZE = "rlnPixelSize"
+    MASK_BOUNDARY = "rlnMaskBoundary"
+    TILT_MIN = "rlnTiltMin"
+    TILT_MAX = "rlnTiltMax"
+    MASK_STD = "rlnMaskStdPercentage"
+    MASK_DENSITY = "rlnMaskDensityPercentage"
+    DEFOCUS = "rlnDefocus"
+    CUBE_SIZE = "rlnCubeSize"
+    CROP_SIZE = "rlnCropSize"
+    P96 = "rlnTomoP96"
+    P4 = "rlnTomoP4"
+    STD = "rlnTomoStd"
+    MEAN = "rlnTomoMean"
+    SNR_FALLOFF = "rlnSnrFalloff"
+    NUMBER_SUBTOMO = "rlnNumberSubtomo"
+    IMAGE_HALF1 = "rlnImageNameHalf1"
+    IMAGE_HALF2 = "rlnImageNameHalf2"
+    IMAGE = "rlnImageName"
+    DECONV_STRENGTH = "rlnDeconvStrength"
+    SUBTOMO_INDEX = "rlnSubtomoIndex"
+    MASK = "rlnMaskName"
+    DECONV = "rlnDeconvTomoName"
+    CORRECTED = "rlnCorrectedTomoName"
+    X = "rlnCoordinateX"
+    Y = "rlnCoordinateY"
+    Z = "rlnCoordinateZ"
+    HALF1 = "rlnTomoReconstructedTomogramHalf1"
+    HALF2 = "rlnTomoReconstructedTomogramHalf2"
+    DECONV_HALF1 = "rlnDeconvTomoHalf1"
+    DECONV_HALF2 = "rlnDeconvTomoHalf2"
+
+
 #: The volume columns of a tomogram row: the tomogram, the deconvolved one, the mask, the corrected one.
-TOMOGRAM_COLUMN = "rlnMicrographName"
-DECONV_COLUMN = "rlnDeconvTomoName"
-MASK_COLUMN = "rlnMaskName"
-CORRECTED_COLUMN = "rlnCorrectedTomoName"
+TOMOGRAM_COLUMN, DECONV_COLUMN, MASK_COLUMN, CORRECTED_COLUMN = Col.TOMOGRAM, Col.DECONV, Col.MASK, Col.CORRECTED
 #: RELION-5's columns of the even/odd half tomograms.
-HALF_COLUMNS = ("rlnTomoReconstructedTomogramHalf1", "rlnTomoReconstructedTomogramHalf2")
+HALF_COLUMNS = (Col.HALF1, Col.HALF2)
 #: Our columns of the deconvolved even/odd halves.
-DECONV_HALF_COLUMNS = ("rlnDeconvTomoHalf1", "rlnDeconvTomoHalf2")
+DECONV_HALF_COLUMNS = (Col.DECONV_HALF1, Col.DECONV_HALF2)
 #: Microscope columns (RELION-5's ``data_global``, IsoNet2's rows) and the :class:`Microscope` field of each.
 MICROSCOPE_COLUMNS = {"rlnVoltage": "voltage_kv", "rlnSphericalAberration": "cs_mm",
                       "rlnAmplitudeContrast": "amplitude_contrast", "rlnPhaseShift": "phase_shift_deg"}

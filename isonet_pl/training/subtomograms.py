@@ -10,7 +10,7 @@ import numpy as np
 
 from isonet_pl.errors import InputError
 from isonet_pl.io.mrc import read_mrc
-from isonet_pl.io.star import read_subtomo_star
+from isonet_pl.io.star import Col, read_subtomo_star
 from isonet_pl.normalization import Normalization
 
 logger = logging.getLogger(__name__)
@@ -53,14 +53,14 @@ def load_subtomograms(star_file: str | Path, percentile: bool = True) -> Subtomo
     """Read every subtomogram of a subtomo.star (ours, IsoNet's or prepare_subtomo_star's) into memory."""
     table = read_subtomo_star(star_file)
     df = table.df
-    crop = int(df["rlnCropSize"].iloc[0]) if "rlnCropSize" in df.columns else None
-    cube = int(df["rlnCubeSize"].iloc[0]) if "rlnCubeSize" in df.columns else None
+    crop = int(df[Col.CROP_SIZE].iloc[0]) if Col.CROP_SIZE in df.columns else None
+    cube = int(df[Col.CUBE_SIZE].iloc[0]) if Col.CUBE_SIZE in df.columns else None
     volumes, tilts, names, per_tomogram, halves = [], [], [], True, []
-    half_columns = ("rlnImageNameHalf1", "rlnImageNameHalf2")
+    half_columns = (Col.IMAGE_HALF1, Col.IMAGE_HALF2)
     with_halves = all(c in df.columns for c in half_columns)
-    pixel_size = float(df["rlnPixelSize"].median()) if "rlnPixelSize" in df.columns else None
+    pixel_size = float(df[Col.PIXEL_SIZE].median()) if Col.PIXEL_SIZE in df.columns else None
     for row in range(len(df)):
-        path = table.get_path(row, "rlnImageName")
+        path = table.get_path(row, Col.IMAGE)
         vol, info = read_mrc(path)
         if pixel_size is None and info.voxel_size[2] > 0:
             pixel_size = float(info.voxel_size[2])

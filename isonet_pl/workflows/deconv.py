@@ -19,6 +19,7 @@ from isonet_pl.io.star import (
     HALF_COLUMNS,
     MICROSCOPE_COLUMNS,
     TOMOGRAM_COLUMN,
+    Col,
     StarTable,
     read_tomogram_star,
 )
@@ -52,17 +53,17 @@ def memory_budget_bytes(cfg: DeconvConfig) -> int:
 def filter_params(table: StarTable, row: int, cfg: DeconvConfig) -> DeconvParams | None:
     """The filter parameters of one row (None when its defocus is 0: no CTF to correct)."""
     df = table.df
-    pixel_size = float(df["rlnPixelSize"].iloc[row]) if "rlnPixelSize" in df.columns else 0.0
+    pixel_size = float(df[Col.PIXEL_SIZE].iloc[row]) if Col.PIXEL_SIZE in df.columns else 0.0
     if pixel_size <= 0:
         raise InputError(f"row {row + 1} has pixel size {pixel_size} Å", table.path, "set _rlnPixelSize > 0")
-    defocus = float(df["rlnDefocus"].iloc[row]) if "rlnDefocus" in df.columns else 0.0
+    defocus = float(df[Col.DEFOCUS].iloc[row]) if Col.DEFOCUS in df.columns else 0.0
     if defocus == 0:
         return None
     if defocus < 0:
         raise InputError(f"row {row + 1} has a negative defocus {defocus} Å", table.path,
                          "give the defocus in Å, underfocus positive")
-    snrfalloff = float(df["rlnSnrFalloff"].iloc[row])
-    strength = float(df["rlnDeconvStrength"].iloc[row])
+    snrfalloff = float(df[Col.SNR_FALLOFF].iloc[row])
+    strength = float(df[Col.DECONV_STRENGTH].iloc[row])
     if snrfalloff <= 0:
         raise InputError(f"row {row + 1} has snrfalloff {snrfalloff}", table.path, "use a value > 0 (e.g. 1.0)")
     return DeconvParams(pixel_size=pixel_size, defocus=defocus, microscope=microscope_of(table, row, cfg),
@@ -183,15 +184,15 @@ def deconv(star_file: str | Path, cfg: DeconvConfig | None = None, io: IOConfig 
     rows = tomograms(table, io, tomo_idx)
     check_writable(table, io)
     out_dir = check_output_dir(cfg.deconv_folder, option="--deconv_folder")
-    table.ensure_column("rlnSnrFalloff", 1.0)
-    table.ensure_column("rlnDeconvStrength", 1.0)
+    table.ensure_column(Col.SNR_FALLOFF, 1.0)
+    table.ensure_column(Col.DECONV_STRENGTH, 1.0)
     table.ensure_column(DECONV_COLUMN, "None")
     for tomo in rows:
         row = tomo.row
         if cfg.snrfalloff is not None:
-            table.set_value(row, "rlnSnrFalloff", cfg.snrfalloff)
+            table.set_value(row, Col.SNR_FALLOFF, cfg.snrfalloff)
         if cfg.deconvstrength is not None:
-            table.set_value(row, "rlnDeconvStrength", cfg.deconvstrength)
+            table.set_value(row, Col.DECONV_STRENGTH, cfg.deconvstrength)
         params = filter_params(table, row, cfg)
         if params is None:
             halves = any(tomo.path(h) is not None for h in HALF_COLUMNS)

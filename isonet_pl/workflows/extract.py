@@ -19,6 +19,7 @@ from isonet_pl.io.star import (
     MASK_COLUMN,
     SUBTOMO_COLUMNS,
     TOMOGRAM_COLUMN,
+    Col,
     new_table,
     read_tomogram_star,
     relative_to,
@@ -30,12 +31,12 @@ logger = logging.getLogger(__name__)
 
 #: Extra columns of our subtomo.star: the source tomogram, the centre (RELION's names, x y z in
 #: voxels) and the tomogram's intensity statistics, so that training and prediction normalise alike.
-EXTRA_COLUMNS = {"rlnMicrographName": "None", "rlnCoordinateX": 0.0, "rlnCoordinateY": 0.0, "rlnCoordinateZ": 0.0,
+EXTRA_COLUMNS = {Col.TOMOGRAM: "None", Col.X: 0.0, Col.Y: 0.0, Col.Z: 0.0,
                  **dict(zip(STAT_COLUMNS, (0.0, 1.0, 0.0, 1.0), strict=True))}
 
 
 #: Our columns of the even/odd half subtomograms (same centres as rlnImageName).
-SUBTOMO_HALF_COLUMNS = ("rlnImageNameHalf1", "rlnImageNameHalf2")
+SUBTOMO_HALF_COLUMNS = (Col.IMAGE_HALF1, Col.IMAGE_HALF2)
 
 
 def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfig | None = None,
@@ -87,7 +88,7 @@ def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfi
                 mask = mask_store.dask()
             else:
                 logger.info("row %d: no mask, centres drawn from the whole tomogram", tomo.number)
-            n = int(tomo.value("rlnNumberSubtomo", 100))
+            n = int(tomo.value(Col.NUMBER_SUBTOMO, 100))
             if count_valid(mask, shape, crop) == 0:
                 raise InputError(f"the mask leaves no centre at least {crop // 2} voxels from the edges",
                                  tomo.mask, "make a larger mask (make_mask) or a smaller --crop_size")
@@ -107,13 +108,13 @@ def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfi
                     write_mrc(sub / name, crop_around(half, centre, crop), voxel_size=pixel_size)
                     half_names[SUBTOMO_HALF_COLUMNS[k]] = relative_to(folder.resolve() / f"half{k + 1}" / name,
                                                                       out_star.parent)
-                records.append({**half_names, "rlnSubtomoIndex": len(records) + 1,
-                                "rlnImageName": relative_to(folder.resolve() / name, out_star.parent),
-                                "rlnCubeSize": cfg.cube_size, "rlnCropSize": crop, "rlnPixelSize": pixel_size,
-                                "rlnTiltMin": tilt_min, "rlnTiltMax": tilt_max,
-                                "rlnMicrographName": relative_to(micrograph, out_star.parent),
-                                "rlnCoordinateX": float(centre[2]), "rlnCoordinateY": float(centre[1]),
-                                "rlnCoordinateZ": float(centre[0]), **stats})
+                records.append({**half_names, Col.SUBTOMO_INDEX: len(records) + 1,
+                                Col.IMAGE: relative_to(folder.resolve() / name, out_star.parent),
+                                Col.CUBE_SIZE: cfg.cube_size, Col.CROP_SIZE: crop, Col.PIXEL_SIZE: pixel_size,
+                                Col.TILT_MIN: tilt_min, Col.TILT_MAX: tilt_max,
+                                Col.TOMOGRAM: relative_to(micrograph, out_star.parent),
+                                Col.X: float(centre[2]), Col.Y: float(centre[1]),
+                                Col.Z: float(centre[0]), **stats})
             logger.info("extracted %d subtomograms of %d^3 from %s (%s) in %.1f s", len(centres), crop,
                         micrograph.name, "deconvolved" if column == DECONV_COLUMN else "raw",
                         time.perf_counter() - t0)

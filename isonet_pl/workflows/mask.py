@@ -13,7 +13,7 @@ from isonet_pl.compute import dask_context, progress_bar
 from isonet_pl.config import IOConfig, MaskConfig
 from isonet_pl.errors import InputError
 from isonet_pl.io.paths import check_output_dir
-from isonet_pl.io.star import DECONV_COLUMN, MASK_COLUMN, read_tomogram_star
+from isonet_pl.io.star import DECONV_COLUMN, MASK_COLUMN, Col, read_tomogram_star
 from isonet_pl.io.zarr_store import write_tomogram
 from isonet_pl.preprocess.boundary import read_boundary_points
 from isonet_pl.preprocess.mask import make_mask as compute_mask
@@ -44,28 +44,28 @@ def make_mask(star_file: str | Path, cfg: MaskConfig | None = None, io: IOConfig
     cfg = cfg or MaskConfig()
     io = io or IOConfig()
     table = read_tomogram_star(star_file)
-    rows = tomograms(table, io, tomo_idx, () if cfg.mask_boundary else ("rlnMaskBoundary",))
+    rows = tomograms(table, io, tomo_idx, () if cfg.mask_boundary else (Col.MASK_BOUNDARY,))
     check_writable(table, io)
     out_dir = check_output_dir(cfg.mask_folder, option="--mask_folder")
-    table.ensure_column("rlnMaskDensityPercentage", 50.0)
-    table.ensure_column("rlnMaskStdPercentage", 50.0)
+    table.ensure_column(Col.MASK_DENSITY, 50.0)
+    table.ensure_column(Col.MASK_STD, 50.0)
     table.ensure_column(MASK_COLUMN, "None")
-    table.ensure_column("rlnMaskBoundary", "None")
+    table.ensure_column(Col.MASK_BOUNDARY, "None")
     for tomo in rows:
         row = tomo.row
         if cfg.density_percentage is not None:
-            table.set_value(row, "rlnMaskDensityPercentage", cfg.density_percentage)
+            table.set_value(row, Col.MASK_DENSITY, cfg.density_percentage)
         if cfg.std_percentage is not None:
-            table.set_value(row, "rlnMaskStdPercentage", cfg.std_percentage)
+            table.set_value(row, Col.MASK_STD, cfg.std_percentage)
         if cfg.mask_boundary is not None:
-            table.set_value(row, "rlnMaskBoundary", table.relative(cfg.mask_boundary))
-        density = float(table.df["rlnMaskDensityPercentage"].iloc[row])
-        std = float(table.df["rlnMaskStdPercentage"].iloc[row])
-        for name, value in (("rlnMaskDensityPercentage", density), ("rlnMaskStdPercentage", std)):
+            table.set_value(row, Col.MASK_BOUNDARY, table.relative(cfg.mask_boundary))
+        density = float(table.df[Col.MASK_DENSITY].iloc[row])
+        std = float(table.df[Col.MASK_STD].iloc[row])
+        for name, value in ((Col.MASK_DENSITY, density), (Col.MASK_STD, std)):
             if not 0 < value <= 100:
                 raise InputError(f"row {row + 1} has _{name} {value}", table.path, "use a value in (0, 100]")
-        boundary_path = table.get_path(row, "rlnMaskBoundary", required=False)
-        points = read_boundary_points(table.get_path(row, "rlnMaskBoundary")) if boundary_path else None
+        boundary_path = table.get_path(row, Col.MASK_BOUNDARY, required=False)
+        points = read_boundary_points(table.get_path(row, Col.MASK_BOUNDARY)) if boundary_path else None
         column = tomo.source_column(cfg.use_deconv_tomo)
         source = tomo.path(column, required=True)
         out_mrc = out_dir / f"{tomo.key}_mask.mrc"

@@ -12,7 +12,7 @@ from isonet_pl.io.formats import half_key
 from isonet_pl.io.mrc import read_mrc_info
 from isonet_pl.io.paths import check_output_dir
 from isonet_pl.io.relion import average_halves
-from isonet_pl.io.star import HALF_COLUMNS, SUBTOMO_COLUMNS, new_table, relative_to
+from isonet_pl.io.star import HALF_COLUMNS, SUBTOMO_COLUMNS, Col, new_table, relative_to
 from isonet_pl.project import tomogram_table
 
 logger = logging.getLogger(__name__)
@@ -192,9 +192,9 @@ def prepare_subtomo_star(folder_name: str | Path, cfg: PrepareSubtomoStarConfig 
         if cube < 8:
             logger.warning("skipping %s: too small (%d voxels) for a training cube", f, crop)
             continue
-        rows.append({"rlnSubtomoIndex": len(rows) + 1, "rlnImageName": relative_to(f, out_folder),
-                     "rlnCubeSize": cube, "rlnCropSize": crop, "rlnPixelSize": cfg.pixel_size,
-                     "rlnTiltMin": cfg.tilt_min, "rlnTiltMax": cfg.tilt_max})
+        rows.append({Col.SUBTOMO_INDEX: len(rows) + 1, Col.IMAGE: relative_to(f, out_folder),
+                     Col.CUBE_SIZE: cube, Col.CROP_SIZE: crop, Col.PIXEL_SIZE: cfg.pixel_size,
+                     Col.TILT_MIN: cfg.tilt_min, Col.TILT_MAX: cfg.tilt_max})
     if not rows:
         raise InputError("no readable cubic MRC subtomograms in this folder", folder,
                          "give the folder of subtomograms (MRC, cubic)")
