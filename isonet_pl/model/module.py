@@ -9,8 +9,11 @@ Batches are dicts of tensors:
 
 * ``"input"``: network input ``(b, 1, z, y, x)``;
 * ``"target"``: training target ``(b, 1, z, y, x)``;
-* ``"weight"`` (optional): non-negative loss weights broadcastable to ``(b, 1, z, y, x)``
-  (e.g. ``(b, 1, 1, 1, 1)`` per sample or ``(b, 1, z, y, x)`` per voxel).
+* with the ``fourier_split`` loss (even/odd mode): ``"regions"`` ``(b, 2, z, y, x//2+1)`` and optionally
+  ``"target_wedge"`` (see :func:`fourier_split_loss`).
+
+The loss (``loss``: ``"mae"`` or ``"fourier_split"``) and its wedge weight (``mw_weight``) are explicit
+arguments, saved with the checkpoint.
 
 A checkpoint written by Lightning holds everything needed to rebuild the model:
 ``IsoNetModule.load_from_checkpoint(path)`` restores the network settings (``net``), the
@@ -35,7 +38,10 @@ from .unet import UNet3D
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IsoNetModule", "mean_absolute_error", "fourier_split_loss"]
+__all__ = ["IsoNetModule", "mean_absolute_error", "fourier_split_loss", "LOSSES"]
+
+#: the objectives: IsoNet's mean absolute error, or the even/odd loss split by Fourier region
+LOSSES = ("mae", "fourier_split")
 
 
 def fourier_split_loss(pred: torch.Tensor, target: torch.Tensor, regions: torch.Tensor,
@@ -162,6 +168,11 @@ class IsoNetModule(pl.LightningModule):
         Free information stored with the model in the checkpoint (normalisation, cube size,
         tilt range, settings...). Values must be numbers, strings, lists or dicts (numpy
         scalars and arrays, paths and pydantic models are converted).
+    loss : {"mae", "fourier_split"}, optional
+        The objective (see :data:`LOSSES`); unset: ``fourier_split`` when ``meta["method"]`` is
+        ``n2n``, else ``mae`` (so checkpoints written before this argument load as trained).
+    mw_weight : float, optional
+        ``fourier_split``: weight of the input's-wedge region; unset: ``meta["mw_weight"]`` or 1.
 
     Attributes
     ----------
@@ -186,10 +197,20 @@ class IsoNetModule(pl.LightningModule):
         net: dict[str, Any] | None = None,
         learning_rate: float = 4e-4,
         meta: dict[str, Any] | None = None,
+        loss: str | None = None,
+        mw_weight: float | None = None,
     ) -> None:
         super().__init__()
         if not (learning_rate > 0 and math.isfinite(learning_rate)):
             raise ValueError(f"learning_rate must be positive, got {learning_rate}")
+        meta = dict(meta or {})
+        # checkpoints older than these arguments: the method and weight their meta recorded
+        loss = loss or ("fourier_split" if meta.get("method") == "n2n" else "mae")
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        mw_weight = float(meta.get("mw_weight", 1.0) if mw_weight is None else mw_weight)
+        if not (mw_weight >= 0 and math.isfinite(mw_weight)):
+            raise ValueError(f"mw_weight must be non-negative, got {mw_weight}")
         net_kwargs = _net_kwargs(net)
         # An explicit dict (not the raw arguments): the checkpoint holds the completed network
         # settings and plain-typed meta, so `load_from_checkpoint(path)` alone rebuilds it.
@@ -197,7 +218,9 @@ class IsoNetModule(pl.LightningModule):
             {
                 "net": net_kwargs,
                 "learning_rate": float(learning_rate),
-                "meta": _to_builtin(dict(meta or {})),
+                "meta": _to_builtin(meta),
+                "loss": loss,
+                "mw_weight": mw_weight,
             }
         )
         self.net = UNet3D(**net_kwargs)
@@ -229,7 +252,7 @@ class IsoNetModule(pl.LightningModule):
         Parameters
         ----------
         batch : dict of torch.Tensor
-            ``"input"`` and ``"target"`` ``(b, 1, z, y, x)``, optionally ``"weight"``.
+            ``"input"`` and ``"target"`` ``(b, 1, z, y, x)`` (see the module docstring).
         batch_idx : int
             Index of the batch in the epoch.
 
@@ -248,7 +271,7 @@ class IsoNetModule(pl.LightningModule):
         Parameters
         ----------
         batch : dict of torch.Tensor
-            ``"input"`` and ``"target"`` ``(b, 1, z, y, x)``, optionally ``"weight"``.
+            ``"input"`` and ``"target"`` ``(b, 1, z, y, x)`` (see the module docstring).
         batch_idx : int
             Index of the batch in the epoch.
 
@@ -260,37 +283,6 @@ class IsoNetModule(pl.LightningModule):
         loss = self.compute_loss(self(batch["input"]), batch)
         self._log_metrics("val", loss, batch_size=batch["input"].shape[0])
         return loss
-
-    def predict_step(
-        self, batch: dict[str, torch.Tensor] | torch.Tensor, batch_idx: int = 0
-    ) -> torch.Tensor:
-        """Predict a batch.
-
-        Parameters
-        ----------
-        batch : dict of torch.Tensor or torch.Tensor
-            A dict with ``"input"`` ``(b, 1, z, y, x)``, or that tensor itself.
-        batch_idx : int, default 0
-            Index of the batch.
-
-        Returns
-        -------
-        torch.Tensor
-            The network's output ``(b, 1, z, y, x)``.
-
-        Raises
-        ------
-        TypeError
-            If ``batch`` is neither a tensor nor a mapping with an ``"input"`` key.
-        """
-        if isinstance(batch, torch.Tensor):
-            return self(batch)
-        if isinstance(batch, Mapping) and "input" in batch:
-            return self(batch["input"])
-        raise TypeError(
-            "predict_step expects a tensor (b, 1, z, y, x) or a dict with an 'input' tensor, "
-            f"got {type(batch).__name__}"
-        )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam with IsoNet's (Keras's) settings and a constant learning rate.
@@ -312,24 +304,26 @@ class IsoNetModule(pl.LightningModule):
         pred : torch.Tensor
             The network's output ``(b, 1, z, y, x)`` for ``batch["input"]``.
         batch : dict of torch.Tensor
-            The batch, with ``"target"`` ``(b, 1, z, y, x)`` and optionally ``"weight"``.
+            The batch, with ``"target"`` ``(b, 1, z, y, x)`` (and ``"regions"`` for ``fourier_split``).
 
         Returns
         -------
         torch.Tensor
-            A scalar float32 loss: the (weighted) mean absolute error, IsoNet's ``mae``.
+            A scalar float32 loss: IsoNet's mean absolute error, or the even/odd Fourier-split loss.
         """
-        if "regions" in batch:
+        if self.hparams["loss"] == "fourier_split":
+            if "regions" not in batch:
+                raise ValueError("the fourier_split loss needs batches with 'regions' (even/odd pairs)")
             loss, measured, wedge = fourier_split_loss(pred, batch["target"], batch["regions"],
-                                                       float(self.meta.get("mw_weight", 1.0)),
-                                                       batch.get("target_wedge"), terms=True)
+                                                       self.hparams["mw_weight"], batch.get("target_wedge"),
+                                                       terms=True)
             if self._trainer is not None:  # the two regions apart (unweighted means), per epoch
                 stage = "train" if self.training else "val"
                 b = pred.shape[0]
                 self.log(f"{stage}/loss_measured", measured.detach(), on_step=False, on_epoch=True, batch_size=b)
                 self.log(f"{stage}/loss_wedge", wedge.detach(), on_step=False, on_epoch=True, batch_size=b)
             return loss
-        return mean_absolute_error(pred, batch["target"], batch.get("weight"))
+        return mean_absolute_error(pred, batch["target"])
 
     def _log_metrics(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:
         """Log ``{stage}/loss``: per step and per epoch in training, per epoch otherwise."""

@@ -160,20 +160,16 @@ def test_compute_loss_override_changes_the_training_loss():
     torch.testing.assert_close(loss.detach(), expected)
 
 
-def test_predict_step_accepts_dict_and_tensor():
-    """predict_step runs forward on a tensor or a dict's "input"."""
-    model = IsoNetModule(net=TINY_NET).eval()
-    x = torch.randn(1, 1, 16, 16, 16)
-    with torch.no_grad():
-        expected = model(x)
-        assert torch.equal(model.predict_step(x, 0), expected)
-        assert torch.equal(model.predict_step({"input": x}, 0), expected)
-    with pytest.raises(TypeError):
-        model.predict_step([x], 0)
-
-
-def test_trainer_predict_returns_batches():
-    """Trainer.predict returns one (b, 1, z, y, x) tensor per batch."""
-    model = IsoNetModule(net=TINY_NET)
-    out = _trainer().predict(model, _loader())
-    assert [o.shape for o in out] == [(2, 1, 16, 16, 16)] * 2
+def test_loss_is_an_explicit_argument():
+    """The loss and its wedge weight are module arguments saved with it; checkpoints older than them get the loss
+    their recorded method used; a fourier_split batch without regions is a clear error."""
+    assert IsoNetModule(net=TINY_NET).hparams["loss"] == "mae"
+    old = IsoNetModule(net=TINY_NET, meta={"method": "n2n", "mw_weight": 3.0})
+    assert old.hparams["loss"] == "fourier_split" and old.hparams["mw_weight"] == 3.0
+    explicit = IsoNetModule(net=TINY_NET, meta={"method": "n2n"}, loss="mae", mw_weight=2.0)
+    assert explicit.hparams["loss"] == "mae" and explicit.hparams["mw_weight"] == 2.0
+    x = torch.zeros(1, 1, 8, 8, 8)
+    with pytest.raises(ValueError, match="regions"):
+        old.compute_loss(x, {"target": x})
+    with pytest.raises(ValueError, match="loss must be one of"):
+        IsoNetModule(net=TINY_NET, loss="mse")
