@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from isonet_pl import __version__
+from isonet_pl.compute import usable_cpus
 from isonet_pl.config import RefineConfig
 from isonet_pl.errors import InputError
 from isonet_pl.model.card import ModelCard
@@ -57,6 +59,39 @@ def renormalizes(cfg: RefineConfig, method: str, subs: Subtomograms) -> bool:
 def recalibrates_bn(cfg: RefineConfig, method: str) -> bool:
     """``--recalibrate_bn``, unset: on for ``n2n``, off for ``isonet`` (as IsoNet)."""
     return cfg.recalibrate_bn if cfg.recalibrate_bn is not None else method == "n2n"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The settings whose default depends on the method or the data, as this run uses them.
+
+    Logged in refine's first line, stored in every ``refine_iterNN.json`` and in the model card.
+    """
+
+    method: str
+    batch_size: int
+    steps_per_epoch: int
+    residual: bool
+    ema_decay: float
+    fill_normalization: str
+    recalibrate_bn: bool
+    preprocessing_ncpus: int
+
+    def describe(self) -> str:
+        return (f"method {self.method}, batch {self.batch_size}, {self.steps_per_epoch} steps per epoch, residual "
+                f"{'on' if self.residual else 'off'}, EMA {self.ema_decay or 'off'}, fill normalisation "
+                f"{self.fill_normalization}, batch-norm recalibration {'on' if self.recalibrate_bn else 'off'}, "
+                f"{self.preprocessing_ncpus} worker(s)")
+
+
+def resolve(cfg: RefineConfig, subs: Subtomograms, n_devices: int) -> Resolved:
+    """Apply every derived-default rule above to ``cfg`` for these subtomograms and devices."""
+    method = method_of(cfg, subs)
+    batch, steps = derived_settings(cfg, len(subs.data), n_devices)
+    workers = cfg.preprocessing_ncpus if cfg.preprocessing_ncpus is not None else min(8, max(0, usable_cpus() - 1))
+    return Resolved(method, batch, steps, uses_residual(cfg, method), ema_decay(cfg, method),
+                    "subtomogram" if renormalizes(cfg, method, subs) else "tomogram", recalibrates_bn(cfg, method),
+                    workers)
 
 
 def build_module(cfg: RefineConfig, subs: Subtomograms):

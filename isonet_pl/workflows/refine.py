@@ -26,12 +26,12 @@ import signal
 import threading
 import time
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from isonet_pl.compute import usable_cpus
 from isonet_pl.config import RefineConfig
 from isonet_pl.data.pairs import noise_schedule
 from isonet_pl.errors import InputError, Interrupted
@@ -86,18 +86,14 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
     if subs.crop < subs.cube:
         raise InputError(f"crop size {subs.crop} is smaller than cube size {subs.cube}", subtomo_star,
                          "extract again with crop_size >= cube_size")
-    method = setup.method_of(cfg, subs)
-    renormalize = setup.renormalizes(cfg, method, subs)
-    decay = setup.ema_decay(cfg, method)
-    recalibrate = setup.recalibrates_bn(cfg, method)
     dev = devices.resolve_devices(cfg)
-    batch, steps = setup.derived_settings(cfg, len(subs.data), dev["count"])
-    workers = cfg.preprocessing_ncpus if cfg.preprocessing_ncpus is not None else min(8, max(0, usable_cpus() - 1))
-    logger.info("refine: method %s on %d subtomograms (cube %d, crop %d); %d iterations x %d epochs x %d steps of "
-                "batch %d; residual %s, EMA %s, fill normalisation %s, precision %s, %d worker(s)", method,
-                len(subs.data), subs.cube, subs.crop, cfg.iterations, cfg.epochs, steps, batch,
-                "on" if setup.uses_residual(cfg, method) else "off", decay or "off",
-                "per subtomogram" if renormalize else "tomogram", cfg.precision, workers)
+    resolved = setup.resolve(cfg, subs, dev["count"])
+    method, batch, steps, workers = resolved.method, resolved.batch_size, resolved.steps_per_epoch, \
+        resolved.preprocessing_ncpus
+    renormalize, decay, recalibrate = resolved.fill_normalization == "subtomogram", resolved.ema_decay, \
+        resolved.recalibrate_bn
+    logger.info("refine: %d subtomograms (cube %d, crop %d), %d iterations x %d epochs, precision %s; %s",
+                len(subs.data), subs.cube, subs.crop, cfg.iterations, cfg.epochs, cfg.precision, resolved.describe())
     train_idx, val_idx = subtomograms.split(len(subs.data), cfg.val_fraction, cfg.seed)
     schedule = noise_schedule(cfg.iterations, cfg.noise_level, cfg.noise_start_iter)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -178,7 +174,8 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
                 np.save(state / f".estimates_iter{it:02d}.npy", current)
                 (state / f".estimates_iter{it:02d}.npy").replace(state / f"estimates_iter{it:02d}.npy")
                 resume.save_json(result_dir / f"refine_iter{it:02d}.json", {
-                    "iteration": it, "settings": cfg.model_dump(mode="json"), "losses": losses["train"],
+                    "iteration": it, "settings": cfg.model_dump(mode="json"), "resolved": asdict(resolved),
+                    "losses": losses["train"],
                     "val_losses": losses["val"], "noise_level": float(schedule[it]), "batch_size": batch,
                     "steps_per_epoch": steps, "n_subtomograms": len(subs.data), "cube_size": subs.cube,
                     "crop_size": subs.crop, "seconds": time.perf_counter() - t0})

@@ -33,6 +33,10 @@ def test_refine_writes_checkpoints_settings_losses(subtomo_star, tmp_path):
         payload = json.loads((tmp_path / "r" / f"refine_iter{it:02d}.json").read_text())
         assert len(payload["losses"]) == 2 and np.isfinite(payload["losses"]).all()
         assert payload["settings"]["filter_base"] == 4 and payload["iteration"] == it
+        assert payload["settings"]["residual"] is None  # unset in the settings, resolved beside them:
+        assert payload["resolved"] == {"method": "isonet", "batch_size": 2, "steps_per_epoch": 3, "residual": True,
+                                       "ema_decay": 0.0, "fill_normalization": "subtomogram",
+                                       "recalibrate_bn": False, "preprocessing_ncpus": 0}
     model = IsoNetModule.load_from_checkpoint(last, map_location="cpu")
     assert model.meta["cube_size"] == 16 and model.meta["crop_size"] == 24
     assert model.meta["normalization"] == "tomogram" and model.meta["normalize_percentile"] is True
