@@ -5,7 +5,7 @@ Run: ``.venv/bin/python bench/iterations.py OUT_DIR [--method n2n] [--every 2]``
 OUT_DIR is a ``bench/quality.py --out`` folder (it holds ``ground_truth/``, ``tomos/``, maybe
 ``deconv/`` and ``results_<method>/model_iterNN.ckpt``). Each checkpoint predicts the whole
 tomogram in memory (the deconvolved one when there is one, as ``predict`` does; a 16-voxel
-symmetric pad; normalised with the tomogram's own 4th/96th percentiles; the checkpoint's training
+symmetric pad; normalised with the tomogram's own statistics, as ``predict`` does; the checkpoint's training
 precision), and the result is scored against the ground truth as in ``bench/quality.py``
 (overall / in-wedge / measured region). Also scores the weights averaged over the last
 ``--average`` checkpoints. About 25 s per checkpoint for the bench's small U-Net in bf16 on two cores.
@@ -23,6 +23,7 @@ import torch
 
 from isonet_pl.evaluate import wedge_correlations
 from isonet_pl.io.mrc import read_mrc
+from isonet_pl.normalization import Normalization
 from isonet_pl.predict.predictor import predict_block
 from isonet_pl.workflows.demo import BAND
 from isonet_pl.workflows.predict import load_model
@@ -38,9 +39,9 @@ def score(module, volume: np.ndarray, truth: np.ndarray, tilt: tuple[float, floa
     ``denoised_in_wedge``, ``denoised_measured``)."""
     from isonet_pl.preprocess.spectral import wiener_denoise
 
-    p4, p96 = np.percentile(-volume, [4, 96])
     precision = module.meta.get("settings", {}).get("precision", "32")
-    out = predict_block(np.pad(volume, PAD, mode="symmetric"), module, float(p4), float(p96 - p4),
+    norm = Normalization.of_volume(volume, bool(module.meta.get("normalize_percentile", True)))
+    out = predict_block(np.pad(volume, PAD, mode="symmetric"), module, norm,
                         precision=precision)[PAD:-PAD, PAD:-PAD, PAD:-PAD]
     scores = wedge_correlations(out, truth, *tilt, **BAND)
     if denoise:

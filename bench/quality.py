@@ -159,9 +159,14 @@ def curve(args) -> None:
                     deconvolved = table.get_path(0, "rlnDeconvTomoName", required=False)
                     volume = read_mrc(deconvolved)[0] if deconvolved else raw_volume
                 t1 = time.perf_counter()
-                refine(train_star, cfg.refine.model_copy(update={"method": method.split("-")[0],
-                                                                 "result_dir": str(result_dir)}))
-                seconds = time.perf_counter() - t1
+                done = result_dir / f"refine_iter{args.iterations:02d}.json"
+                if done.exists():  # a finished run of an earlier call: scored again, not trained again
+                    print(f"{result_dir.name}: reusing the finished run", flush=True)
+                else:
+                    refine(train_star, cfg.refine.model_copy(update={"method": method.split("-")[0],
+                                                                     "result_dir": str(result_dir)}))
+                seconds = sum(json.loads((result_dir / f"refine_iter{it:02d}.json").read_text())["seconds"]
+                              for it in range(1, args.iterations + 1))
                 points = []
                 for it in range(1, args.iterations + 1):  # validation loss every iteration, scores every N-th
                     info = json.loads((result_dir / f"refine_iter{it:02d}.json").read_text())
