@@ -158,7 +158,6 @@ def curve(args) -> None:
                     table = read_tomogram_star(star)
                     deconvolved = table.get_path(0, "rlnDeconvTomoName", required=False)
                     volume = read_mrc(deconvolved)[0] if deconvolved else raw_volume
-                t1 = time.perf_counter()
                 done = result_dir / f"refine_iter{args.iterations:02d}.json"
                 if done.exists():  # a finished run of an earlier call: scored again, not trained again
                     print(f"{result_dir.name}: reusing the finished run", flush=True)
