@@ -18,7 +18,7 @@ import functools
 import numpy as np
 import scipy.fft
 
-from isonet_pl.data.wedge import measured_region
+from isonet_pl.data.wedge import apply_wedge, measured_region
 
 #: IsoNet 0.2's 20 rotations (SPEC §6.4.1): each a pair of ``np.rot90`` steps (k, axes), applied in
 #: order. All 24 proper 90° rotations of the cube except the 4 that leave the wedge in place.
@@ -44,20 +44,6 @@ def rotate(vol: np.ndarray, index: int) -> np.ndarray:
 def wedge_mask(size: int, tilt_min: float, tilt_max: float) -> np.ndarray:
     """Measured region of a ``size``³ cube in rfft layout (float32, shape (size, 1, size//2+1))."""
     return measured_region((size, size, size), tilt_min, tilt_max, rfft=True).astype(np.float32)
-
-
-def apply_measured(vol: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Keep the measured Fourier region of a cube (rfft-layout ``mask``); float32."""
-    spectrum = scipy.fft.rfftn(vol)
-    spectrum *= mask
-    return scipy.fft.irfftn(spectrum, s=vol.shape).astype(np.float32, copy=False)
-
-
-def fill_wedge(data: np.ndarray, estimate: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``Wmeas(data) + Wmiss(estimate)``: the data's measured region, the estimate's wedge; float32."""
-    fd, fe = scipy.fft.rfftn(data), scipy.fft.rfftn(estimate)
-    fe += mask * (fd - fe)
-    return scipy.fft.irfftn(fe, s=data.shape).astype(np.float32, copy=False)
 
 
 @functools.lru_cache(maxsize=32)
@@ -125,7 +111,7 @@ def make_pair(filled: np.ndarray, rotation: int, tilt_range: tuple[float, float]
         Each (c, c, c) float32.
     """
     target_full = np.ascontiguousarray(rotate(filled, rotation))
-    inp = centre_crop(apply_measured(target_full, wedge_mask(filled.shape[0], *tilt_range)), cube)
+    inp = centre_crop(apply_wedge(target_full, wedge_mask(filled.shape[0], *tilt_range)), cube)
     target = centre_crop(target_full, cube)
     if noise_level > 1e-7:
         inp = inp + np.float32(noise_level) * wedge_noise(cube, *tilt_range, noise_mode, rng)
@@ -205,7 +191,7 @@ def make_n2n_pair(filled_halves: np.ndarray, rotation: int, swap: bool, tilt_ran
     """
     a, b = (filled_halves[1], filled_halves[0]) if swap else (filled_halves[0], filled_halves[1])
     rot_a = np.ascontiguousarray(rotate(a, rotation))
-    inp = centre_crop(apply_measured(rot_a, wedge_mask(a.shape[0], *tilt_range)), cube)
+    inp = centre_crop(apply_wedge(rot_a, wedge_mask(a.shape[0], *tilt_range)), cube)
     rot_b = rotate(b, rotation)
     target = centre_crop(rot_b, cube)
     out = (np.ascontiguousarray(inp, dtype=np.float32), np.ascontiguousarray(target, dtype=np.float32),

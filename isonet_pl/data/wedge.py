@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import scipy.fft
 
 logger = logging.getLogger(__name__)
 
@@ -170,9 +171,9 @@ def apply_wedge(vol: np.ndarray, measured: np.ndarray) -> np.ndarray:
         raise ValueError(f"vol must be at least 3-D (..., nz, ny, nx), got shape {vol.shape}")
     weight = _rfft_weight(measured, vol.shape)
     axes = (-3, -2, -1)
-    spectrum = np.fft.rfftn(vol, axes=axes)
+    spectrum = scipy.fft.rfftn(vol, axes=axes)  # single precision for float32, as everywhere in training
     spectrum *= weight
-    out = np.fft.irfftn(spectrum, s=vol.shape[-3:], axes=axes)
+    out = scipy.fft.irfftn(spectrum, s=vol.shape[-3:], axes=axes)
     return out.astype(np.float32, copy=False)
 
 
@@ -204,8 +205,8 @@ def fill_wedge(
         raise ValueError(f"volumes must be at least 3-D (..., nz, ny, nx), got {data.shape}")
     weight = _rfft_weight(measured, data.shape)
     axes = (-3, -2, -1)
-    spec_data = np.fft.rfftn(data, axes=axes)
-    spec_est = np.fft.rfftn(est, axes=axes)
-    spectrum = spec_est + (spec_data - spec_est) * weight
-    out = np.fft.irfftn(spectrum, s=data.shape[-3:], axes=axes)
+    spec_data = scipy.fft.rfftn(data, axes=axes)
+    spectrum = scipy.fft.rfftn(est, axes=axes)
+    spectrum += weight * (spec_data - spectrum)
+    out = scipy.fft.irfftn(spectrum, s=data.shape[-3:], axes=axes)
     return out.astype(np.float32, copy=False)

@@ -7,7 +7,8 @@ import logging
 import numpy as np
 import torch
 
-from isonet_pl.data.pairs import apply_measured, fill_wedge, wedge_mask
+from isonet_pl.data.pairs import wedge_mask
+from isonet_pl.data.wedge import apply_wedge, fill_wedge
 from isonet_pl.normalization import rescale
 from isonet_pl.predict.predictor import run_network
 from isonet_pl.training.devices import dist_info
@@ -64,7 +65,7 @@ def first_estimates(subs: Subtomograms, method: str = "isonet", renormalize: boo
     ``renormalize``)."""
     data = originals(subs, method)
     norm = rescale if renormalize else _same
-    return np.stack([_per_volume(lambda a, m: norm(apply_measured(a, m)), a, wedge_mask(subs.crop, *t))
+    return np.stack([_per_volume(lambda a, m: norm(apply_wedge(a, m)), a, wedge_mask(subs.crop, *t))
                      for a, t in zip(data, subs.tilt_ranges, strict=False)])
 
 

@@ -95,10 +95,11 @@ def test_every_rotation_pair_is_deterministic_for_a_seed():
 @pytest.mark.parametrize("rotation", [0, 5, 16, 19])
 def test_split_regions_follow_the_rotated_wedge(rotation):
     """A wedge-filtered volume, rotated, has all its power in R(M) = both + target-only regions."""
-    from isonet_pl.data.pairs import apply_measured, split_regions
+    from isonet_pl.data.pairs import split_regions
+    from isonet_pl.data.wedge import apply_wedge
 
     vol = np.random.default_rng(0).normal(size=(16,) * 3).astype(np.float32)
-    measured = apply_measured(vol, wedge_mask(16, -60.0, 60.0))
+    measured = apply_wedge(vol, wedge_mask(16, -60.0, 60.0))
     power = np.abs(np.fft.rfftn(np.ascontiguousarray(rotate(measured, rotation)))) ** 2
     regions = split_regions(16, -60.0, 60.0, rotation)
     assert (power * (1 - regions.sum(0))).sum() < 1e-10 * power.sum()

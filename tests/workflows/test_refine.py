@@ -205,7 +205,8 @@ def test_n2n_without_halves_is_an_error(subtomo_star, tmp_path):
 def test_fill_normalization_keeps_tomogram_units(subtomo_star, tmp_path):
     """fill_normalization=tomogram: the first estimates are the data's measured region in the tomogram's units
     (IsoNet's mode renormalises each one), and refine runs with it."""
-    from isonet_pl.data.pairs import apply_measured, wedge_mask
+    from isonet_pl.data.pairs import wedge_mask
+    from isonet_pl.data.wedge import apply_wedge
     from isonet_pl.normalization import rescale
     from isonet_pl.training.estimates import first_estimates
     from isonet_pl.training.subtomograms import load_subtomograms
@@ -214,7 +215,7 @@ def test_fill_normalization_keeps_tomogram_units(subtomo_star, tmp_path):
     subs = load_subtomograms(subtomo_star)
     mask = wedge_mask(subs.crop, *subs.tilt_ranges[0])
     kept = first_estimates(subs, renormalize=False)
-    np.testing.assert_allclose(kept[0], apply_measured(subs.data[0], mask), atol=1e-6)
+    np.testing.assert_allclose(kept[0], apply_wedge(subs.data[0], mask), atol=1e-6)
     np.testing.assert_allclose(first_estimates(subs)[0], rescale(kept[0]), atol=1e-5)
     last = refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "r"), fill_normalization="tomogram", **TINY))
     assert last.exists()
