@@ -484,6 +484,35 @@ def zarr_to_mrc(zarr_path: str | Path, mrc_path: str | Path, level: int = 0) -> 
     return dask_to_mrc(store.dask(level), mrc_path, vs, store.origin)
 
 
-__all__ = ["NonFiniteError", "check_values", "DEFAULT_CHUNKS", "VolumeStats", "stamp_source", "TomogramStore",
+def add_label(image: TomogramStore, name: str, label: TomogramStore,
+              compression_level: int = DEFAULT_COMPRESSION_LEVEL) -> None:
+    """Store ``label``'s full-resolution volume as the OME-Zarr label image ``labels/<name>`` of ``image``.
+
+    NGFF 0.5 labels: viewers that read OME-Zarr (napari-ome-zarr) show the mask over its tomogram. Copied slab
+    by slab (never whole in memory); a label of that name is replaced.
+    """
+    source = label.zarr_array(0)
+    if tuple(source.shape) != tuple(image.shape):
+        raise ValueError(f"label shape {source.shape} differs from the image's {image.shape}")
+    group = zarr.open_group(image.path, mode="r+")
+    labels = group.require_group("labels")
+    if name in labels:
+        del labels[name]
+    target = labels.create_group(name)
+    array = target.create_array("0", shape=source.shape, chunks=source.chunks, dtype=source.dtype,
+                                compressors=[ZstdCodec(level=compression_level)], fill_value=0,
+                                dimension_names=("z", "y", "x"))
+    step = source.chunks[0]
+    for z in range(0, source.shape[0], step):
+        array[z:z + step] = source[z:z + step]
+    ome = _ngff_metadata(name, 1, image.voxel_size, image.origin)
+    ome["image-label"] = {"version": "0.5", "source": {"image": "../../"}}
+    target.attrs["ome"] = ome
+    names = list(dict(labels.attrs.get("ome", {})).get("labels", []))
+    labels.attrs["ome"] = {"version": "0.5", "labels": sorted({*names, name})}
+
+
+__all__ = ["NonFiniteError", "add_label", "check_values", "DEFAULT_CHUNKS", "VolumeStats", "stamp_source",
+           "TomogramStore",
            "open_tomogram", "mrc_to_zarr", "ensure_zarr", "cached_zarr_path",
            "write_tomogram", "dask_to_mrc", "zarr_to_mrc", "source_key"]

@@ -14,7 +14,7 @@ from isonet_pl.config import IOConfig, MaskConfig
 from isonet_pl.errors import InputError
 from isonet_pl.io.paths import check_output_dir
 from isonet_pl.io.star import DECONV_COLUMN, MASK_COLUMN, Col, read_tomogram_star
-from isonet_pl.io.zarr_store import write_tomogram
+from isonet_pl.io.zarr_store import add_label, open_tomogram, write_tomogram
 from isonet_pl.preprocess.boundary import read_boundary_points
 from isonet_pl.preprocess.mask import make_mask as compute_mask
 from isonet_pl.project import check_writable, tomograms
@@ -90,6 +90,7 @@ def make_mask(star_file: str | Path, cfg: MaskConfig | None = None, io: IOConfig
                                    "patch_size": cfg.patch_size, "density_percentage": density,
                                    "std_percentage": std, "z_crop": cfg.z_crop}})
         tomo.record_output(out_zarr, out_mrc, MASK_COLUMN)
+        add_label(store, "mask", open_tomogram(out_zarr), io.compression_level)  # for OME-Zarr viewers
         kept = mask_fraction(out_zarr)
         logger.info("mask of %s -> %s in %.1f s (from %s; %.1f %% of voxels kept)", tomo.name, out_mrc,
                     time.perf_counter() - t0, "deconvolved" if column == DECONV_COLUMN else "raw",
@@ -100,6 +101,4 @@ def make_mask(star_file: str | Path, cfg: MaskConfig | None = None, io: IOConfig
 
 def mask_fraction(zarr_path: Path) -> float:
     """Fraction of voxels set in a stored mask (streamed)."""
-    from isonet_pl.io.zarr_store import open_tomogram
-
     return float(open_tomogram(zarr_path).dask().astype(np.float64).mean().compute())

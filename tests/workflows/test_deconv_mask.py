@@ -48,6 +48,14 @@ def test_isonet_project_through_deconv_and_make_mask(project, reference, monkeyp
         assert mask.dtype == their_mask.dtype and (mask == their_mask).mean() >= 0.99
     assert list(table.df["rlnDeconvTomoName"]) == ["deconv/TS_01.mrc", "deconv/TS_02.mrc"]
     assert list(table.df["rlnMaskName"]) == ["mask/TS_01_mask.mrc", "mask/TS_02_mask.mrc"]
+    # the mask is also a label layer of the tomogram's OME-Zarr store (NGFF 0.5), for napari
+    import zarr
+
+    group = zarr.open_group(project / "zarr" / "deconv" / "TS_01.zarr", mode="r")
+    assert dict(group["labels"].attrs["ome"])["labels"] == ["mask"]
+    label = group["labels"]["mask"]
+    assert dict(label.attrs["ome"])["image-label"]["source"]["image"] == "../../"
+    np.testing.assert_array_equal(label["0"][...], read_mrc(table.get_path(0, "rlnMaskName"))[0])
 
 
 def test_chunked_mode_is_chosen_when_memory_is_short(project, monkeypatch, caplog):
