@@ -80,6 +80,10 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
     module = load_model(model)
     card = read_card(module, model)
     percentile = card.normalize_percentile
+    if card.normalization == "subtomogram":
+        logger.warning("%s was trained on subtomograms normalised each on its own (a subtomo.star without tomogram "
+                       "statistics, as IsoNet 0.2's); predict normalises each tomogram with its own statistics",
+                       Path(model).name)
     if cfg.normalize_percentile is not None and cfg.normalize_percentile != percentile:
         logger.warning("the model was trained with normalize_percentile=%s; using that, not %s", percentile,
                        cfg.normalize_percentile)
