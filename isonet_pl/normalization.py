@@ -57,7 +57,8 @@ class Normalization:
 
     @classmethod
     def of_volume(cls, x, percentile: bool = True) -> Normalization:
-        """The statistics of ``x`` (numpy or dask array, any shape; exact percentiles, streamed for dask)."""
+        """The statistics of ``x`` (numpy or dask array, any shape; exact percentiles: numpy's for an array in
+        memory, streamed for dask)."""
         from isonet_pl.preprocess.percentile import exact_percentiles
 
         f64 = x.astype(np.float64)
@@ -65,7 +66,10 @@ class Normalization:
         if hasattr(mean, "compute"):
             mean, mean_sq = mean.compute(), mean_sq.compute()
         mean, mean_sq = float(mean), float(mean_sq)
-        p4, p96 = exact_percentiles(x, [4, 96])
+        if isinstance(x, np.ndarray):  # numpy's own (float64) percentiles, as IsoNet
+            p4, p96 = np.percentile(x, [4, 96])
+        else:  # streamed, exact, for tomograms larger than memory
+            p4, p96 = exact_percentiles(x, [4, 96])
         return cls(mean, float(np.sqrt(max(mean_sq - mean * mean, 0.0))), float(p4), float(p96), percentile)
 
     @classmethod
