@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from isonet_pl.demo import BAND
 from isonet_pl.evaluate import wedge_correlations
 from isonet_pl.io.mrc import read_mrc
 from isonet_pl.normalization import Normalization
 from isonet_pl.predict.predictor import predict_block
-from isonet_pl.workflows.demo import BAND
 from isonet_pl.workflows.predict import load_model
 
 PAD = 16

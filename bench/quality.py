@@ -43,9 +43,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from isonet_pl.config import load_config
 from isonet_pl.data.wedge import apply_wedge, measured_region
+from isonet_pl.demo import BAND, demo_config, demo_inputs
 from isonet_pl.evaluate import wedge_correlations
 from isonet_pl.io.mrc import read_mrc
-from isonet_pl.workflows.demo import BAND, demo_config, demo_inputs
 from isonet_pl.workflows.predict import predict
 from isonet_pl.workflows.refine import refine
 

@@ -274,7 +274,7 @@ def check_cmd() -> None:
 @click.pass_context
 def demo_cmd(ctx: click.Context, out_dir: str) -> None:
     """Run the workflow end to end on a synthetic tomogram in OUT_DIR and report the result."""
-    from isonet_pl.workflows.demo import run_demo
+    from isonet_pl.demo import run_demo
 
     cfg = load_config(ctx.obj["config_path"]) if ctx.obj.get("config_path") else None  # None: conf/demo.yaml
     _quiet_lightning()
