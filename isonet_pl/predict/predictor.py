@@ -154,9 +154,13 @@ class _Replicas:
         return (_Replicas, (self.modules[0], self.devices, self.precision))
 
     def run(self, index: int, block: np.ndarray, norm: Normalization) -> np.ndarray:
+        """Predict one tile on its device; only the network call holds the device's lock, so with two threads per
+        device the next tile is read and normalised (and the last one mapped back and written) meanwhile."""
         k = index % len(self.devices)
+        x = norm.apply(block)[None]
         with self.locks[k]:
-            return predict_block(block, self.modules[k], norm, self.devices[k], self.precision)
+            y = run_network(self.modules[k], x, self.devices[k], self.precision)
+        return norm.invert(y[0])
 
 
 def _predict_core(source, replicas: _Replicas, norm: Normalization, halo: tuple[int, ...],

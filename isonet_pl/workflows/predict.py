@@ -114,7 +114,9 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
 
         def run(arr, path, row=tomo.row, source=source, store=store, number=number, **extra):  # this row's values
             label = f"predict {source.name} ({number}/{len(rows)})"
-            with dask_context(len(devices)), progress_bar(progress, label):  # one thread per network copy
+            # two threads per network copy: one reads and normalises the next tile (and writes the last) while
+            # the other runs the network (the copy's lock serialises the network calls)
+            with dask_context(2 * len(devices)), progress_bar(progress, label):
                 try:
                     write_tomogram(arr, path, store.voxel_size, store.origin, chunks=io.zarr_chunks,
                                    levels=io.zarr_levels, compression_level=io.compression_level,
