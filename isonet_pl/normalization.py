@@ -63,8 +63,10 @@ class Normalization:
 
         f64 = x.astype(np.float64)
         mean, mean_sq = f64.mean(), (f64 * f64).mean()
-        if hasattr(mean, "compute"):
-            mean, mean_sq = mean.compute(), mean_sq.compute()
+        if hasattr(mean, "compute"):  # both moments in one pass over a lazy tomogram
+            import dask
+
+            mean, mean_sq = dask.compute(mean, mean_sq)
         mean, mean_sq = float(mean), float(mean_sq)
         if isinstance(x, np.ndarray):  # numpy's own (float64) percentiles, as IsoNet
             p4, p96 = np.percentile(x, [4, 96])

@@ -50,8 +50,9 @@ EMPTY_LEVEL = 0.15
 SPECIMEN_LEVEL = 0.5
 #: slices left out next to the specimen (the missing wedge smears it along Z); one is left out at each face
 MARGIN = 2
-#: fewest empty slices (both sides together) for a noise estimate
+#: fewest empty slices (both sides together) for a noise estimate, and fewest on one side to use that side
 MIN_EMPTY = 6
+MIN_RANGE = 4
 #: the specimen must stand out: profile peak at least this many times the floor
 MIN_CONTRAST = 1.5
 #: lateral box size of the spectra (voxels) and most boxes read per region
@@ -152,11 +153,8 @@ def empty_slices(volume) -> tuple[tuple[tuple[int, int], ...], tuple[int, int]]:
     low = prof <= floor + EMPTY_LEVEL * (peak - floor)
     top = int(np.argmin(low)) if not low.all() else nz  # run of empty slices from z = 0
     bottom = int(np.argmin(low[::-1])) if not low.all() else nz
-    ranges = []
-    if top - MARGIN - 1 > 0:
-        ranges.append((1, top - MARGIN))
-    if bottom - MARGIN - 1 > 0:
-        ranges.append((nz - bottom + MARGIN, nz - 1))
+    # ranges thinner than MIN_RANGE would make the boxes of both spectra that thin: left out
+    ranges = [r for r in ((1, top - MARGIN), (nz - bottom + MARGIN, nz - 1)) if r[1] - r[0] >= MIN_RANGE]
     if sum(b - a for a, b in ranges) < MIN_EMPTY:
         raise NoEmptyRegion(f"too few empty slices above and below the specimen ({top} + {bottom} of {nz}; "
                             f"need {MIN_EMPTY + 2 * MARGIN + 2})")
@@ -331,11 +329,9 @@ def apply_kernel(volume, kernel: np.ndarray, chunks: int = 128) -> da.Array:
     """
     arr = volume.rechunk(chunks) if isinstance(volume, da.Array) else da.from_array(volume, chunks=chunks)
     r = kernel.shape[0] // 2
-    if min(arr.shape) <= r:
-        arr = arr.rechunk(-1)
-        padded = da.pad(arr, r, mode="symmetric")
-        return padded.map_blocks(lambda b: _convolve_block(b, kernel)[r:-r, r:-r, r:-r],
-                                 chunks=arr.shape, dtype=np.float32)
+    if min(arr.shape) <= r:  # an axis thinner than the kernel's radius: in memory (such volumes are small)
+        vol = np.pad(np.asarray(arr, dtype=np.float32), r, mode="symmetric")
+        return da.from_array(signal.fftconvolve(vol, kernel, mode="valid").astype(np.float32), chunks=chunks)
     return arr.map_overlap(_convolve_block, depth=r, boundary="reflect", dtype=np.float32, kernel=kernel)
 
 

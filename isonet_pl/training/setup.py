@@ -98,15 +98,15 @@ def build_module(cfg: RefineConfig, subs: Subtomograms):
     """A fresh IsoNetModule with the network of ``cfg`` and the metadata predict needs."""
     from isonet_pl.model.module import IsoNetModule
 
+    method = method_of(cfg, subs)
     net = {"depth": cfg.unet_depth, "base_channels": cfg.filter_base, "convs_per_level": cfg.convs_per_depth,
            "kernel_size": cfg.kernel, "batch_norm": cfg.batch_normalization, "dropout": cfg.drop_out,
-           "residual": uses_residual(cfg, method_of(cfg, subs)), "pool": cfg.pool}
-    meta = {"method": method_of(cfg, subs), "mw_weight": cfg.mw_weight,
+           "residual": uses_residual(cfg, method), "pool": cfg.pool}
+    meta = {"method": method, "mw_weight": cfg.mw_weight,
             "normalize_percentile": cfg.normalize_percentile,
             "normalization": "tomogram" if subs.per_tomogram else "subtomogram", "cube_size": subs.cube,
             "crop_size": subs.crop, "tilt_ranges": sorted({tuple(t) for t in subs.tilt_ranges.tolist()}),
             "pixel_size": subs.pixel_size, "version": __version__, "settings": cfg.model_dump(mode="json")}
-    method = method_of(cfg, subs)
     return IsoNetModule(net=net, learning_rate=cfg.learning_rate, meta=ModelCard.model_validate(meta).model_dump(),
                         loss="fourier_split" if method == "n2n" else "mae", mw_weight=cfg.mw_weight)
 

@@ -38,6 +38,8 @@ def test_noise_and_weights_match_the_analytic_values(sigma):
     assert est.specimen[0] >= SLAB[0] - 2 and est.specimen[1] <= SLAB[1] + 2
     assert all(b <= SLAB[0] or a >= SLAB[1] for a, b in est.empty)
     assert est.noise_std == pytest.approx(sigma, rel=0.03)
+    lazy = sp.estimate_spectra(da.from_array(volume, chunks=(30, 30, 30)))  # chunks that are no multiple of 4
+    assert lazy.empty == est.empty and lazy.noise_std == pytest.approx(est.noise_std, rel=1e-6)
     # PSD of the signal per voxel: s2 · S(k) (white noise of unit variance has PSD 1 per voxel)
     signal_psd = s2 * _spectrum(est.frequency)
     expected = signal_psd / (signal_psd + sigma**2)
@@ -79,15 +81,20 @@ def test_no_empty_slices_is_refused():
     _, volume, _ = _gaussian_tomogram(0.5, slab=(0, SHAPE[0]))
     with pytest.raises(sp.NoEmptyRegion):
         sp.estimate_spectra(volume)
+    _, volume, _ = _gaussian_tomogram(0.5, slab=(3, SHAPE[0] - 3))  # a few empty slices only: too few
+    with pytest.raises(sp.NoEmptyRegion, match="too few empty slices"):
+        sp.estimate_spectra(volume)
     noise_only = np.random.default_rng(0).standard_normal((32, 64, 64)).astype(np.float32)
     with pytest.raises(sp.NoEmptyRegion):
         sp.empty_slices(noise_only)
 
 
-@pytest.mark.parametrize("chunks", [16, 33, 128])
-def test_chunked_filter_equals_in_memory(chunks):
+@pytest.mark.parametrize(("chunks", "shape"), [(16, (40, 70, 90)), (33, (40, 70, 90)), (128, (40, 70, 90)),
+                                               (16, (6, 40, 50))])
+def test_chunked_filter_equals_in_memory(chunks, shape):
+    """Block by block (or in memory for an axis thinner than the kernel) equals the padded in-memory convolution."""
     rng = np.random.default_rng(1)
-    volume = rng.standard_normal((40, 70, 90)).astype(np.float32)
+    volume = rng.standard_normal(shape).astype(np.float32)
     weights = np.clip(1 - np.arange(24) / 12, 0, 1)
     est = sp.SpectralEstimate((np.arange(24) + 0.5) / 48, np.ones(24), np.ones(24), weights, ((0, 1),), (0, 1), 1.0)
     kernel = sp.wiener_kernel(est)
