@@ -1,28 +1,27 @@
-"""Prediction benchmark: overlap-tile cost, memory on a large tomogram, network throughput.
+"""Prediction benchmark: predict against the raw network, memory on a large tomogram, network throughput.
 
 Run: ``.venv/bin/python bench/predict.py [--gib 2] [--threads 2]`` (``--tiles-only``: only part 0)
 
-0. predict's tiles, side by side in one run, for the CPU presets' network (depth 3, 16 base channels, 2
-   convolutions per level) on a 64x192x192 tomogram: wall time ÷ one raw forward of the same network over
-   the same voxels, with the default tiles (from the network and the memory: ``tile_plan``) and with the
-   tiles of earlier versions for models trained at cube 16, 32 and 64 (core = training cube, tile = cube + 32);
-   then on a 128x384x384 tomogram, where tiles meet inside it (default, cube 64 and cube 32 only).
-
-With a small network (depth 2, 8 base channels, 1 convolution per level; random weights -
-the cost does not depend on them), side by side in one run:
-
-1. raw forward time of the network over a 144³ block -> seconds per output voxel;
-2. tiled prediction of a 128x512x512 tomogram (blocks 128³ + 8-voxel halo, and IsoNet's
-   64/96 for comparison) -> wall time ÷ raw forward time for the same number of voxels;
-3. peak RSS (VmHWM, fresh process) while predicting a ``--gib`` GiB tomogram from Zarr to Zarr;
-4. the network's FLOP rate during the raw forward, as a fraction of this CPU's measured peak
-   (a large float32 matrix multiply).
+0. The ``predict`` command (MRC in, Zarr copy, normalisation, tiles, MRC out; ``--denoise false``) for the CPU
+   presets' network (depth 3, 16 base channels, 2 convolutions per level; random weights: the cost does not
+   depend on them) saved as models trained at cube 16, 32 and 64, with its default ``--precision auto`` (and
+   float32 for cube 32), on a 64x192x192 tomogram and a 128x384x384 one (where tiles meet inside it): wall
+   time ÷ one raw forward of the same network over the whole tomogram in the same precision, side by side
+   in one run.
+1. The same network's throughput on one of predict's CPU tiles (128x208x208) in float32 and bf16, as
+   predict runs it (freed memory reused): seconds per million voxels and the convolutions' FLOP rate as a
+   fraction of this CPU's measured float32 peak (a large matrix multiply); ``bench/cpu_conv.py`` has the
+   variants.
+2. Peak RSS (VmHWM, fresh process) while predicting a ``--gib`` GiB tomogram from Zarr to Zarr with a small
+   network (depth 2, 8 base channels, 1 convolution; blocks 128³ + 8): the memory does not grow with the
+   tomogram.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -82,52 +81,100 @@ def child(zarr_in: str, zarr_out: str, threads: int) -> None:
     from isonet_pl.predict.predictor import predict_tomogram
 
     torch.set_num_threads(threads)
+    from isonet_pl.heap import reused_heap
+
     store = open_tomogram(zarr_in)
     t0 = time.perf_counter()
-    out = predict_tomogram(store.zarr_array(0), small_module(), UNIT, chunk=128, halo=8)
-    with dask.config.set(scheduler="threads", num_workers=1):
-        write_tomogram(out, zarr_out, store.voxel_size, chunks=(64, 64, 64))
+    with reused_heap():  # as predict runs
+        out = predict_tomogram(store.zarr_array(0), small_module(), UNIT, chunk=128, halo=8)
+        with dask.config.set(scheduler="threads", num_workers=2):
+            write_tomogram(out, zarr_out, store.voxel_size, chunks=(64, 64, 64))
     print(json.dumps({"wall_s": time.perf_counter() - t0, "peak_rss_MiB": peak_rss_mib()}))
 
 
-def tile_ratios(out: Path) -> dict:
-    """Part 0: wall ÷ raw forward of predict's default tiles and of the old training-cube tiles."""
+#: the CPU presets' network (conf/demo.yaml, conf/n2n*.yaml): depth 3, 16 base channels, 2 convolutions per level
+CPU_NET = {"depth": 3, "base_channels": 16, "convs_per_level": 2, "dropout": 0.0}
+
+
+def save_checkpoint(module, path: Path, cube: int) -> Path:
+    """``module`` saved as a checkpoint predict loads, its card saying it was trained at ``cube``."""
+    import pytorch_lightning as pl
+
+    module.hparams["meta"] = {"cube_size": cube, "crop_size": cube + 16, "tilt_ranges": [(-60.0, 60.0)],
+                              "settings": {"precision": "32"}}
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
+                "pytorch-lightning_version": pl.__version__}, path)
+    return path
+
+
+def raw_forward(module, vol: np.ndarray, precision: str) -> float:
+    """Seconds of one forward of ``module`` over the whole of ``vol`` (after one such call: primitives made,
+    heap grown), with freed memory reused as predict runs (the raw network at its best)."""
+    from isonet_pl.heap import reused_heap
+    from isonet_pl.predict.predictor import predict_block
+
+    with reused_heap():
+        predict_block(vol, module, UNIT, precision=precision)
+        t0 = time.perf_counter()
+        predict_block(vol, module, UNIT, precision=precision)
+        return time.perf_counter() - t0
+
+
+def tile_ratios(out: Path, shapes=((64, 192, 192), (128, 384, 384))) -> dict:
+    """Part 0: the ``predict`` command's wall time ÷ one raw forward over the same voxels, per model."""
+    from isonet_pl.config import IOConfig, PredictConfig, PrepareStarConfig
+    from isonet_pl.io.mrc import write_mrc
     from isonet_pl.model.module import IsoNetModule
-    from isonet_pl.predict.predictor import predict_block, predict_tomogram, tile_plan
+    from isonet_pl.predict.predictor import tile_plan
+    from isonet_pl.workflows.predict import predict
+    from isonet_pl.workflows.prepare import prepare_star
 
     torch.manual_seed(0)
-    module = IsoNetModule(net={"depth": 3, "base_channels": 16, "convs_per_level": 2, "dropout": 0.0}).eval()
-    vol = np.random.default_rng(0).normal(size=(64, 192, 192)).astype(np.float32)
-    predict_block(vol[:32, :32, :32], module, UNIT)  # warm-up
-    t0 = time.perf_counter()
-    predict_block(vol, module, UNIT)
-    raw = time.perf_counter() - t0
+    module = IsoNetModule(net=CPU_NET).eval()
+    work = out / "predict_ratio"
+    work.mkdir(parents=True, exist_ok=True)
+    checkpoints = {c: save_checkpoint(module, work / f"cube{c}.ckpt", c) for c in (16, 32, 64)}
     core, halo = tile_plan(module.net, "cpu")
-    plans = {f"default (core {core}, halo {halo})": (core, halo)}
-    plans.update({f"before: trained at cube {c} (core {c}, halo 16)": (c, 16) for c in (64, 32, 16)})
-    res = {"raw_forward_s": raw, "shape": list(vol.shape), "receptive_radius": module.net.receptive_radius}
-    for name, (c, h) in plans.items():
-        t0 = time.perf_counter()
-        with dask.config.set(scheduler="threads", num_workers=1):
-            predict_tomogram(vol, module, UNIT, chunk=c, halo=h).compute()
-        wall = time.perf_counter() - t0
-        res[name] = {"wall_s": wall, "ratio_to_raw_forward": wall / raw}
-        print(f"{name:42s}: {wall:6.1f} s = {wall / raw:5.2f}x one raw forward ({raw:.1f} s)", flush=True)
-    # a larger tomogram, where tiles meet inside it: the raw forward time per voxel from the block above
-    big = np.random.default_rng(1).normal(size=(128, 384, 384)).astype(np.float32)
-    per_voxel = raw / vol.size
-    res["large"] = {"shape": list(big.shape)}
-    for name, (c, h) in list(plans.items())[:3]:
-        t0 = time.perf_counter()
-        with dask.config.set(scheduler="threads", num_workers=1):
-            predict_tomogram(big, module, UNIT, chunk=c, halo=h).compute()
-        wall = time.perf_counter() - t0
-        res["large"][name] = {"wall_s": wall, "ratio_to_raw_forward": wall / (per_voxel * big.size)}
-        print(f"128x384x384, {name:30s}: {wall:6.1f} s = {wall / (per_voxel * big.size):5.2f}x the raw forward "
-              "time of as many voxels", flush=True)
-    out.mkdir(parents=True, exist_ok=True)
+    res = {"network": CPU_NET, "threads": torch.get_num_threads(), "tiles": [core, halo]}
+    print(f"tiles: core {core}, context {halo} (the same for every training cube)", flush=True)
+    for shape in shapes:
+        name = "x".join(map(str, shape))
+        vol = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+        (work / name).mkdir(exist_ok=True)
+        write_mrc(work / name / "tomo.mrc", vol, voxel_size=10.0)
+        star = prepare_star(work / name, PrepareStarConfig(output_star=str(work / f"{name}.star")))
+        raw = {p: raw_forward(module, vol, p) for p in ("32", "bf16-mixed")}
+        res[name] = {"raw_forward_s": raw}
+        print(f"{name}: raw forward float32 {raw['32']:.1f} s, bf16 {raw['bf16-mixed']:.1f} s", flush=True)
+        runs = [(c, "auto") for c in (16, 32, 64)] + [(32, "32")]
+        for cube, precision in runs:
+            cfg = PredictConfig(output_dir=str(work / f"out_{name}_{cube}_{precision}"), precision=precision,
+                                denoise=False)
+            t0 = time.perf_counter()
+            predict(star, checkpoints[cube], cfg, IOConfig(zarr_folder=str(work / "zarr")))
+            wall = time.perf_counter() - t0
+            chosen = "32" if precision == "32" else _chosen_precision()
+            ratio = wall / raw[chosen]
+            res[name][f"cube {cube}, precision {precision}"] = {"wall_s": wall, "precision": chosen,
+                                                                "ratio_to_raw_forward": ratio}
+            print(f"{name}: model trained at cube {cube:2d}, --precision {precision:4s} ({chosen}): predict "
+                  f"{wall:6.1f} s = {ratio:4.2f}x one raw forward in that precision", flush=True)
     (out / "predict_tiles.json").write_text(json.dumps(res, indent=1))
     return res
+
+
+_LOG: list[str] = []
+
+
+def _chosen_precision() -> str:
+    """The precision predict's last ``auto`` picked (from its log line)."""
+    line = next(line for line in reversed(_LOG) if line.startswith("precision auto:"))
+    return line.split()[2]
+
+
+class _Capture(logging.Handler):
+    def emit(self, record):
+        _LOG.append(record.getMessage())
 
 
 def main() -> None:
@@ -142,33 +189,28 @@ def main() -> None:
         child(args.child[0], args.child[1], int(args.child[2]))
         return
     torch.set_num_threads(args.threads)
-    tile_ratios(Path(args.out))
+    logging.getLogger("isonet_pl").addHandler(_Capture())
+    logging.getLogger("isonet_pl").setLevel(logging.INFO)
+    res = {"tiles": tile_ratios(Path(args.out))}
     if args.tiles_only:
         return
-    module = small_module()
-    from isonet_pl.predict.predictor import predict_tomogram
+    from isonet_pl.model.module import IsoNetModule
 
-    block = torch.randn(1, 1, 144, 144, 144)
-    with torch.no_grad():
-        module(block)
-        t0 = time.perf_counter()
-        for _ in range(3):
-            module(block)
-        raw = (time.perf_counter() - t0) / 3
-    per_voxel = raw / 144**3
+    torch.manual_seed(0)
+    module = IsoNetModule(net=CPU_NET).eval()
     flops = conv_flops_per_voxel(module)
     peak = peak_matmul_flops()
-    res = {"network": NET, "threads": args.threads, "raw_forward_s_per_Mvoxel": per_voxel * 1e6,
-           "conv_flop_per_voxel": flops, "network_flop_rate": flops / per_voxel, "cpu_peak_matmul_flop_rate": peak,
-           "fraction_of_peak": flops / per_voxel / peak}
-    vol = np.random.default_rng(0).normal(size=(128, 512, 512)).astype(np.float32)
-    for name, chunk, halo in (("ours_128+8", 128, 8), ("isonet_64/96", 64, 16)):
-        t0 = time.perf_counter()
-        with dask.config.set(scheduler="threads", num_workers=1):
-            predict_tomogram(vol, module, UNIT, chunk=chunk, halo=halo).compute()
-        wall = time.perf_counter() - t0
-        res[name] = {"wall_s": wall, "ratio_to_raw_forward": wall / (per_voxel * vol.size)}
-    del vol
+    tile = np.random.default_rng(0).normal(size=(128, 208, 208)).astype(np.float32)
+    res.update({"threads": args.threads, "conv_flop_per_voxel": flops, "cpu_peak_matmul_flop_rate": peak})
+    print(f"float32 matmul peak {peak / 1e9:.1f} GFLOP/s ({args.threads} threads); network {flops / 1e3:.1f} "
+          "kFLOP/voxel", flush=True)
+    for precision in ("32", "bf16-mixed"):
+        seconds = raw_forward(module, tile, precision)
+        rate = flops * tile.size / seconds
+        res[precision] = {"s_per_Mvoxel": seconds / tile.size * 1e6, "network_flop_rate": rate,
+                          "fraction_of_peak": rate / peak}
+        print(f"{precision:10s}: {seconds / tile.size * 1e6:.3f} s per million voxels, {rate / 1e9:.1f} GFLOP/s = "
+              f"{100 * rate / peak:.1f} % of the float32 matmul peak", flush=True)
     from isonet_pl.io.zarr_store import write_tomogram
 
     work = Path(args.out)
@@ -185,12 +227,6 @@ def main() -> None:
     shutil.rmtree(work / "pred_in.zarr")
     shutil.rmtree(work / "pred_out.zarr")
     (work / "predict.json").write_text(json.dumps(res, indent=1))
-    print(f"raw forward: {res['raw_forward_s_per_Mvoxel']:.3f} s per million voxels ({args.threads} threads)")
-    for name in ("ours_128+8", "isonet_64/96"):
-        print(f"tiled {name:13s}: {res[name]['wall_s']:.1f} s, {res[name]['ratio_to_raw_forward']:.2f}x the raw "
-              "forward time")
-    print(f"network: {flops / 1e3:.1f} kFLOP/voxel, {res['network_flop_rate'] / 1e9:.1f} GFLOP/s = "
-          f"{100 * res['fraction_of_peak']:.1f} % of the CPU's matmul peak {peak / 1e9:.0f} GFLOP/s")
     print(f"{args.gib:g} GiB tomogram: {res['big']['wall_s']:.0f} s, peak RSS {res['big']['peak_rss_MiB']:.0f} MiB")
 
 

@@ -369,10 +369,11 @@ class PredictConfig(Section):
                                             "slices. false: the network's output as is (IsoNet 0.2).")
     gpuID: str | None = Field(None, description="GPU to predict on, e.g. 0; unset: the first visible GPU, else "
                                                 "the CPU.")
-    precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] | None = Field(
-        None, description="Inference precision; auto: the faster of float32 and bf16 on this device, measured on "
-                          "a first block (bf16 on GPUs that have it); unset: the one the model was trained with "
-                          "(refine --precision).")
+    precision: Literal["auto", "model", "32", "bf16-mixed", "16-mixed"] | None = Field(
+        "auto", description="Inference precision; auto: the faster of float32 and bf16 on this device, measured on "
+                            "a first block and logged (bf16 on GPUs that have it, else 16-mixed; on a CPU with "
+                            "bf16 instructions bf16 is 2-4x faster and scored the same, bench/RESULTS.md); model "
+                            "(or null): the one the model was trained with (refine --precision).")
     log_level: Literal["info", "debug"] = Field("info", description="Log detail.")
 
     _gpus = field_validator("gpuID", mode="before")(_gpu_ids)

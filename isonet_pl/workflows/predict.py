@@ -12,6 +12,7 @@ import torch
 from isonet_pl.compute import dask_context, progress_bar
 from isonet_pl.config import IOConfig, PredictConfig
 from isonet_pl.errors import InputError
+from isonet_pl.heap import reused_heap
 from isonet_pl.io.paths import check_output_dir, check_readable_file, remove
 from isonet_pl.io.star import CORRECTED_COLUMN, DECONV_COLUMN, read_tomogram_star
 from isonet_pl.io.zarr_store import (
@@ -60,6 +61,7 @@ def _devices(cfg: PredictConfig) -> list[str]:
     return ["cpu"]
 
 
+@reused_heap()
 def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None = None, io: IOConfig | None = None,
             tomo_idx: str | None = None, progress: bool = False) -> Path:
     """Correct each selected tomogram with ``model``; write ``<output_dir>/<name>_corrected.mrc``.
@@ -89,7 +91,7 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
                        cfg.normalize_percentile)
     devices = _devices(cfg)
     precision = fastest_precision(module, devices[0]) if cfg.precision == "auto" else \
-        cfg.precision or card.settings.get("precision", "32")
+        card.settings.get("precision", "32") if cfg.precision in (None, "model") else cfg.precision
     cube, halo = tile_plan(module.net, devices[0], cfg.cube_size, cfg.crop_size)
     logger.info("tiles: core %d³ with %d voxels of context (the network's receptive radius is %d); precision %s",
                 cube, halo, module.net.receptive_radius, precision)

@@ -35,12 +35,14 @@ import torch
 from isonet_pl.config import RefineConfig
 from isonet_pl.data.pairs import noise_schedule
 from isonet_pl.errors import InputError, Interrupted
+from isonet_pl.heap import reused_heap
 from isonet_pl.io.paths import check_output_dir
 from isonet_pl.training import callbacks, devices, estimates, progress, resume, setup, subtomograms
 
 logger = logging.getLogger(__name__)
 
 
+@reused_heap()
 def refine(subtomo_star: str | Path, cfg: RefineConfig | None = None) -> Path:
     """Train the U-Net iteratively on the subtomograms of ``subtomo_star`` (IsoNet's refine).
 

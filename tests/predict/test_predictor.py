@@ -144,3 +144,23 @@ def test_bf16_prediction_is_close_to_float32():
     half = predict_block(vol, module, UNIT, precision="bf16-mixed")
     rel = np.sqrt(np.mean((half - full) ** 2) / np.mean(full**2))
     assert 0 < rel <= 3e-2
+
+
+def test_auto_precision_times_only_where_bf16_is_native(monkeypatch, caplog):
+    """--precision auto: float32 without timing on a CPU without bf16 instructions; with them, both precisions
+    timed and the faster one returned and logged."""
+    import logging
+
+    from isonet_pl.predict import predictor
+
+    module = _tiny_unet()
+    calls = []
+    real = predictor.predict_block
+    monkeypatch.setattr(predictor, "predict_block", lambda *a, **k: calls.append(a[-1]) or real(*a, **k))
+    monkeypatch.setattr(predictor, "native_bf16", lambda: False)
+    assert predictor.fastest_precision(module, "cpu") == "32" and not calls
+    monkeypatch.setattr(predictor, "native_bf16", lambda: True)
+    with caplog.at_level(logging.INFO, logger="isonet_pl.predict.predictor"):
+        chosen = predictor.fastest_precision(module, "cpu", edge=16)
+    assert chosen in ("32", "bf16-mixed") and sorted(set(calls)) == ["32", "bf16-mixed"]
+    assert f"precision auto: {chosen} (float32" in caplog.text

@@ -129,7 +129,7 @@ def test_predict_on_both_halves_and_disagreement_map(n2n_model, tmp_path):
 
     star, ckpt, _ = n2n_model
     predict(star, ckpt, PredictConfig(output_dir=str(tmp_path / "out"), crop_size=32, halves="both",
-                                      disagreement_map=True, denoise=False), IO)
+                                      disagreement_map=True, denoise=False, precision="32"), IO)
     mean, _ = read_mrc(tmp_path / "out" / "sim_00_corrected.mrc")
     disagreement, _ = read_mrc(tmp_path / "out" / "sim_00_disagreement.mrc")
     module = load_model(ckpt)
@@ -160,7 +160,8 @@ def test_disagreement_map_needs_halves(n2n_model, subtomo_star, tmp_path):
 
 
 def test_precision_follows_the_checkpoint(subtomo_star, tmp_path):
-    """A model trained with bf16-mixed predicts in bf16 unless told otherwise: close to, not equal to, float32."""
+    """--precision model (or null) predicts in the precision the model was trained with (bf16 here): close to, not
+    equal to, float32; auto (the default) picks one of the two."""
     from isonet_pl.workflows.predict import predict
     from isonet_pl.workflows.refine import refine
 
@@ -170,11 +171,14 @@ def test_precision_follows_the_checkpoint(subtomo_star, tmp_path):
                                              convs_per_depth=1, preprocessing_ncpus=0, precision="bf16-mixed"))
     star = subtomo_star.parent / "sim" / "tomograms.star"
     out = {}
-    for name, precision in (("default", None), ("bf16", "bf16-mixed"), ("fp32", "32"), ("auto", "auto")):
+    assert PredictConfig().precision == "auto"
+    for name, precision in (("model", "model"), ("null", None), ("bf16", "bf16-mixed"), ("fp32", "32"),
+                            ("auto", "auto")):
         predict(star, ckpt, PredictConfig(output_dir=str(tmp_path / name), crop_size=32, use_deconv_tomo=False,
                                           precision=precision), IO)
         out[name] = read_mrc(tmp_path / name / "sim_00_corrected.mrc")[0]
-    np.testing.assert_array_equal(out["default"], out["bf16"])
+    np.testing.assert_array_equal(out["model"], out["bf16"])
+    np.testing.assert_array_equal(out["null"], out["bf16"])
     assert np.array_equal(out["auto"], out["bf16"]) or np.array_equal(out["auto"], out["fp32"])
     rel = np.sqrt(np.mean((out["bf16"] - out["fp32"]) ** 2) / np.mean(out["fp32"] ** 2))
     assert 0 < rel <= 3e-2

@@ -1,0 +1,69 @@
+"""Keep freed memory in the process while the network runs (glibc's malloc).
+
+glibc gives every allocation above 32 MiB its own fresh mapping from the kernel and returns it on
+``free``, so each large tensor of a forward pass is zero-filled page by page anew. For predict's tiles
+(hundreds of MiB per activation) that is most of the time: a 128x208x208 float32 forward of the CPU
+presets' U-Net took 15.2 s, 6.4 s of them in the kernel, against 9.6 s with freed memory reused
+(``bench/cpu_conv.py``, bench/RESULTS.md). Inside :func:`reused_heap` allocations come from the heap,
+freed memory stays there for the next tile, and threads started inside share one arena (threads of other
+arenas fall back to fresh mappings); on leaving, glibc's default thresholds are set back and the free
+memory is returned to the system. Elsewhere (macOS, musl, Windows) it does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import threading
+from contextlib import contextmanager
+
+logger = logging.getLogger(__name__)
+
+#: mallopt parameters (glibc's malloc.h).
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -3, -4, -8
+#: What glibc's dynamic thresholds reach for large blocks (mallopt turns the dynamic adjustment off, so the
+#: settings after the block are set to these): mapping above 32 MiB, trimming above 64 MiB of free top.
+AFTER = ((M_MMAP_MAX, 65536), (M_MMAP_THRESHOLD, 32 << 20), (M_TRIM_THRESHOLD, 64 << 20), (M_ARENA_MAX, 0))
+INSIDE = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1))
+
+_lock = threading.Lock()
+_depth = 0
+
+
+def _libc():
+    """glibc, or None where mallopt/malloc_trim are missing."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+def _set(libc, settings) -> bool:
+    return all(libc.mallopt(key, value) == 1 for key, value in settings)
+
+
+@contextmanager
+def reused_heap():
+    """Inside: freed memory is kept for reuse instead of being unmapped (see the module docstring).
+
+    Re-entrant; the settings are process-wide (glibc has no other kind).
+    """
+    global _depth
+    libc = _libc()
+    if libc is None:
+        yield
+        return
+    with _lock:
+        if _depth == 0 and not _set(libc, INSIDE):
+            logger.debug("malloc settings not accepted; freed memory is unmapped as usual")
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                _set(libc, AFTER)
+                libc.malloc_trim(0)
