@@ -29,8 +29,8 @@ def _faults_per_forward(net, x, repeats: int = 3) -> list[int]:
 def test_freed_memory_is_reused_inside_and_unmapped_after():
     """A forward pass whose activations exceed glibc's 32 MiB mapping threshold (16 channels of 96³: 54 MiB)
     faults in every page of them on every call (~134,000 faults); inside :func:`reused_heap` the later calls
-    reuse the freed memory (no faults once the heap has grown to the pass's size); after it the default behaviour is back (re-entrant: an inner block's
-    exit keeps the settings)."""
+    reuse the freed memory (no faults once the heap has grown to the pass's size); after it the default
+    behaviour is back (re-entrant: an inner block's exit keeps the settings)."""
     torch.set_num_threads(1)
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv3d(1, 16, 3, padding=1), torch.nn.LeakyReLU(0.05),
