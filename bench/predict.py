@@ -185,6 +185,9 @@ def main() -> None:
     parser.add_argument("--tiles-only", action="store_true")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from isonet_pl.heap import share_one_arena
+
+    share_one_arena()  # as the command line does, before threads start
     if args.child:
         child(args.child[0], args.child[1], int(args.child[2]))
         return

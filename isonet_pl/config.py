@@ -252,7 +252,9 @@ class RefineConfig(Section):
     batch_size: int | None = Field(None, ge=1, description="Global batch size; unset: max(4, 2 x GPUs).")
     steps_per_epoch: int | None = Field(None, ge=1, description="Steps per epoch; unset: min(6 x subtomograms / "
                                                                 "batch_size, 200).")
-    learning_rate: float = Field(4e-4, gt=0, description="Adam learning rate.")
+    learning_rate: float | None = Field(None, gt=0, description="Adam learning rate; unset: 4e-4 for isonet "
+                                                                "(IsoNet 0.2's), 1e-3 for n2n (measured better at a "
+                                                                "small budget, bench/RESULTS.md).")
     noise_level: tuple[float, ...] = Field((0.05, 0.10, 0.15, 0.20), description="Noise std added to the inputs "
                                                                                    "(normalised units), per stage.")
     noise_start_iter: tuple[int, ...] = Field((11, 16, 21, 26), description="First iteration of each noise stage.")

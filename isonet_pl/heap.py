@@ -3,11 +3,16 @@
 glibc gives every allocation above 32 MiB its own fresh mapping from the kernel and returns it on
 ``free``, so each large tensor of a forward pass is zero-filled page by page anew. For predict's tiles
 (hundreds of MiB per activation) that is most of the time: a 128x208x208 float32 forward of the CPU
-presets' U-Net took 15.2 s, 6.4 s of them in the kernel, against 9.6 s with freed memory reused
-(``bench/cpu_conv.py``, bench/RESULTS.md). Inside :func:`reused_heap` allocations come from the heap,
-freed memory stays there for the next tile, and threads started inside share one arena (threads of other
-arenas fall back to fresh mappings); on leaving, glibc's default thresholds are set back and the free
-memory is returned to the system. Elsewhere (macOS, musl, Windows) it does nothing.
+presets' U-Net took 15.5 s, 6.4 s of them in the kernel, against 10.0 s with freed memory reused
+(``bench/cpu_conv.py``, bench/RESULTS.md). Inside :func:`reused_heap` allocations come from the heap and
+freed memory stays there for the next tile; on leaving, glibc's default thresholds are set back and the
+free memory is returned to the system.
+
+Only the main arena can hold large blocks (the other arenas' heaps are 64 MiB at most: their large blocks
+are always mapped afresh), and glibc hands threads other arenas unless told otherwise before they start:
+:func:`share_one_arena`, called first thing by the command line, makes every thread use the main arena.
+A program that calls the workflows from threads of its own should call it at its start too. Elsewhere
+(macOS, musl, Windows) both do nothing.
 """
 
 from __future__ import annotations
@@ -24,8 +29,8 @@ logger = logging.getLogger(__name__)
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -3, -4, -8
 #: What glibc's dynamic thresholds reach for large blocks (mallopt turns the dynamic adjustment off, so the
 #: settings after the block are set to these): mapping above 32 MiB, trimming above 64 MiB of free top.
-AFTER = ((M_MMAP_MAX, 65536), (M_MMAP_THRESHOLD, 32 << 20), (M_TRIM_THRESHOLD, 64 << 20), (M_ARENA_MAX, 0))
-INSIDE = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1))
+AFTER = ((M_MMAP_MAX, 65536), (M_MMAP_THRESHOLD, 32 << 20), (M_TRIM_THRESHOLD, 64 << 20))
+INSIDE = ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1))
 
 _lock = threading.Lock()
 _depth = 0
@@ -38,6 +43,13 @@ def _libc():
         return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
     except OSError:
         return None
+
+
+def share_one_arena() -> None:
+    """Make every thread allocate from glibc's main arena (process-wide; call before threads start)."""
+    libc = _libc()
+    if libc is not None and libc.mallopt(M_ARENA_MAX, 1) != 1:
+        logger.debug("malloc arena setting not accepted")
 
 
 def _set(libc, settings) -> bool:

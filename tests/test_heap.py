@@ -47,3 +47,34 @@ def test_freed_memory_is_reused_inside_and_unmapped_after():
         pytest.skip("transparent huge pages always on: fresh mappings fault per 2 MiB")
     after = _faults_per_forward(net, x)
     assert min(after) > pages, after
+
+
+def test_threads_reuse_freed_memory_with_one_arena():
+    """In a fresh process that calls share_one_arena first (as the command line does), a forward pass run by a
+    worker thread (as predict's dask threads run the tiles) reuses freed memory inside reused_heap."""
+    import subprocess
+    import textwrap
+
+    script = textwrap.dedent("""
+        import resource, threading
+        from isonet_pl.heap import reused_heap, share_one_arena
+        share_one_arena()
+        import torch
+        torch.set_num_threads(1)
+        net = torch.nn.Sequential(torch.nn.Conv3d(1, 16, 3, padding=1), torch.nn.Conv3d(16, 1, 3, padding=1))
+        x = torch.randn(1, 1, 96, 96, 96)
+        faults = []
+        def work():
+            with torch.no_grad():
+                for _ in range(3):
+                    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                    net(x)
+                    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+        with reused_heap():
+            thread = threading.Thread(target=work)
+            thread.start()
+            thread.join()
+        print(faults[-1])
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert int(out.stdout.split()[-1]) < 0.05 * (16 * 96**3 * 4 // 4096), out.stdout

@@ -49,6 +49,11 @@ def ema_decay(cfg: RefineConfig, method: str) -> float:
     return cfg.ema_decay if cfg.ema_decay is not None else (0.99 if method == "n2n" else 0.0)
 
 
+def learning_rate(cfg: RefineConfig, method: str) -> float:
+    """``--learning_rate``, unset: 1e-3 for ``n2n``, IsoNet's 4e-4 for ``isonet`` (bench/RESULTS.md)."""
+    return cfg.learning_rate if cfg.learning_rate is not None else (1e-3 if method == "n2n" else 4e-4)
+
+
 def renormalizes(cfg: RefineConfig, method: str, subs: Subtomograms) -> bool:
     """Whether the filled subtomograms are renormalised each on its own (``--fill_normalization``)."""
     mode = cfg.fill_normalization if cfg.fill_normalization != "auto" else \
@@ -72,6 +77,7 @@ class Resolved:
     batch_size: int
     steps_per_epoch: int
     residual: bool
+    learning_rate: float
     ema_decay: float
     fill_normalization: str
     recalibrate_bn: bool
@@ -79,8 +85,8 @@ class Resolved:
 
     def describe(self) -> str:
         return (f"method {self.method}, batch {self.batch_size}, {self.steps_per_epoch} steps per epoch, residual "
-                f"{'on' if self.residual else 'off'}, EMA {self.ema_decay or 'off'}, fill normalisation "
-                f"{self.fill_normalization}, batch-norm recalibration {'on' if self.recalibrate_bn else 'off'}, "
+                f"{'on' if self.residual else 'off'}, learning rate {self.learning_rate:g}, EMA "
+                f"{self.ema_decay or 'off'}, fill normalisation {self.fill_normalization}, batch-norm recalibration {'on' if self.recalibrate_bn else 'off'}, "
                 f"{self.preprocessing_ncpus} worker(s)")
 
 
@@ -89,7 +95,8 @@ def resolve(cfg: RefineConfig, subs: Subtomograms, n_devices: int) -> Resolved:
     method = method_of(cfg, subs)
     batch, steps = derived_settings(cfg, len(subs.data), n_devices)
     workers = cfg.preprocessing_ncpus if cfg.preprocessing_ncpus is not None else min(8, max(0, usable_cpus() - 1))
-    return Resolved(method, batch, steps, uses_residual(cfg, method), ema_decay(cfg, method),
+    return Resolved(method, batch, steps, uses_residual(cfg, method), learning_rate(cfg, method),
+                    ema_decay(cfg, method),
                     "subtomogram" if renormalizes(cfg, method, subs) else "tomogram", recalibrates_bn(cfg, method),
                     workers)
 
@@ -107,7 +114,7 @@ def build_module(cfg: RefineConfig, subs: Subtomograms):
             "normalization": "tomogram" if subs.per_tomogram else "subtomogram", "cube_size": subs.cube,
             "crop_size": subs.crop, "tilt_ranges": sorted({tuple(t) for t in subs.tilt_ranges.tolist()}),
             "pixel_size": subs.pixel_size, "version": __version__, "settings": cfg.model_dump(mode="json")}
-    return IsoNetModule(net=net, learning_rate=cfg.learning_rate, meta=ModelCard.model_validate(meta).model_dump(),
+    return IsoNetModule(net=net, learning_rate=learning_rate(cfg, method), meta=ModelCard.model_validate(meta).model_dump(),
                         loss="fourier_split" if method == "n2n" else "mae", mw_weight=cfg.mw_weight)
 
 

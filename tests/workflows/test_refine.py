@@ -35,7 +35,7 @@ def test_refine_writes_checkpoints_settings_losses(subtomo_star, tmp_path):
         assert payload["settings"]["filter_base"] == 4 and payload["iteration"] == it
         assert payload["settings"]["residual"] is None  # unset in the settings, resolved beside them:
         assert payload["resolved"] == {"method": "isonet", "batch_size": 2, "steps_per_epoch": 3, "residual": True,
-                                       "ema_decay": 0.0, "fill_normalization": "subtomogram",
+                                       "learning_rate": 4e-4, "ema_decay": 0.0, "fill_normalization": "subtomogram",
                                        "recalibrate_bn": False, "preprocessing_ncpus": 0}
     model = IsoNetModule.load_from_checkpoint(last, map_location="cpu")
     assert model.meta["cube_size"] == 16 and model.meta["crop_size"] == 24
@@ -222,9 +222,10 @@ def test_fill_normalization_keeps_tomogram_units(subtomo_star, tmp_path):
 
 
 def test_method_dependent_defaults(subtomo_star, n2n_model):
-    """Unset --residual / --fill_normalization auto / unset --ema_decay: IsoNet's choices for isonet, the measured
-    ones for n2n."""
-    from isonet_pl.training.setup import build_module, ema_decay, method_of, renormalizes, uses_residual
+    """Unset --residual / --fill_normalization auto / unset --ema_decay / unset --learning_rate: IsoNet's choices
+    for isonet, the measured ones for n2n."""
+    from isonet_pl.training.setup import build_module, ema_decay, learning_rate, method_of, renormalizes, \
+        uses_residual
     from isonet_pl.training.subtomograms import load_subtomograms
 
     single = load_subtomograms(subtomo_star)
@@ -235,7 +236,10 @@ def test_method_dependent_defaults(subtomo_star, n2n_model):
     assert renormalizes(cfg, "isonet", single) and not renormalizes(cfg, "n2n", halves)
     assert build_module(cfg, single).net.residual and not build_module(cfg, halves).net.residual
     assert (ema_decay(cfg, "isonet"), ema_decay(cfg, "n2n")) == (0.0, 0.99)
-    explicit = RefineConfig(residual=True, fill_normalization="subtomogram", ema_decay=0)
+    assert (learning_rate(cfg, "isonet"), learning_rate(cfg, "n2n")) == (4e-4, 1e-3)
+    assert build_module(cfg, halves).hparams["learning_rate"] == 1e-3
+    explicit = RefineConfig(residual=True, fill_normalization="subtomogram", ema_decay=0, learning_rate=2e-4)
+    assert learning_rate(explicit, "n2n") == learning_rate(explicit, "isonet") == 2e-4
     assert uses_residual(explicit, "n2n") and renormalizes(explicit, "n2n", halves)
     assert ema_decay(explicit, "n2n") == 0.0
     assert "averaging_state" in torch.load(n2n_model[1], map_location="cpu", weights_only=False)  # EMA ran in n2n
