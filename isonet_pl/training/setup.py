@@ -86,8 +86,8 @@ class Resolved:
     def describe(self) -> str:
         return (f"method {self.method}, batch {self.batch_size}, {self.steps_per_epoch} steps per epoch, residual "
                 f"{'on' if self.residual else 'off'}, learning rate {self.learning_rate:g}, EMA "
-                f"{self.ema_decay or 'off'}, fill normalisation {self.fill_normalization}, batch-norm recalibration {'on' if self.recalibrate_bn else 'off'}, "
-                f"{self.preprocessing_ncpus} worker(s)")
+                f"{self.ema_decay or 'off'}, fill normalisation {self.fill_normalization}, batch-norm recalibration "
+                f"{'on' if self.recalibrate_bn else 'off'}, {self.preprocessing_ncpus} worker(s)")
 
 
 def resolve(cfg: RefineConfig, subs: Subtomograms, n_devices: int) -> Resolved:
