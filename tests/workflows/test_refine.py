@@ -224,8 +224,7 @@ def test_fill_normalization_keeps_tomogram_units(subtomo_star, tmp_path):
 def test_method_dependent_defaults(subtomo_star, n2n_model):
     """Unset --residual / --fill_normalization auto / unset --ema_decay / unset --learning_rate: IsoNet's choices
     for isonet, the measured ones for n2n."""
-    from isonet_pl.training.setup import build_module, ema_decay, learning_rate, method_of, renormalizes, \
-        uses_residual
+    from isonet_pl.training.setup import build_module, ema_decay, learning_rate, method_of, renormalizes, uses_residual
     from isonet_pl.training.subtomograms import load_subtomograms
 
     single = load_subtomograms(subtomo_star)
