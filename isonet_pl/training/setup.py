@@ -115,7 +115,8 @@ def build_module(cfg: RefineConfig, subs: Subtomograms):
             "crop_size": subs.crop, "tilt_ranges": sorted({tuple(t) for t in subs.tilt_ranges.tolist()}),
             "pixel_size": subs.pixel_size, "version": __version__, "settings": cfg.model_dump(mode="json")}
     return IsoNetModule(net=net, learning_rate=learning_rate(cfg, method),
-                        meta=ModelCard.model_validate(meta).model_dump(), loss="fourier_split" if method == "n2n" else "mae", mw_weight=cfg.mw_weight)
+                        meta=ModelCard.model_validate(meta).model_dump(),
+                        loss="fourier_split" if method == "n2n" else "mae", mw_weight=cfg.mw_weight)
 
 
 def load_pretrained(module, path: str | Path) -> None:
