@@ -1,3 +1,4 @@
+# ruff: noqa: E402  (the allocator is set before the imports, one of which starts a thread)
 """Prediction benchmark: predict against the raw network, memory on a large tomogram, network throughput.
 
 Run: ``.venv/bin/python bench/predict.py [--gib 2] [--threads 2]`` (``--tiles-only``: only part 0)
@@ -18,6 +19,10 @@ Run: ``.venv/bin/python bench/predict.py [--gib 2] [--threads 2]`` (``--tiles-on
 """
 
 from __future__ import annotations
+
+from isonet_pl.heap import share_one_arena
+
+share_one_arena()  # as the command line does, before anything starts a thread (importing zarr does)
 
 import argparse
 import json
@@ -185,9 +190,6 @@ def main() -> None:
     parser.add_argument("--tiles-only", action="store_true")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from isonet_pl.heap import share_one_arena
-
-    share_one_arena()  # as the command line does, before threads start
     if args.child:
         child(args.child[0], args.child[1], int(args.child[2]))
         return

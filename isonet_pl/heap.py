@@ -9,9 +9,10 @@ freed memory stays there for the next tile; on leaving, glibc's default threshol
 free memory is returned to the system.
 
 Only the main arena can hold large blocks (the other arenas' heaps are 64 MiB at most: their large blocks
-are always mapped afresh), and glibc hands threads other arenas unless told otherwise before they start:
-:func:`share_one_arena`, called first thing by the command line, makes every thread use the main arena.
-A program that calls the workflows from threads of its own should call it at its start too. Elsewhere
+are always mapped afresh), and glibc hands threads other arenas unless told otherwise before the first
+thread starts (importing zarr starts one): :func:`share_one_arena`, called first thing by the command
+line, makes every thread use the main arena. A program that calls the workflows should call it before its
+imports too. Elsewhere
 (macOS, musl, Windows) both do nothing.
 """
 
@@ -30,7 +31,7 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -3, -4, -8
 #: What glibc's dynamic thresholds reach for large blocks (mallopt turns the dynamic adjustment off, so the
 #: settings after the block are set to these): mapping above 32 MiB, trimming above 64 MiB of free top.
 AFTER = ((M_MMAP_MAX, 65536), (M_MMAP_THRESHOLD, 32 << 20), (M_TRIM_THRESHOLD, 64 << 20))
-INSIDE = ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1))
+INSIDE = ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, -1))  # -1: never trim (mallopt(3))
 
 _lock = threading.Lock()
 _depth = 0
