@@ -76,8 +76,9 @@ def _in_wedge(volumes: np.ndarray, truths: np.ndarray) -> float:
 
 def test_n2n_defaults_fill_the_wedge(sheets_star, tmp_path):
     """A tiny n2n refine with the default method settings fills the wedge: in-wedge correlation > 0.1 where the
-    input has ~0 (measured 0.214; 0.195 with the learning rate 4e-4 of before). Before the fix of issue #19 (Lightning's plain EMA, each iteration restarting
-    from the lagging average, and batch-norm statistics far from the training ones) it reached 0.024."""
+    input has ~0 (measured 0.214; 0.195 with the learning rate 4e-4 of before). Before the fix of issue #19
+    (Lightning's plain EMA, each iteration restarting from the lagging average, and batch-norm statistics far
+    from the training ones) it reached 0.024."""
     from isonet_pl.training.estimates import predict_volumes
     from isonet_pl.training.subtomograms import load_subtomograms
     from isonet_pl.workflows.predict import load_model
