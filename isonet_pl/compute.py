@@ -66,11 +66,31 @@ def progress_bar(enabled: bool, label: str = "") -> Iterator[None]:
         yield
         return
     import sys
+    import threading
+    from timeit import default_timer
 
     from dask.diagnostics import ProgressBar
     from dask.utils import format_time
 
     class Bar(ProgressBar):
+        # dask's bar sleeps dt between redraws and joins that thread at the end: with dt 10 s every computation
+        # waited up to 10 s more in a log file (a whole tile's worth of prediction); here the wait is cut short
+        def _start(self, dsk):
+            self._stop = threading.Event()
+            super()._start(dsk)
+
+        def _timer_func(self):
+            while self._running:
+                elapsed = default_timer() - self._start_time
+                if elapsed > self._minimum:
+                    self._update_bar(elapsed)
+                self._stop.wait(self._dt)
+
+        def _finish(self, dsk, state, errored):
+            self._running = False
+            self._stop.set()
+            super()._finish(dsk, state, errored)
+
         def _draw_bar(self, frac, elapsed):
             left = f", about {format_time(elapsed * (1 - frac) / frac)} left" if 0.02 < frac < 1 else ""
             bar = "#" * int(self._width * frac)
