@@ -12,8 +12,7 @@ Only the main arena can hold large blocks (the other arenas' heaps are 64 MiB at
 are always mapped afresh), and glibc hands threads other arenas unless told otherwise before the first
 thread starts (importing zarr starts one): :func:`share_one_arena`, called first thing by the command
 line, makes every thread use the main arena. A program that calls the workflows should call it before its
-imports too. Elsewhere
-(macOS, musl, Windows) both do nothing.
+imports too. Elsewhere (macOS, musl, Windows) both do nothing.
 """
 
 from __future__ import annotations
