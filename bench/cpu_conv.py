@@ -10,7 +10,7 @@ per million voxels, the kernel (system) time of the process during the timed cal
 (multiply-adds × 2, counted with hooks) and that as a fraction of this CPU's float32 matmul peak measured in the
 same run. Variants: float32 (the default), channels-last-3d memory, oneDNN (mkldnn) off, 1 thread instead of
 all, bf16 autocast, float32 and bf16 with freed memory kept for reuse (:func:`isonet_pl.heap.reused_heap`, as
-predict and refine run), and with ``--compile`` ``torch.compile`` (its compile time reported apart). Timings
+refine runs), and with ``--compile`` ``torch.compile`` (its compile time reported apart). Timings
 are meaningless on a busy machine: run it alone.
 """
 

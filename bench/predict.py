@@ -10,7 +10,7 @@ Run: ``.venv/bin/python bench/predict.py [--gib 2] [--threads 2]`` (``--tiles-on
    time ÷ one raw forward of the same network over the whole tomogram in the same precision, side by side
    in one run.
 1. The same network's throughput on one of predict's CPU tiles (128x208x208) in float32 and bf16, as
-   predict runs it (freed memory reused): seconds per million voxels and the convolutions' FLOP rate as a
+   predict runs it: seconds per million voxels and the convolutions' FLOP rate as a
    fraction of this CPU's measured float32 peak (a large matrix multiply); ``bench/cpu_conv.py`` has the
    variants.
 2. Peak RSS (VmHWM, fresh process) while predicting a ``--gib`` GiB tomogram from Zarr to Zarr with a small
@@ -86,14 +86,11 @@ def child(zarr_in: str, zarr_out: str, threads: int) -> None:
     from isonet_pl.predict.predictor import predict_tomogram
 
     torch.set_num_threads(threads)
-    from isonet_pl.heap import reused_heap
-
     store = open_tomogram(zarr_in)
     t0 = time.perf_counter()
-    with reused_heap():  # as predict runs
-        out = predict_tomogram(store.zarr_array(0), small_module(), UNIT, chunk=128, halo=8)
-        with dask.config.set(scheduler="threads", num_workers=2):
-            write_tomogram(out, zarr_out, store.voxel_size, chunks=(64, 64, 64))
+    out = predict_tomogram(store.zarr_array(0), small_module(), UNIT, chunk=128, halo=8)
+    with dask.config.set(scheduler="threads", num_workers=2):
+        write_tomogram(out, zarr_out, store.voxel_size, chunks=(64, 64, 64))
     print(json.dumps({"wall_s": time.perf_counter() - t0, "peak_rss_MiB": peak_rss_mib()}))
 
 
@@ -113,16 +110,14 @@ def save_checkpoint(module, path: Path, cube: int) -> Path:
 
 
 def raw_forward(module, vol: np.ndarray, precision: str) -> float:
-    """Seconds of one forward of ``module`` over the whole of ``vol`` (after one such call: primitives made,
-    heap grown), with freed memory reused as predict runs (the raw network at its best)."""
-    from isonet_pl.heap import reused_heap
+    """Seconds of one forward of ``module`` over the whole of ``vol`` (after one such call: primitives made),
+    with the allocator as predict runs."""
     from isonet_pl.predict.predictor import predict_block
 
-    with reused_heap():
-        predict_block(vol, module, UNIT, precision=precision)
-        t0 = time.perf_counter()
-        predict_block(vol, module, UNIT, precision=precision)
-        return time.perf_counter() - t0
+    predict_block(vol, module, UNIT, precision=precision)
+    t0 = time.perf_counter()
+    predict_block(vol, module, UNIT, precision=precision)
+    return time.perf_counter() - t0
 
 
 def tile_ratios(out: Path, shapes=((64, 192, 192), (128, 384, 384))) -> dict:

@@ -12,7 +12,6 @@ import torch
 from isonet_pl.compute import dask_context, progress_bar
 from isonet_pl.config import IOConfig, PredictConfig
 from isonet_pl.errors import InputError
-from isonet_pl.heap import reused_heap
 from isonet_pl.io.paths import check_output_dir, check_readable_file, remove
 from isonet_pl.io.star import CORRECTED_COLUMN, DECONV_COLUMN, read_tomogram_star
 from isonet_pl.io.zarr_store import (
@@ -61,7 +60,6 @@ def _devices(cfg: PredictConfig) -> list[str]:
     return ["cpu"]
 
 
-@reused_heap()
 def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None = None, io: IOConfig | None = None,
             tomo_idx: str | None = None, progress: bool = False) -> Path:
     """Correct each selected tomogram with ``model``; write ``<output_dir>/<name>_corrected.mrc``.
