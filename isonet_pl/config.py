@@ -255,6 +255,10 @@ class RefineConfig(Section):
     learning_rate: float | None = Field(None, gt=0, description="Adam learning rate; unset: 4e-4 for isonet "
                                                                 "(IsoNet 0.2's), 1e-3 for n2n (measured better at a "
                                                                 "small budget, bench/RESULTS.md).")
+    lr_schedule: Literal["auto", "constant", "cosine"] = Field("auto", description="How the learning rate "
+                                                               "changes: constant (IsoNet 0.2), or cosine: along a "
+                                                               "half cosine over the whole run to 5 % of it. Auto: "
+                                                               "constant.")
     noise_level: tuple[float, ...] = Field((0.05, 0.10, 0.15, 0.20), description="Noise std added to the inputs "
                                                                                    "(normalised units), per stage.")
     noise_start_iter: tuple[int, ...] = Field((11, 16, 21, 26), description="First iteration of each noise stage.")
@@ -395,8 +399,8 @@ OPTION_GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
                 "seed"),
         "Network": ("unet_depth", "filter_base", "convs_per_depth", "kernel", "drop_out", "batch_normalization",
                     "pool", "residual"),
-        "Training": ("learning_rate", "ema_decay", "normalize_percentile", "fill_normalization", "val_fraction",
-                     "select_subtomo_number"),
+        "Training": ("learning_rate", "lr_schedule", "ema_decay", "normalize_percentile", "fill_normalization",
+                     "val_fraction", "select_subtomo_number"),
         "Single tomogram (isonet)": ("noise_level", "noise_start_iter", "noise_mode"),
         "Even/odd halves (n2n)": ("mw_weight", "wedge_target", "refill_every"),
         "Devices and resume": ("gpuID", "accelerator", "devices", "num_nodes", "preprocessing_ncpus",

@@ -2,7 +2,8 @@
 
 IsoNet 0.2 trains with a mean absolute error between the network's output and the target,
 Adam with a constant learning rate (β = (0.9, 0.999), ε = 1e-7, Keras's defaults) and no
-schedule (SPEC §6.6). The iterative refinement loop (train → predict → rebuild targets →
+schedule (SPEC §6.6); ``lr_schedule="cosine"`` lowers the rate along a half cosine over the whole run
+instead (see :func:`scheduled_learning_rate`). The iterative refinement loop (train → predict → rebuild targets →
 retrain) is orchestration and lives in the workflows, outside this module.
 
 Batches are dicts of tensors:
@@ -37,6 +38,24 @@ import torch
 from .unet import UNet3D
 
 logger = logging.getLogger(__name__)
+
+#: ``lr_schedule`` values: IsoNet's constant rate, or a half cosine over the whole run.
+LR_SCHEDULES = ("constant", "cosine")
+#: The cosine schedule's last rate, as a fraction of the first.
+COSINE_FLOOR = 0.05
+
+
+def scheduled_learning_rate(base: float, step: int, total: int | None, schedule: str) -> float:
+    """The learning rate of optimiser step ``step`` (0-based) of a run of ``total`` steps.
+
+    ``constant``: ``base`` throughout. ``cosine``: ``base`` at step 0, falling along a half cosine to
+    ``COSINE_FLOOR * base`` at the last step and staying there past it; with ``total`` unknown (None
+    or 0) the rate stays ``base``.
+    """
+    if schedule == "constant" or not total:
+        return base
+    t = min(max(step, 0) / max(total - 1, 1), 1.0)
+    return base * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * t)))
 
 __all__ = ["IsoNetModule", "mean_absolute_error", "fourier_split_loss", "LOSSES"]
 
@@ -163,7 +182,12 @@ class IsoNetModule(pl.LightningModule):
         Keyword arguments for :class:`~isonet_pl.model.unet.UNet3D` (missing ones take its
         defaults, i.e. IsoNet's default network). A pydantic model is accepted and dumped.
     learning_rate : float, default 4e-4
-        Adam's constant learning rate (IsoNet ``learning_rate``).
+        Adam's learning rate (IsoNet ``learning_rate``): constant, or the first of the schedule.
+    lr_schedule : {"constant", "cosine"}, default "constant"
+        How the rate changes with the optimiser step (:func:`scheduled_learning_rate`). The run's
+        length in steps is set by the caller in :attr:`schedule_steps` before fitting (refine sets
+        iterations × epochs × steps per epoch); the step is Lightning's ``global_step``, restored on
+        resume, so a resumed run follows the same rates.
     meta : dict, optional
         Free information stored with the model in the checkpoint (normalisation, cube size,
         tilt range, settings...). Values must be numbers, strings, lists or dicts (numpy
@@ -199,6 +223,7 @@ class IsoNetModule(pl.LightningModule):
         meta: dict[str, Any] | None = None,
         loss: str | None = None,
         mw_weight: float | None = None,
+        lr_schedule: str = "constant",
     ) -> None:
         super().__init__()
         if not (learning_rate > 0 and math.isfinite(learning_rate)):
@@ -208,6 +233,8 @@ class IsoNetModule(pl.LightningModule):
         loss = loss or ("fourier_split" if meta.get("method") == "n2n" else "mae")
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
         mw_weight = float(meta.get("mw_weight", 1.0) if mw_weight is None else mw_weight)
         if not (mw_weight >= 0 and math.isfinite(mw_weight)):
             raise ValueError(f"mw_weight must be non-negative, got {mw_weight}")
@@ -221,9 +248,11 @@ class IsoNetModule(pl.LightningModule):
                 "meta": _to_builtin(meta),
                 "loss": loss,
                 "mw_weight": mw_weight,
+                "lr_schedule": lr_schedule,
             }
         )
         self.net = UNet3D(**net_kwargs)
+        self.schedule_steps: int | None = None
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -284,8 +313,17 @@ class IsoNetModule(pl.LightningModule):
         self._log_metrics("val", loss, batch_size=batch["input"].shape[0])
         return loss
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Set the scheduled learning rate of this step (``lr_schedule``) and log it as ``lr``."""
+        lr = scheduled_learning_rate(self.hparams["learning_rate"], self.trainer.global_step, self.schedule_steps,
+                                     self.hparams.get("lr_schedule", "constant"))
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        self.log("lr", lr, on_step=False, on_epoch=True, batch_size=1, sync_dist=False)
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam with IsoNet's (Keras's) settings and a constant learning rate.
+        """Adam with IsoNet's (Keras's) settings; its rate is set each step (:meth:`on_train_batch_start`).
 
         Returns
         -------

@@ -54,6 +54,11 @@ def learning_rate(cfg: RefineConfig, method: str) -> float:
     return cfg.learning_rate if cfg.learning_rate is not None else (1e-3 if method == "n2n" else 4e-4)
 
 
+def lr_schedule(cfg: RefineConfig, method: str) -> str:
+    """``--lr_schedule``, auto: constant (bench/RESULTS.md)."""
+    return cfg.lr_schedule if cfg.lr_schedule != "auto" else "constant"
+
+
 def renormalizes(cfg: RefineConfig, method: str, subs: Subtomograms) -> bool:
     """Whether the filled subtomograms are renormalised each on its own (``--fill_normalization``)."""
     mode = cfg.fill_normalization if cfg.fill_normalization != "auto" else \
@@ -78,6 +83,7 @@ class Resolved:
     steps_per_epoch: int
     residual: bool
     learning_rate: float
+    lr_schedule: str
     ema_decay: float
     fill_normalization: str
     recalibrate_bn: bool
@@ -85,7 +91,8 @@ class Resolved:
 
     def describe(self) -> str:
         return (f"method {self.method}, batch {self.batch_size}, {self.steps_per_epoch} steps per epoch, residual "
-                f"{'on' if self.residual else 'off'}, learning rate {self.learning_rate:g}, EMA "
+                f"{'on' if self.residual else 'off'}, learning rate {self.learning_rate:g} "
+                f"({self.lr_schedule}), EMA "
                 f"{self.ema_decay or 'off'}, fill normalisation {self.fill_normalization}, batch-norm recalibration "
                 f"{'on' if self.recalibrate_bn else 'off'}, {self.preprocessing_ncpus} worker(s)")
 
@@ -96,7 +103,7 @@ def resolve(cfg: RefineConfig, subs: Subtomograms, n_devices: int) -> Resolved:
     batch, steps = derived_settings(cfg, len(subs.data), n_devices)
     workers = cfg.preprocessing_ncpus if cfg.preprocessing_ncpus is not None else min(8, max(0, usable_cpus() - 1))
     return Resolved(method, batch, steps, uses_residual(cfg, method), learning_rate(cfg, method),
-                    ema_decay(cfg, method),
+                    lr_schedule(cfg, method), ema_decay(cfg, method),
                     "subtomogram" if renormalizes(cfg, method, subs) else "tomogram", recalibrates_bn(cfg, method),
                     workers)
 
@@ -116,7 +123,8 @@ def build_module(cfg: RefineConfig, subs: Subtomograms):
             "pixel_size": subs.pixel_size, "version": __version__, "settings": cfg.model_dump(mode="json")}
     return IsoNetModule(net=net, learning_rate=learning_rate(cfg, method),
                         meta=ModelCard.model_validate(meta).model_dump(),
-                        loss="fourier_split" if method == "n2n" else "mae", mw_weight=cfg.mw_weight)
+                        loss="fourier_split" if method == "n2n" else "mae", mw_weight=cfg.mw_weight,
+                        lr_schedule=lr_schedule(cfg, method))
 
 
 def load_pretrained(module, path: str | Path) -> None:

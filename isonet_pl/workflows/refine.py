@@ -121,6 +121,7 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
                                             renormalize=renormalize)
         else:
             current = estimates.first_estimates(subs, method, renormalize)
+    module.schedule_steps = cfg.iterations * cfg.epochs * steps  # the learning-rate schedule's length
     device = torch.device("cuda", dev["devices"][0] if isinstance(dev["devices"], list) else 0) \
         if dev["accelerator"] == "gpu" else torch.device("cpu")
 

@@ -131,6 +131,21 @@ def test_optimiser_is_keras_adam():
     assert group["eps"] == 1e-7
 
 
+def test_scheduled_learning_rate():
+    """constant: the base rate; cosine: base at step 0, half way at the middle, 5 % at the last step and after;
+    without a known length the base rate; an unknown schedule is refused."""
+    from isonet_pl.model.module import COSINE_FLOOR, scheduled_learning_rate
+
+    assert [scheduled_learning_rate(1e-3, s, 11, "constant") for s in (0, 5, 10)] == [1e-3] * 3
+    rates = [scheduled_learning_rate(1e-3, s, 11, "cosine") for s in range(13)]
+    assert rates[0] == pytest.approx(1e-3) and rates[10] == rates[12] == pytest.approx(COSINE_FLOOR * 1e-3)
+    assert rates[5] == pytest.approx(1e-3 * (1 + COSINE_FLOOR) / 2)
+    assert all(a > b for a, b in zip(rates[:10], rates[1:11], strict=True))
+    assert scheduled_learning_rate(1e-3, 7, None, "cosine") == 1e-3
+    with pytest.raises(ValueError, match="lr_schedule"):
+        IsoNetModule(net=TINY_NET, lr_schedule="step")
+
+
 def test_weighted_mae():
     """A constant weight gives the plain MAE; a zero weight drops those voxels."""
     pred = torch.zeros(2, 1, 2, 2, 2)

@@ -35,8 +35,9 @@ def test_refine_writes_checkpoints_settings_losses(subtomo_star, tmp_path):
         assert payload["settings"]["filter_base"] == 4 and payload["iteration"] == it
         assert payload["settings"]["residual"] is None  # unset in the settings, resolved beside them:
         assert payload["resolved"] == {"method": "isonet", "batch_size": 2, "steps_per_epoch": 3, "residual": True,
-                                       "learning_rate": 4e-4, "ema_decay": 0.0, "fill_normalization": "subtomogram",
-                                       "recalibrate_bn": False, "preprocessing_ncpus": 0}
+                                       "learning_rate": 4e-4, "lr_schedule": "constant", "ema_decay": 0.0,
+                                       "fill_normalization": "subtomogram", "recalibrate_bn": False,
+                                       "preprocessing_ncpus": 0}
     model = IsoNetModule.load_from_checkpoint(last, map_location="cpu")
     assert model.meta["cube_size"] == 16 and model.meta["crop_size"] == 24
     assert model.meta["normalization"] == "tomogram" and model.meta["normalize_percentile"] is True
@@ -50,16 +51,23 @@ def test_refine_writes_checkpoints_settings_losses(subtomo_star, tmp_path):
     assert svg.count('stroke-dasharray="3,3"') == 1
 
 
-@pytest.mark.parametrize("ema", [0.0, 0.5])
-def test_continue_from_resumes_exactly(subtomo_star, tmp_path, monkeypatch, ema):
+@pytest.mark.parametrize(("ema", "schedule"), [(0.0, "constant"), (0.5, "cosine")])
+def test_continue_from_resumes_exactly(subtomo_star, tmp_path, monkeypatch, ema, schedule):
     """A run killed during iteration 2 and resumed ends with the weights of an uninterrupted run (also with
-    --ema_decay, whose checkpoints hold the averaged weights)."""
+    --ema_decay, whose checkpoints hold the averaged weights, and a cosine learning rate, which must
+    continue from the step it reached)."""
     import pytorch_lightning as pl
 
     from isonet_pl.workflows import refine as refine_module
 
-    tiny = dict(TINY, ema_decay=ema)
+    tiny = dict(TINY, ema_decay=ema, lr_schedule=schedule)
     full = refine_module.refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "a"), **tiny))
+    rates = [_epoch_column(tmp_path / "a" / "logs" / f"iter{it:02d}" / "metrics.csv", "lr") for it in (1, 2)]
+    if schedule == "constant":
+        assert rates == [[pytest.approx(4e-4)] * 2] * 2
+    else:  # 2 iterations x 2 epochs x 3 steps: the epoch means of a cosine from 4e-4 to 2e-5, falling
+        flat = [r for epoch in rates for r in epoch]
+        assert flat == sorted(flat, reverse=True) and flat[0] < 4e-4 and flat[-1] > 2e-5 and flat[0] > 4 * flat[-1]
     assert ("averaging_state" in torch.load(full, map_location="cpu", weights_only=False)) == bool(ema)
     original = refine_module.callbacks.epoch_seed_callback
 
@@ -85,6 +93,14 @@ def test_continue_from_resumes_exactly(subtomo_star, tmp_path, monkeypatch, ema)
     a, b = _weights(full), _weights(resumed)  # the saved settings win: filter_base stays 4
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def _epoch_column(metrics_csv, column):
+    """The non-empty values of ``column`` in a Lightning metrics.csv, in order."""
+    import csv
+
+    with open(metrics_csv) as f:
+        return [float(row[column]) for row in csv.DictReader(f) if row.get(column)]
 
 
 def test_continue_from_extends_a_finished_run(subtomo_star, tmp_path):
