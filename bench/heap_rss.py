@@ -1,6 +1,10 @@
-"""Peak memory of streamed prediction with and without isonet_pl.heap.reused_heap (why predict does not use it).
+"""Peak memory and time of streamed prediction by how freed memory is kept (isonet_pl.heap.reused_heap).
 
-Run: ``.venv/bin/python bench/heap_rss.py heap|plain WORKERS`` after writing the input, e.g.
+``heap``: kept for the whole prediction (never returned: the heap fragments and its peak grows with the
+tomogram); ``tile``: kept during each tile's network call and returned after it (what predict does);
+``plain``: glibc's defaults (large blocks mapped afresh and zero-filled on every allocation).
+
+Run: ``.venv/bin/python bench/heap_rss.py heap|tile|plain WORKERS`` after writing the input, e.g.
 ``.venv/bin/python -c "import dask.array as da, numpy as np; from isonet_pl.io.zarr_store import write_tomogram;
 write_tomogram(da.random.default_rng(0).standard_normal((128, 1024, 1024), dtype=np.float32, chunks=(64, 256,
 1024)), '/tmp/rss_in.zarr', (10.0,) * 3, chunks=(64, 64, 64))"``. Predicts /tmp/rss_in.zarr to /tmp/rss_out.zarr
@@ -23,9 +27,11 @@ from predict import UNIT, small_module  # noqa: E402
 
 from isonet_pl.heap import reused_heap  # noqa: E402
 from isonet_pl.io.zarr_store import open_tomogram, write_tomogram  # noqa: E402
+from isonet_pl.predict import predictor  # noqa: E402
 from isonet_pl.predict.predictor import predict_tomogram  # noqa: E402
 
 torch.set_num_threads(2)
+predictor.TILE_HEAP = sys.argv[1] == "tile"
 store = open_tomogram("/tmp/rss_in.zarr")
 t0 = time.perf_counter()
 with reused_heap() if sys.argv[1] == "heap" else contextlib.nullcontext():
