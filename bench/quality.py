@@ -19,7 +19,8 @@ the issue's 4,320 = 10 iterations x 2 epochs x 27 steps x batch 8) with the refi
 budget, the network size and ``--set`` overrides given), and score the checkpoint of every
 ``--every``-th iteration on the whole average tomogram: a learning curve (validation loss, overall and
 in-wedge correlation against samples seen) per method, side by side. E.g.
-``bench/quality.py --phantoms sheets,nosheets,ctf,snr1,asym --seeds 0,1 --samples 4320``.
+``bench/quality.py --phantoms sheets,nosheets,ctf,snr1,asym --seeds 0,1 --samples 4320``; kinds combine with
+``+`` (``nosheets+asym``: no sheets and the asymmetric tilt range).
 Methods there: ``n2n`` (on the halves), ``isonet`` (the same simulation as single-tomogram data, i.e. without
 its half columns: deconv Wiener-filters it when it has no CTF, the new default) and ``isonet-raw`` (IsoNet
 0.2's single-tomogram path: no filter without a CTF; skipped with a CTF, where it equals ``isonet``). Every
@@ -63,6 +64,16 @@ PHANTOMS = {
     "snr1": {"snr": 1.0},
     "asym": {"tilt_min": -45.0, "tilt_max": 60.0},
 }
+
+
+def phantom(kind: str) -> dict:
+    """The simulate settings of a phantom kind, or of kinds joined by ``+``."""
+    settings = {}
+    for part in kind.split("+"):
+        if part not in PHANTOMS:
+            raise SystemExit(f"unknown phantom kind {part!r}; known: {', '.join(PHANTOMS)}")
+        settings.update(PHANTOMS[part])
+    return settings
 
 
 def _value(text: str):
@@ -120,7 +131,7 @@ def curve(args) -> None:
             base = IsoNetConfig()
             sim = base.simulate.model_copy(update={"shape": tuple(args.shape), "snr": 0.5, "halves": True,
                                                    "number_subtomos": args.subtomos, "seed": seed,
-                                                   "defocus": 0.0, **PHANTOMS[kind]})
+                                                   "defocus": 0.0, **phantom(kind)})
             cfg = base.model_copy(update={
                 "simulate": sim,
                 "extract": base.extract.model_copy(update={"cube_size": 32, "crop_size": 48}),
