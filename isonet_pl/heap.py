@@ -8,10 +8,12 @@ presets' U-Net took 15.5 s, 6.4 s of them in the kernel, against 10.0 s with fre
 freed memory stays there for the next tile; on leaving, glibc's default thresholds are set back and the
 free memory is returned to the system.
 
-Not used by predict: streaming a tomogram interleaves buffers of many sizes (chunks read, compressed,
-written), the heap fragments and its peak grew with the tomogram (predicting 0.5 GiB from Zarr to Zarr:
-2.8 GiB peak RSS against 1.3 GiB; 2 GiB: 5.5 GiB), against predict's promise of a memory that does not
-depend on the tomogram's size. refine uses it (its arrays are a fixed set of sizes held in memory anyway).
+predict keeps it for each tile's network call only: streaming a tomogram interleaves buffers of many sizes
+(chunks read, compressed, written), and a heap kept for the whole prediction fragmented until its peak grew
+with the tomogram (predicting 0.5 GiB from Zarr to Zarr: 2.8 GiB peak RSS against 1.3 GiB; 2 GiB: 5.5 GiB).
+Kept during one call, the layers of that call reuse each other's freed memory and all of it goes back when
+the call ends (``isonet_pl.predict.predictor.TILE_HEAP``; bench/heap_rss.py). refine keeps it throughout
+(its arrays are a fixed set of sizes held in memory anyway).
 
 Only the main arena can hold large blocks (the other arenas' heaps are 64 MiB at most: their large blocks
 are always mapped afresh), and glibc hands threads other arenas unless told otherwise before the first
