@@ -1,10 +1,11 @@
-"""Peak memory and time of streamed prediction by how freed memory is kept (isonet_pl.heap.reused_heap).
+"""Peak memory and time of streamed prediction by how the network's large tensors get their memory.
 
-``heap``: kept for the whole prediction (never returned: the heap fragments and its peak grows with the
-tomogram); ``tile``: kept during each tile's network call and returned after it (what predict does);
-``plain``: glibc's defaults (large blocks mapped afresh and zero-filled on every allocation).
+``plain``: as the command line does (torch's large tensors in transparent huge pages, ``use_huge_pages``);
+``4k``: glibc's defaults (every large tensor mapped afresh and faulted in per 4 KiB page, on every call);
+``heap``: freed memory kept for reuse for the whole prediction (``reused_heap``: never returned, the heap
+fragments and its peak grows with the tomogram; why predict does not use it).
 
-Run: ``.venv/bin/python bench/heap_rss.py heap|tile|plain WORKERS`` after writing the input, e.g.
+Run: ``.venv/bin/python bench/heap_rss.py plain|4k|heap WORKERS`` after writing the input, e.g.
 ``.venv/bin/python -c "import dask.array as da, numpy as np; from isonet_pl.io.zarr_store import write_tomogram;
 write_tomogram(da.random.default_rng(0).standard_normal((128, 1024, 1024), dtype=np.float32, chunks=(64, 256,
 1024)), '/tmp/rss_in.zarr', (10.0,) * 3, chunks=(64, 64, 64))"``. Predicts /tmp/rss_in.zarr to /tmp/rss_out.zarr
@@ -12,12 +13,17 @@ write_tomogram(da.random.default_rng(0).standard_normal((128, 1024, 1024), dtype
 and the peak RSS (VmHWM) of this process.
 """
 
-from isonet_pl.heap import share_one_arena
+import os
+import sys
+
+from isonet_pl.heap import share_one_arena, use_huge_pages
 
 share_one_arena()  # as the command line does
+if sys.argv[1] == "4k":
+    os.environ["THP_MEM_ALLOC_ENABLE"] = "0"  # (bench/predict.py, imported below, asks for huge pages)
+use_huge_pages()
 
 import contextlib  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 
 import dask  # noqa: E402
@@ -27,11 +33,9 @@ from predict import UNIT, small_module  # noqa: E402
 
 from isonet_pl.heap import reused_heap  # noqa: E402
 from isonet_pl.io.zarr_store import open_tomogram, write_tomogram  # noqa: E402
-from isonet_pl.predict import predictor  # noqa: E402
 from isonet_pl.predict.predictor import predict_tomogram  # noqa: E402
 
 torch.set_num_threads(2)
-predictor.TILE_HEAP = sys.argv[1] == "tile"
 store = open_tomogram("/tmp/rss_in.zarr")
 t0 = time.perf_counter()
 with reused_heap() if sys.argv[1] == "heap" else contextlib.nullcontext():

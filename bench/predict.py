@@ -20,9 +20,10 @@ Run: ``.venv/bin/python bench/predict.py [--gib 2] [--threads 2]`` (``--tiles-on
 
 from __future__ import annotations
 
-from isonet_pl.heap import share_one_arena
+from isonet_pl.heap import share_one_arena, use_huge_pages
 
 share_one_arena()  # as the command line does, before anything starts a thread (importing zarr does)
+use_huge_pages()  # and before torch allocates
 
 import argparse
 import json

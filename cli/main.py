@@ -284,10 +284,11 @@ def demo_cmd(ctx: click.Context, out_dir: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs :data:`cli` and turns errors into one line and an exit code."""
-    from isonet_pl.heap import share_one_arena
+    from isonet_pl.heap import share_one_arena, use_huge_pages
     from isonet_pl.io.mrc import PROVENANCE
 
     share_one_arena()  # before any thread starts: predict's and refine's threads can then reuse freed memory
+    use_huge_pages()  # before torch allocates: large tensors in 2 MiB pages
     PROVENANCE["command"] = "isonet-pl " + " ".join(sys.argv[1:] if argv is None else argv)  # MRC labels
     streams = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _LineTracker(sys.stdout), _LineTracker(sys.stderr)

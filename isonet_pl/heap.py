@@ -8,12 +8,13 @@ presets' U-Net took 15.5 s, 6.4 s of them in the kernel, against 10.0 s with fre
 freed memory stays there for the next tile; on leaving, glibc's default thresholds are set back and the
 free memory is returned to the system.
 
-predict keeps it for each tile's network call only: streaming a tomogram interleaves buffers of many sizes
-(chunks read, compressed, written), and a heap kept for the whole prediction fragmented until its peak grew
-with the tomogram (predicting 0.5 GiB from Zarr to Zarr: 2.8 GiB peak RSS against 1.3 GiB; 2 GiB: 5.5 GiB).
-Kept during one call, the layers of that call reuse each other's freed memory and all of it goes back when
-the call ends (``isonet_pl.predict.predictor.TILE_HEAP``; bench/heap_rss.py). refine keeps it throughout
-(its arrays are a fixed set of sizes held in memory anyway).
+predict does not keep it: streaming a tomogram interleaves buffers of many sizes (chunks read, compressed,
+written), and a heap kept for the whole prediction fragmented until its peak grew with the tomogram
+(predicting 0.5 GiB from Zarr to Zarr: 2.8 GiB peak RSS against 1.3 GiB; 2 GiB: 5.5 GiB); kept during each
+tile's network call only, the peak still rose to 2.1–2.3 GiB. predict gets most of the gain from
+:func:`use_huge_pages` instead (torch maps its large tensors in 2 MiB pages: 512× fewer faults) at no cost in
+memory: 54 s and 1.3 GiB there against 92 s without (bench/heap_rss.py, bench/RESULTS.md). refine keeps
+the heap throughout (its arrays are a fixed set of sizes held in memory anyway).
 
 Only the main arena can hold large blocks (the other arenas' heaps are 64 MiB at most: their large blocks
 are always mapped afresh), and glibc hands threads other arenas unless told otherwise before the first
@@ -57,6 +58,18 @@ def share_one_arena() -> None:
     libc = _libc()
     if libc is not None and libc.mallopt(M_ARENA_MAX, 1) != 1:
         logger.debug("malloc arena setting not accepted")
+
+
+def use_huge_pages() -> None:
+    """Ask torch to back its large CPU tensors (2 MiB and more) with transparent huge pages.
+
+    Sets ``THP_MEM_ALLOC_ENABLE=1`` unless the environment already says otherwise; torch reads it once, at
+    its first allocation, so call this before importing torch. Where the kernel's transparent huge pages
+    are off (``/sys/kernel/mm/transparent_hugepage/enabled``: never) it changes nothing.
+    """
+    import os
+
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 
 def _set(libc, settings) -> bool:

@@ -16,7 +16,6 @@ import dask.array as da
 import numpy as np
 import torch
 
-from isonet_pl.heap import reused_heap
 from isonet_pl.normalization import Normalization
 
 logger = logging.getLogger(__name__)
@@ -36,11 +35,6 @@ BYTES_PER_VOXEL_CHANNEL = 33
 #: Context on each side of a tile's core when --crop_size is unset, as a fraction of the network's receptive
 #: radius (rounded up to its input multiple): chosen with bench/tiles.py (bench/RESULTS.md).
 CONTEXT_FRACTION = 0.25
-#: Whether each CPU tile's network call keeps its freed memory for its own reuse (:func:`~isonet_pl.heap.reused_heap`
-#: around the call only: activations freed by one layer are reused by the next instead of being mapped and
-#: zero-filled anew, and the free memory is returned after each tile, so the peak does not grow with the
-#: tomogram; bench/heap_rss.py, bench/RESULTS.md).
-TILE_HEAP = True
 
 
 def tile_plan(net, device: str, cube_size: int | None = None, crop_size: int | None = None) -> tuple[int, int]:
@@ -180,12 +174,9 @@ class _Replicas:
     def run(self, index: int, block: np.ndarray, norm: Normalization) -> np.ndarray:
         """Predict one tile on its device; only the network call holds the device's lock, so with two threads per
         device the next tile is read and normalised (and the last one mapped back and written) meanwhile."""
-        import contextlib
-
         k = index % len(self.devices)
         x = norm.apply(block)[None]
-        cpu = torch.device(self.devices[k]).type == "cpu"
-        with self.locks[k], reused_heap() if TILE_HEAP and cpu else contextlib.nullcontext():
+        with self.locks[k]:
             y = run_network(self.modules[k], x, self.devices[k], self.precision)
         return norm.invert(y[0])
 
