@@ -75,6 +75,13 @@ class Normalization:
         return cls(mean, float(np.sqrt(max(mean_sq - mean * mean, 0.0))), float(p4), float(p96), percentile)
 
     @classmethod
+    def of_store(cls, store, percentile: bool = True) -> Normalization:
+        """:meth:`of_volume` of a tomogram store's full-resolution data, computed once per store (four
+        streamed passes) and recorded in its attributes (:meth:`TomogramStore.recorded`)."""
+        columns = store.recorded("normalization", lambda: cls.of_volume(store.dask()).columns())
+        return cls.from_row(columns, percentile)
+
+    @classmethod
     def unit(cls) -> Normalization:
         """Offset 0, scale 1: N(x) = −x."""
         return cls(0.0, 1.0, percentile=False)

@@ -53,3 +53,26 @@ def test_rescale_is_the_per_cube_normalisation_of_network_values():
 def test_percentile_mode_needs_percentiles():
     with pytest.raises(ValueError):
         Normalization(0.0, 1.0)
+
+
+def test_statistics_of_a_store_are_computed_once_and_recorded(tmp_path, monkeypatch):
+    """Normalization.of_store equals of_volume of the store's data (both modes), is recorded in the store,
+    read back without another pass, and gone when the store is written anew."""
+    from isonet_pl.io.zarr_store import write_tomogram
+
+    x = _volume()
+    store = write_tomogram(x, tmp_path / "t.zarr", voxel_size=(5.0,) * 3, chunks=(8, 8, 8))
+    for percentile in (True, False):
+        assert Normalization.of_store(store, percentile) == Normalization.of_volume(store.dask(), percentile)
+    np.testing.assert_allclose(list(Normalization.of_store(store).columns().values()),
+                               list(Normalization.of_volume(x).columns().values()), rtol=1e-6)
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("computed again")
+
+    monkeypatch.setattr(Normalization, "of_volume", no_pass)
+    assert Normalization.of_store(store) == Normalization.from_row(store.recorded("normalization", no_pass))
+    store = write_tomogram(x + 1, tmp_path / "t.zarr", voxel_size=(5.0,) * 3, chunks=(8, 8, 8))
+    monkeypatch.undo()
+    assert Normalization.of_store(store) == Normalization.of_volume(store.dask())
+    assert Normalization.of_store(store).mean == pytest.approx(x.mean() + 1, rel=1e-6)

@@ -90,18 +90,26 @@ class TomogramStore:
     def value_stats(self) -> dict:
         """``{"min", "max", "finite"}`` of the full-resolution values: as recorded when the store was
         written, else computed once (streamed) and recorded."""
-        group = zarr.open_group(self.path, mode="r")
-        meta = dict(group.attrs["isonet_pl"])
-        if "stats" not in meta:
+        def compute() -> dict:
             stats = VolumeStats()
             stats.add(self.dask().map_blocks(_block_stats, dtype=np.float64, chunks=(1, 1, 1, 5),
                                              new_axis=3).compute())
-            meta["stats"] = stats.as_dict()
+            return stats.as_dict()
+
+        return self.recorded("stats", compute)
+
+    def recorded(self, key: str, compute):
+        """A value derived from the store's data (plain JSON types): as recorded in its attributes under
+        ``key``, else ``compute()``, recorded (where the store is writable) and returned. A store is written
+        whole, never in place, so a recorded value cannot outlive the data it was computed from."""
+        meta = dict(zarr.open_group(self.path, mode="r").attrs["isonet_pl"])
+        if key not in meta:
+            meta[key] = compute()
             try:
                 zarr.open_group(self.path, mode="r+").attrs["isonet_pl"] = meta
             except Exception:  # a read-only store: computed again next time
                 pass
-        return meta["stats"]
+        return meta[key]
 
 
 def check_values(store: TomogramStore, source: str | Path, what: str = "tomogram") -> None:

@@ -93,7 +93,7 @@ def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfi
                 raise InputError(f"the mask leaves no centre at least {crop // 2} voxels from the edges",
                                  tomo.mask, "make a larger mask (make_mask) or a smaller --crop_size")
             centres = sample_centres(mask, shape, crop, n, rng)
-            stats = Normalization.of_volume(store.dask()).columns()
+            stats = Normalization.of_store(store).columns()
             volume = store.zarr_array(0)
             halves = tomo.half_arrays(column == DECONV_COLUMN, shape)
             tilt_min, tilt_max = tomo.tilt_range

@@ -107,7 +107,7 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
         if min(store.shape) < 2 * module.net.min_input_multiple:
             raise InputError(f"tomogram {'x'.join(map(str, store.shape))} is smaller than one tile", source,
                              "predict on a larger tomogram")
-        norm = Normalization.of_volume(store.dask(), percentile)
+        norm = Normalization.of_store(store, percentile)
         out_mrc = out_dir / f"{tomo.key}_corrected.mrc"
         out_zarr = tomo.output_zarr(out_mrc)
         inputs = _inputs(tomo, column, store, cfg)
