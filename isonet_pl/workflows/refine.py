@@ -122,6 +122,8 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
         else:
             current = estimates.first_estimates(subs, method, renormalize)
     module.schedule_steps = cfg.iterations * cfg.epochs * steps  # the learning-rate schedule's length
+    if recalibrate:  # running statistics that follow training, for the validation between epochs
+        callbacks.track_batch_norm(module)
     device = torch.device("cuda", dev["devices"][0] if isinstance(dev["devices"], list) else 0) \
         if dev["accelerator"] == "gpu" else torch.device("cpu")
 

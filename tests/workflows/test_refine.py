@@ -364,3 +364,21 @@ def test_ctrl_c_ends_refine_with_the_resume_command(subtomo_star, tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert f"Resume with: isonet-pl refine {subtomo_star} --continue_from {tmp_path / 'r'}" in err
     assert err.rstrip().splitlines()[-1].startswith("Interrupted; during iteration")
+
+
+def test_tracking_batch_norm_changes_the_validation_only(n2n_model, tmp_path, monkeypatch):
+    """With --recalibrate_bn (n2n's default) the batch norms' running statistics follow training at momentum
+    0.1 between recalibrations: the validation losses between epochs change, the saved weights and
+    statistics do not (training uses batch statistics, and the recalibration replaces the running ones)."""
+    from isonet_pl.workflows import refine as refine_module
+
+    _, ckpt, result = n2n_model
+    settings = json.loads((result / "refine_iter02.json").read_text())["settings"]
+    star = result.parent / "st.star"
+    monkeypatch.setattr(refine_module.callbacks, "track_batch_norm", lambda module: None)
+    keras = refine_module.refine(star, RefineConfig(**dict(settings, result_dir=str(tmp_path / "keras"))))
+    a, b = _weights(ckpt), _weights(keras)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    val = [json.loads((d / "refine_iter02.json").read_text())["val_losses"] for d in (result, tmp_path / "keras")]
+    assert val[0] != val[1]
