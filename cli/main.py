@@ -261,6 +261,8 @@ def check_cmd() -> None:
     report = system_report()
     click.echo(f"isonet-pl {__version__} on Python {report['python']} ({report['platform']})")
     click.echo(f"CPU threads usable: {report['cpu_threads']}; torch threads: {report['torch_threads']}")
+    click.echo(f"CPU bf16 instructions: {report['cpu_bf16']} (predict --precision auto times bf16 only with them); "
+               f"huge pages for large tensors: {report['huge_pages']}")
     click.echo(f"torch CUDA build: {report['torch_cuda_build']}")
     if report["cuda_devices"]:
         click.echo("CUDA devices:\n  " + "\n  ".join(report["cuda_devices"]))

@@ -1,4 +1,4 @@
-"""What ``isonet-pl check`` reports: versions of the stack, CPU threads and CUDA devices."""
+"""What ``isonet-pl check`` reports: versions of the stack, CPU threads and features, CUDA devices."""
 
 from __future__ import annotations
 
@@ -21,9 +21,26 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def huge_pages() -> str:
+    """Whether torch's large CPU tensors get transparent huge pages (``isonet_pl.heap.use_huge_pages``)."""
+    from pathlib import Path
+
+    mode_file = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if not mode_file.exists():
+        return "not available on this system"
+    text = mode_file.read_text()
+    mode = text[text.index("[") + 1:text.index("]")] if "[" in text else text.strip()
+    asked = os.environ.get("THP_MEM_ALLOC_ENABLE") == "1"
+    used = mode == "always" or (mode == "madvise" and asked)
+    return (f"{'on' if used else 'off'} (kernel mode {mode}, THP_MEM_ALLOC_ENABLE "
+            f"{os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')})")
+
+
 def system_report() -> dict:
-    """Python, OS, CPU threads (usable by this process), torch threads and CUDA devices."""
+    """Python, OS, CPU threads (usable by this process) and features, torch threads and CUDA devices."""
     import torch
+
+    from isonet_pl.predict.predictor import native_bf16
 
     try:
         usable = len(os.sched_getaffinity(0))
@@ -39,6 +56,8 @@ def system_report() -> dict:
         "platform": platform.platform(),
         "cpu_threads": usable,
         "torch_threads": torch.get_num_threads(),
+        "cpu_bf16": {True: "yes", False: "no", None: "unknown"}[native_bf16()],
+        "huge_pages": huge_pages(),
         "torch_cuda_build": torch.version.cuda or "none (CPU build)",
         "cuda_devices": cuda,
         "packages": package_versions(),

@@ -104,9 +104,10 @@ def test_convert_makes_zarr_stores_for_isonet_project(run_cli, reference, tmp_pa
 
 
 def test_check_runs(run_cli):
-    """check reports versions and devices."""
+    """check reports versions, CPU features and devices."""
     code, out, _ = run_cli(["check"])
     assert code == 0 and "torch" in out and "CUDA devices" in out
+    assert "CPU bf16 instructions: " in out and "huge pages for large tensors: " in out
 
 
 def test_config_prints_defaults(run_cli):
