@@ -45,6 +45,11 @@ def test_freed_memory_is_reused_inside_and_unmapped_after():
     assert min(inside) < 0.05 * pages, inside  # the heap may still grow on a call or two in a fragmented process
     if "[always]" in Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text():
         pytest.skip("transparent huge pages always on: fresh mappings fault per 2 MiB")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.zeros(16 << 20)  # 64 MiB, mapped afresh
+    if resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 4096:
+        pytest.skip("torch uses huge pages in this process (an earlier test ran the command line, which asks "
+                    "for them before torch's first allocation)")
     after = _faults_per_forward(net, x)
     assert min(after) > pages, after
 
