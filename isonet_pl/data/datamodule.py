@@ -1,8 +1,10 @@
 """The LightningDataModule of refinement: missing-wedge training pairs made on the fly, no pair files.
 
-Each sample is drawn from a seeded generator keyed by (seed, iteration, sample index), so
-a run is reproducible and a resumed run sees the same pairs. The filled subtomograms are
-numpy arrays in the main process; DataLoader workers (forked) share them copy-on-write.
+Each sample is drawn from a seeded generator keyed by (seed, iteration, optimiser steps done when its
+epoch started, sample index), so a run is reproducible and a resumed run sees the same pairs. The keys
+come from a sampler read at each epoch's start, so one DataLoader, and its worker processes, serve all
+the epochs of an iteration. The filled subtomograms are numpy arrays in the main process; DataLoader
+workers (forked) share them copy-on-write.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from isonet_pl.data.pairs import ROTATIONS, make_n2n_pair, make_pair
 
@@ -37,7 +39,8 @@ class PairDataset(Dataset):
     noise_mode : str
         Back-projection filter of the noise.
     seed : tuple of int
-        Keys the generator of every sample (with its index).
+        Keys the generator of every sample, with the sample's key (its index, or a tuple such as
+        :class:`StepKeys` yields).
     wedge_target : str
         Even/odd pairs: ``half`` or ``average`` (see :func:`isonet_pl.data.pairs.make_n2n_pair`).
     """
@@ -57,8 +60,9 @@ class PairDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng((*self.seed, int(k)))
+    def __getitem__(self, key: int | tuple[int, ...]) -> dict[str, torch.Tensor]:
+        key = tuple(int(k) for k in key) if isinstance(key, tuple) else (int(key),)
+        rng = np.random.default_rng((*self.seed, *key))
         i = int(self.indices[rng.integers(len(self.indices))])
         rotation = int(rng.integers(len(ROTATIONS)))
         tilt = (float(self.tilt_ranges[i, 0]), float(self.tilt_ranges[i, 1]))
@@ -72,6 +76,28 @@ class PairDataset(Dataset):
             return sample
         inp, target = make_pair(self.filled[i], rotation, tilt, self.cube, self.noise_level, self.noise_mode, rng)
         return {"input": torch.from_numpy(inp)[None], "target": torch.from_numpy(target)[None]}
+
+
+class StepKeys(Sampler):
+    """The sample keys of one training epoch: ``(steps, k)`` for k < ``length``, where ``steps`` is the number
+    of optimiser steps done when the epoch starts (read from the trainer then, so restored on resume).
+
+    Iterated in the main process at the start of each epoch (under DDP, Lightning's sampler wrapper lists
+    it then and shards the list), so the same DataLoader and its persistent workers draw new pairs each
+    epoch.
+    """
+
+    def __init__(self, length: int, datamodule: pl.LightningDataModule):
+        self.length = int(length)
+        self.datamodule = datamodule
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        trainer = self.datamodule.trainer
+        steps = int(trainer.global_step) if trainer is not None else 0
+        return iter([(steps, k) for k in range(self.length)])
 
 
 class IsoNetDataModule(pl.LightningDataModule):
@@ -114,22 +140,23 @@ class IsoNetDataModule(pl.LightningDataModule):
         self.val_set = PairDataset(self.filled, self.tilt_ranges, self.val_indices, n_val, self.cube,
                                    self.noise_level, self.noise_mode, (*self.seed, 1), self.wedge_target)
 
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          drop_last=False, persistent_workers=False, pin_memory=torch.cuda.is_available())
+    def _loader(self, dataset: Dataset, sampler: Sampler | None = None) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, shuffle=False,
+                          num_workers=self.num_workers, drop_last=False, persistent_workers=self.num_workers > 0,
+                          pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self) -> DataLoader:
-        """``steps_per_epoch`` batches of new pairs, keyed by the optimiser steps done so far.
+        """``steps_per_epoch`` batches of new pairs each epoch, keyed by the optimiser steps done when the epoch
+        starts (:class:`StepKeys`).
 
-        Lightning calls this every epoch (``reload_dataloaders_every_n_epochs=1``); the step
-        count (restored from a checkpoint) makes a resumed run draw the same pairs.
+        Made once per ``fit`` (one refinement iteration); its worker processes persist across the epochs. The
+        step count (restored from a checkpoint) makes a resumed run draw the same pairs.
         """
-        epoch = self.trainer.global_step if self.trainer is not None else 0
         n_train = self.steps_per_epoch * self.batch_size
         train_set = PairDataset(self.filled, self.tilt_ranges, self.train_indices, n_train, self.cube,
-                                self.noise_level, self.noise_mode, (*self.seed, 0, epoch), self.wedge_target)
-        return self._loader(train_set, shuffle=False)
+                                self.noise_level, self.noise_mode, (*self.seed, 0), self.wedge_target)
+        return self._loader(train_set, StepKeys(n_train, self))
 
     def val_dataloader(self) -> DataLoader:
         """Validation pairs from held-out subtomograms (fixed across epochs)."""
-        return self._loader(self.val_set, shuffle=False)
+        return self._loader(self.val_set)

@@ -151,7 +151,7 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
                                             callbacks.epoch_seed_callback(cfg.seed),
                                             progress.progress_bar(it, cfg.iterations, cfg.epochs)]
                                  + ([ema] if ema else []),
-                                 reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0,
+                                 num_sanity_val_steps=0,
                                  log_every_n_steps=max(1, min(50, steps)), enable_model_summary=False,
                                  default_root_dir=result_dir, deterministic=False)
             resume_from = resume.epoch_checkpoint(state, it, cfg.epochs) or previous

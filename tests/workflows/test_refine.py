@@ -51,16 +51,17 @@ def test_refine_writes_checkpoints_settings_losses(subtomo_star, tmp_path):
     assert svg.count('stroke-dasharray="3,3"') == 1
 
 
-@pytest.mark.parametrize(("ema", "schedule"), [(0.0, "constant"), (0.5, "cosine")])
-def test_continue_from_resumes_exactly(subtomo_star, tmp_path, monkeypatch, ema, schedule):
+@pytest.mark.parametrize(("ema", "schedule", "workers"), [(0.0, "constant", 0), (0.5, "cosine", 0),
+                                                        (0.0, "constant", 1)])
+def test_continue_from_resumes_exactly(subtomo_star, tmp_path, monkeypatch, ema, schedule, workers):
     """A run killed during iteration 2 and resumed ends with the weights of an uninterrupted run (also with
-    --ema_decay, whose checkpoints hold the averaged weights, and a cosine learning rate, which must
-    continue from the step it reached)."""
+    --ema_decay, whose checkpoints hold the averaged weights, a cosine learning rate, which must
+    continue from the step it reached, and a DataLoader worker that persists across the epochs)."""
     import pytorch_lightning as pl
 
     from isonet_pl.workflows import refine as refine_module
 
-    tiny = dict(TINY, ema_decay=ema, lr_schedule=schedule)
+    tiny = dict(TINY, ema_decay=ema, lr_schedule=schedule, preprocessing_ncpus=workers)
     full = refine_module.refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "a"), **tiny))
     rates = [_epoch_column(tmp_path / "a" / "logs" / f"iter{it:02d}" / "metrics.csv", "lr") for it in (1, 2)]
     if schedule == "constant":
@@ -182,11 +183,12 @@ def test_corrupt_checkpoint_for_continue_from(subtomo_star, tmp_path):
 
 @pytest.mark.slow
 def test_ddp_with_two_cpu_processes(subtomo_star, tmp_path):
-    """Lightning DDP (gloo) on 2 CPU processes trains, predicts split across ranks and writes once."""
+    """Lightning DDP (gloo) on 2 CPU processes trains (pairs from a persistent DataLoader worker per rank, keys
+    sharded by Lightning's sampler wrapper), predicts split across ranks and writes once."""
     exe = Path(sys.executable).with_name("isonet-pl")
     args = [exe, "refine", subtomo_star, "--result_dir", tmp_path / "ddp", "--accelerator", "cpu", "--devices", "2",
-            "--iterations", "1", "--epochs", "1", "--steps_per_epoch", "2", "--batch_size", "4", "--filter_base", "4",
-            "--unet_depth", "2", "--convs_per_depth", "1", "--preprocessing_ncpus", "0"]
+            "--iterations", "1", "--epochs", "2", "--steps_per_epoch", "2", "--batch_size", "4", "--filter_base", "4",
+            "--unet_depth", "2", "--convs_per_depth", "1", "--preprocessing_ncpus", "1"]
     proc = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     payload = json.loads((tmp_path / "ddp" / "refine_iter01.json").read_text())

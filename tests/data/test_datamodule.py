@@ -1,0 +1,66 @@
+"""The refinement DataModule: new pairs each epoch from one DataLoader whose workers persist."""
+
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from isonet_pl.data import datamodule as dm_mod
+from isonet_pl.data.datamodule import IsoNetDataModule, PairDataset
+
+
+def _module(workers: int, halves: bool = False) -> IsoNetDataModule:
+    rng = np.random.default_rng(0)
+    shape = (6, 2, 16, 16, 16) if halves else (6, 16, 16, 16)
+    filled = rng.normal(size=shape).astype(np.float32)
+    tilts = np.tile([-60.0, 60.0], (6, 1))
+    dm = IsoNetDataModule(filled, tilts, np.arange(5), np.array([5]), 16, 2, 3, 0.0, "noFilter", workers, (7, 4))
+    dm.setup("fit")
+    return dm
+
+
+def _epoch(loader) -> list[dict[str, torch.Tensor]]:
+    return list(loader)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_train_pairs_keyed_by_steps_at_epoch_start(workers):
+    """Each epoch's pairs are those of (seed, iteration, 0, steps done, k) — the keys before the loader was kept
+    across epochs — and two epochs at different step counts differ."""
+    dm = _module(workers, halves=True)
+    dm.trainer = SimpleNamespace(global_step=0)
+    loader = dm.train_dataloader()
+    first = _epoch(loader)
+    dm.trainer.global_step = 3
+    second = _epoch(loader)
+    for steps, batches in ((0, first), (3, second)):
+        direct = PairDataset(dm.filled, dm.tilt_ranges, dm.train_indices, 6, 16, 0.0, "noFilter", (7, 4, 0, steps))
+        expected = torch.stack([direct[k]["input"] for k in range(6)])
+        got = torch.cat([b["input"] for b in batches])
+        assert torch.equal(got, expected)
+    assert not torch.equal(first[0]["input"], second[0]["input"])
+    assert sum(b["input"].shape[0] for b in first) == 6  # steps_per_epoch × batch_size
+
+
+def test_workers_persist_across_epochs(monkeypatch):
+    """The same worker processes make the pairs of consecutive epochs (no new processes per epoch)."""
+    real = dm_mod.PairDataset.__getitem__
+
+    def with_pid(self, key):
+        sample = real(self, key)
+        sample["pid"] = torch.tensor(os.getpid())
+        return sample
+
+    monkeypatch.setattr(dm_mod.PairDataset, "__getitem__", with_pid)
+    dm = _module(2)
+    dm.trainer = SimpleNamespace(global_step=0)
+    loader = dm.train_dataloader()
+    pids = []
+    for steps in (0, 3, 6):
+        dm.trainer.global_step = steps
+        pids.append({int(p) for b in _epoch(loader) for p in b["pid"]})
+    assert pids[0] and pids[0] == pids[1] == pids[2] and os.getpid() not in pids[0]
