@@ -264,6 +264,7 @@ def check_cmd() -> None:
     click.echo(f"CPU bf16 instructions: {report['cpu_bf16']} (predict --precision auto times bf16 only with them); "
                f"huge pages for large tensors: {report['huge_pages']}")
     click.echo(f"torch CUDA build: {report['torch_cuda_build']}")
+    click.echo(f"measured choices kept in: {report['machine_cache']} (delete to measure again)")
     if report["cuda_devices"]:
         click.echo("CUDA devices:\n  " + "\n  ".join(report["cuda_devices"]))
     else:

@@ -377,9 +377,10 @@ class PredictConfig(Section):
                                                 "the CPU.")
     precision: Literal["auto", "model", "32", "bf16-mixed", "16-mixed"] | None = Field(
         "auto", description="Inference precision; auto: the faster of float32 and bf16 on this device, measured on "
-                            "a first block and logged (bf16 on GPUs that have it, else 16-mixed; on a CPU with "
-                            "bf16 instructions bf16 is about 2x faster and scored the same, bench/RESULTS.md); model "
-                            "(or null): the one the model was trained with (refine --precision).")
+                            "a first block, logged and kept in the machine's cache for this network (bf16 on GPUs "
+                            "that have it, else 16-mixed; on a CPU with bf16 instructions bf16 is about 2x faster "
+                            "and scored the same, bench/RESULTS.md); model (or null): the one the model was "
+                            "trained with (refine --precision).")
     log_level: Literal["info", "debug"] = Field("info", description="Log detail.")
 
     _gpus = field_validator("gpuID", mode="before")(_gpu_ids)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 STACK = ("isonet-pl", "torch", "pytorch-lightning", "numpy", "scipy", "dask", "zarr", "mrcfile", "starfile",
          "click", "pydantic", "pandas")
@@ -21,10 +22,28 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo, else the platform's processor string)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cache_dir() -> Path:
+    """Where isonet-pl keeps what it measured about this machine: ``$ISONET_PL_CACHE``, else
+    ``$XDG_CACHE_HOME/isonet-pl``, else ``~/.cache/isonet-pl`` (not created here)."""
+    if os.environ.get("ISONET_PL_CACHE"):
+        return Path(os.environ["ISONET_PL_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "isonet-pl"
+
+
 def huge_pages() -> str:
     """Whether torch's large CPU tensors get transparent huge pages (``isonet_pl.heap.use_huge_pages``)."""
-    from pathlib import Path
-
     mode_file = Path("/sys/kernel/mm/transparent_hugepage/enabled")
     if not mode_file.exists():
         return "not available on this system"
@@ -58,6 +77,7 @@ def system_report() -> dict:
         "torch_threads": torch.get_num_threads(),
         "cpu_bf16": {True: "yes", False: "no", None: "unknown"}[native_bf16()],
         "huge_pages": huge_pages(),
+        "machine_cache": str(cache_dir()),
         "torch_cuda_build": torch.version.cuda or "none (CPU build)",
         "cuda_devices": cuda,
         "packages": package_versions(),

@@ -27,6 +27,16 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def machine_cache(tmp_path_factory):
+    """Keep what the package caches about the machine (precision choices) out of the user's cache folder,
+    also for the command lines the tests start."""
+    import os
+
+    os.environ["ISONET_PL_CACHE"] = str(tmp_path_factory.mktemp("machine_cache"))
+    return Path(os.environ["ISONET_PL_CACHE"])
+
+
 @pytest.fixture
 def rng():
     """A seeded generator."""

@@ -11,6 +11,8 @@ normalised alike and de-normalised back to the input's scale and contrast.
 from __future__ import annotations
 
 import logging
+import math
+from pathlib import Path
 
 import dask.array as da
 import numpy as np
@@ -35,6 +37,8 @@ BYTES_PER_VOXEL_CHANNEL = 33
 #: Context on each side of a tile's core when --crop_size is unset, as a fraction of the network's receptive
 #: radius (rounded up to its input multiple): chosen with bench/tiles.py (bench/RESULTS.md).
 CONTEXT_FRACTION = 0.25
+#: File in the machine's cache folder that keeps precision auto's measured choices (:func:`fastest_precision`).
+PRECISION_CACHE = "precision.json"
 
 
 def tile_plan(net, device: str, cube_size: int | None = None, crop_size: int | None = None) -> tuple[int, int]:
@@ -81,16 +85,63 @@ def native_bf16() -> bool | None:
     return any(check() for check in checks) if checks else None
 
 
+def _precision_key(module, device: str, edge: int) -> str:
+    """What the speed of float32 against bf16 depends on: the CPU, torch and its threads, the network's layers
+    (names and shapes of its weights) and the timed block's edge."""
+    import hashlib
+
+    from isonet_pl.system import cpu_name
+
+    layers = ";".join(f"{k}:{tuple(v.shape)}" for k, v in module.state_dict().items())
+    net = hashlib.sha1(layers.encode()).hexdigest()[:16]
+    return (f"{cpu_name()} | {torch.device(device).type} | torch {torch.__version__} | "
+            f"{torch.get_num_threads()} threads | net {net} | {edge}^3")
+
+
+def _cached_precisions() -> tuple[Path, dict]:
+    """The cache file of measured precision choices and its entries ({} where missing or unreadable)."""
+    import json
+
+    from isonet_pl.system import cache_dir
+
+    path = cache_dir() / PRECISION_CACHE
+    try:
+        entries = json.loads(path.read_text())
+        return path, entries if isinstance(entries, dict) else {}
+    except (OSError, ValueError):
+        return path, {}
+
+
+def _remember_precision(key: str, entry: dict) -> None:
+    """Add ``entry`` to the cache file (written to a temporary name, then renamed); skipped, logged, where the
+    cache folder cannot be written."""
+    import json
+    import os
+
+    path, entries = _cached_precisions()
+    entries[key] = entry
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))
+        tmp.replace(path)
+    except OSError as exc:
+        logger.debug("precision choice not cached (%s)", exc)
+
+
 @torch.no_grad()
-def fastest_precision(module, device: str, edge: int = 48, repeats: int = 2) -> str:
+def fastest_precision(module, device: str, edge: int = 48, repeats: int = 2, cache: bool = True) -> str:
     """``32`` or ``bf16-mixed``, whichever runs ``module`` faster on ``device``, logged.
 
     On a CPU without bf16 instructions (where bf16 is emulated, several times slower) float32 without timing;
     with them, both timed on an ``edge``³ block after two warm-up calls each (bf16 kernels are made on the
     first calls for a shape), the two alternating ``repeats`` times and the fastest call of each compared, so
-    that a busy machine slows both alike (about a second in all). On a GPU ``bf16-mixed`` where supported,
-    else ``16-mixed``.
+    that a busy machine slows both alike (about a second in all). The choice is kept in the machine's cache
+    (:func:`isonet_pl.system.cache_dir`, file :data:`PRECISION_CACHE`) under the CPU, torch, its threads and the
+    network's layers, so later commands with the same network skip the timing (unless not ``cache``; delete
+    the file to time again). On a GPU ``bf16-mixed`` where supported, else ``16-mixed``.
     """
+    import datetime
     import time
 
     if torch.device(device).type == "cuda":
@@ -99,6 +150,14 @@ def fastest_precision(module, device: str, edge: int = 48, repeats: int = 2) -> 
         logger.info("precision auto: 32 (this CPU has no bf16 instructions)")
         return "32"
     edge = -(-edge // module.net.min_input_multiple) * module.net.min_input_multiple
+    key = _precision_key(module, device, edge)
+    path, entries = _cached_precisions() if cache else (None, {})
+    known = entries.get(key)
+    if isinstance(known, dict) and known.get("precision") in ("32", "bf16-mixed"):
+        logger.info("precision auto: %s (float32 %.2f s, bf16 %.2f s per %d³ block, measured %s; cached in %s)",
+                    known["precision"], known.get("float32_s", math.nan), known.get("bf16_s", math.nan), edge,
+                    known.get("measured", "earlier"), path)
+        return known["precision"]
     block = np.random.default_rng(0).normal(size=(edge,) * 3).astype(np.float32)
     precisions = ("32", "bf16-mixed")
     for precision in precisions:
@@ -113,6 +172,10 @@ def fastest_precision(module, device: str, edge: int = 48, repeats: int = 2) -> 
     best = min(seconds, key=seconds.get)
     logger.info("precision auto: %s (float32 %.2f s, bf16 %.2f s per %d³ block)", best, seconds["32"],
                 seconds["bf16-mixed"], edge)
+    if cache:
+        _remember_precision(key, {"precision": best, "float32_s": round(seconds["32"], 4),
+                                  "bf16_s": round(seconds["bf16-mixed"], 4),
+                                  "measured": datetime.date.today().isoformat()})
     return best
 
 

@@ -161,6 +161,37 @@ def test_auto_precision_times_only_where_bf16_is_native(monkeypatch, caplog):
     assert predictor.fastest_precision(module, "cpu") == "32" and not calls
     monkeypatch.setattr(predictor, "native_bf16", lambda: True)
     with caplog.at_level(logging.INFO, logger="isonet_pl.predict.predictor"):
-        chosen = predictor.fastest_precision(module, "cpu", edge=16)
+        chosen = predictor.fastest_precision(module, "cpu", edge=16, cache=False)
     assert chosen in ("32", "bf16-mixed") and sorted(set(calls)) == ["32", "bf16-mixed"]
     assert f"precision auto: {chosen} (float32" in caplog.text
+
+
+def test_auto_precision_is_measured_once_per_machine_and_network(monkeypatch, tmp_path, caplog):
+    """The choice is kept in the machine's cache: the same network on the same machine is not timed again;
+    another network, or an unreadable cache file, is."""
+    import json
+    import logging
+
+    from isonet_pl.predict import predictor
+
+    monkeypatch.setenv("ISONET_PL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(predictor, "native_bf16", lambda: True)
+    calls = []
+    real = predictor.predict_block
+    monkeypatch.setattr(predictor, "predict_block", lambda *a, **k: calls.append(a[-1]) or real(*a, **k))
+    module = _tiny_unet()
+    first = predictor.fastest_precision(module, "cpu", edge=16)
+    assert len(calls) == 8  # two warm-ups and two timed calls per precision
+    saved = json.loads((tmp_path / "cache" / predictor.PRECISION_CACHE).read_text())
+    assert [entry["precision"] for entry in saved.values()] == [first]
+    with caplog.at_level(logging.INFO, logger="isonet_pl.predict.predictor"):
+        assert predictor.fastest_precision(module, "cpu", edge=16) == first and len(calls) == 8
+    assert "cached in" in caplog.text
+    from isonet_pl.model.module import IsoNetModule
+
+    other = IsoNetModule(net={"depth": 1, "base_channels": 2, "convs_per_level": 1}).eval()
+    predictor.fastest_precision(other, "cpu", edge=16)
+    assert len(calls) == 16 and len(json.loads((tmp_path / "cache" / predictor.PRECISION_CACHE).read_text())) == 2
+    (tmp_path / "cache" / predictor.PRECISION_CACHE).write_text("{not json")
+    predictor.fastest_precision(module, "cpu", edge=16)
+    assert len(calls) == 24
