@@ -286,6 +286,10 @@ class RefineConfig(Section):
         "half", description="n2n: target of the loss in the input's missing wedge: half = the other half (as in the "
                             "rest of the spectrum); average = the average of both halves (half the noise; the "
                             "input holds none of those coefficients).")
+    rotations: Literal["cube", "continuous"] = Field("cube", description="Rotations of the training pairs: cube = "
+                                                     "IsoNet's 20 rotations by 90° (exact); continuous = any "
+                                                     "rotation, drawn uniformly (cubic-spline interpolation, as "
+                                                     "DeepDeWedge).")
     ema_decay: float | None = Field(None, ge=0, lt=1, description="Exponential moving average of the weights, "
                                                                  "updated every step: the averaged weights are "
                                                                  "validated, refill the wedges, start the next "
@@ -400,8 +404,8 @@ OPTION_GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
                 "seed"),
         "Network": ("unet_depth", "filter_base", "convs_per_depth", "kernel", "drop_out", "batch_normalization",
                     "pool", "residual"),
-        "Training": ("learning_rate", "lr_schedule", "ema_decay", "normalize_percentile", "fill_normalization",
-                     "val_fraction", "select_subtomo_number"),
+        "Training": ("learning_rate", "lr_schedule", "rotations", "ema_decay", "normalize_percentile",
+                     "fill_normalization", "val_fraction", "select_subtomo_number"),
         "Single tomogram (isonet)": ("noise_level", "noise_start_iter", "noise_mode"),
         "Even/odd halves (n2n)": ("mw_weight", "wedge_target", "refill_every"),
         "Devices and resume": ("gpuID", "accelerator", "devices", "num_nodes", "preprocessing_ncpus",

@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from isonet_pl.data.pairs import ROTATIONS, make_n2n_pair, make_pair
+from isonet_pl.data.pairs import draw_rotation, make_n2n_pair, make_pair
 
 
 class PairDataset(Dataset):
@@ -43,10 +43,14 @@ class PairDataset(Dataset):
         :class:`StepKeys` yields).
     wedge_target : str
         Even/odd pairs: ``half`` or ``average`` (see :func:`isonet_pl.data.pairs.make_n2n_pair`).
+    rotations : str
+        ``cube`` (IsoNet's 20 rotations by 90°) or ``continuous`` (uniform; see
+        :func:`isonet_pl.data.pairs.draw_rotation`).
     """
 
     def __init__(self, filled: np.ndarray, tilt_ranges: np.ndarray, indices: np.ndarray, length: int, cube: int,
-                 noise_level: float, noise_mode: str, seed: tuple[int, ...], wedge_target: str = "half"):
+                 noise_level: float, noise_mode: str, seed: tuple[int, ...], wedge_target: str = "half",
+                 rotations: str = "cube"):
         self.filled = filled
         self.tilt_ranges = tilt_ranges
         self.indices = np.asarray(indices)
@@ -56,6 +60,7 @@ class PairDataset(Dataset):
         self.noise_mode = noise_mode
         self.seed = tuple(int(s) for s in seed)
         self.wedge_target = wedge_target
+        self.rotations = rotations
 
     def __len__(self) -> int:
         return self.length
@@ -64,7 +69,7 @@ class PairDataset(Dataset):
         key = tuple(int(k) for k in key) if isinstance(key, tuple) else (int(key),)
         rng = np.random.default_rng((*self.seed, *key))
         i = int(self.indices[rng.integers(len(self.indices))])
-        rotation = int(rng.integers(len(ROTATIONS)))
+        rotation = draw_rotation(self.rotations, rng)
         tilt = (float(self.tilt_ranges[i, 0]), float(self.tilt_ranges[i, 1]))
         if self.filled.ndim == 5:  # even/odd halves: (n, 2, p, p, p)
             inp, target, regions, *wedge = make_n2n_pair(self.filled[i], rotation, bool(rng.random() < 0.5), tilt,
@@ -119,26 +124,28 @@ class IsoNetDataModule(pl.LightningDataModule):
         DataLoader worker processes.
     seed : tuple of int
         (run seed, iteration).
-    wedge_target : str
+    wedge_target, rotations : str
         See :class:`PairDataset`.
     """
 
     def __init__(self, filled: np.ndarray, tilt_ranges: np.ndarray, train_indices: np.ndarray,
                  val_indices: np.ndarray, cube: int, batch_size: int, steps_per_epoch: int, noise_level: float,
-                 noise_mode: str, num_workers: int, seed: tuple[int, ...], wedge_target: str = "half"):
+                 noise_mode: str, num_workers: int, seed: tuple[int, ...], wedge_target: str = "half",
+                 rotations: str = "cube"):
         super().__init__()
         self.filled, self.tilt_ranges = filled, tilt_ranges
         self.train_indices, self.val_indices = train_indices, val_indices
         self.cube, self.batch_size, self.steps_per_epoch = cube, batch_size, steps_per_epoch
         self.noise_level, self.noise_mode = noise_level, noise_mode
         self.num_workers, self.seed = num_workers, tuple(seed)
-        self.wedge_target = wedge_target
+        self.wedge_target, self.rotations = wedge_target, rotations
 
     def setup(self, stage: str | None = None) -> None:
         """Build the validation set (training pairs are drawn anew each epoch, see train_dataloader)."""
         n_val = max(self.batch_size, int(np.ceil(0.1 * self.steps_per_epoch)) * self.batch_size)
         self.val_set = PairDataset(self.filled, self.tilt_ranges, self.val_indices, n_val, self.cube,
-                                   self.noise_level, self.noise_mode, (*self.seed, 1), self.wedge_target)
+                                   self.noise_level, self.noise_mode, (*self.seed, 1), self.wedge_target,
+                                   self.rotations)
 
     def _loader(self, dataset: Dataset, sampler: Sampler | None = None) -> DataLoader:
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, shuffle=False,
@@ -154,7 +161,8 @@ class IsoNetDataModule(pl.LightningDataModule):
         """
         n_train = self.steps_per_epoch * self.batch_size
         train_set = PairDataset(self.filled, self.tilt_ranges, self.train_indices, n_train, self.cube,
-                                self.noise_level, self.noise_mode, (*self.seed, 0), self.wedge_target)
+                                self.noise_level, self.noise_mode, (*self.seed, 0), self.wedge_target,
+                                self.rotations)
         return self._loader(train_set, StepKeys(n_train, self))
 
     def val_dataloader(self) -> DataLoader:

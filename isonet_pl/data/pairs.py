@@ -9,6 +9,10 @@ region of the data and takes the wedge from the estimate. A pair is then
 ``target = R(C)`` and ``input = Wmeas(R(C))`` (the wedge imposed again in the lab frame on
 the rotated volume), both centre-cropped from the crop size p to the cube size c, plus noise
 in the input only (SPEC §6.4).
+
+A rotation R is either an index into IsoNet's 20 rotations by 90° (:data:`ROTATIONS`, exact: the voxels
+are permuted) or a 3×3 rotation matrix drawn uniformly from all rotations (:func:`random_rotation`, as
+DeepDeWedge), applied by cubic-spline interpolation about the centre of the cube.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import functools
 
 import numpy as np
 import scipy.fft
+import scipy.ndimage
 
-from isonet_pl.data.wedge import apply_wedge, measured_region
+from isonet_pl.data.wedge import apply_wedge, measured_directions, measured_region
 
 #: IsoNet 0.2's 20 rotations (SPEC §6.4.1): each a pair of ``np.rot90`` steps (k, axes), applied in
 #: order. All 24 proper 90° rotations of the cube except the 4 that leave the wedge in place.
@@ -33,11 +38,44 @@ ROTATIONS: tuple[tuple[tuple[int, tuple[int, int]], tuple[int, tuple[int, int]]]
 NoiseMode = str  # "noFilter" (IsoNet's default: unfiltered back-projection), "ramp" or "hamming"
 
 
-def rotate(vol: np.ndarray, index: int) -> np.ndarray:
-    """Apply rotation ``index`` (0..19) of :data:`ROTATIONS` to a cubic volume (a view when possible)."""
-    for k, axes in ROTATIONS[index]:
-        vol = np.rot90(vol, k, axes)
-    return vol
+Rotation = int | np.ndarray  # an index into ROTATIONS, or a (3, 3) rotation matrix acting on (z, y, x) offsets
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A rotation drawn uniformly from all 3-D rotations (a normalised 4-D Gaussian quaternion), as a (3, 3)
+    float64 matrix R that moves a voxel offset d (z, y, x) from the centre to R d (det R = +1)."""
+    w, a, b, c = rng.standard_normal(4)
+    n = np.sqrt(w * w + a * a + b * b + c * c)
+    w, a, b, c = w / n, a / n, b / n, c / n
+    return np.array([[1 - 2 * (b * b + c * c), 2 * (a * b - c * w), 2 * (a * c + b * w)],
+                     [2 * (a * b + c * w), 1 - 2 * (a * a + c * c), 2 * (b * c - a * w)],
+                     [2 * (a * c - b * w), 2 * (b * c + a * w), 1 - 2 * (a * a + b * b)]])
+
+
+def draw_rotation(kind: str, rng: np.random.Generator) -> Rotation:
+    """A random rotation of ``kind`` (refine --rotations): an index into :data:`ROTATIONS` for ``cube``
+    (one integer drawn from ``rng``, as before continuous rotations existed), a matrix for ``continuous``."""
+    if kind == "continuous":
+        return random_rotation(rng)
+    return int(rng.integers(len(ROTATIONS)))
+
+
+def rotate(vol: np.ndarray, rotation: Rotation, crop: int | None = None) -> np.ndarray:
+    """Rotate a cubic volume about its centre: by rotation ``index`` (0..19) of :data:`ROTATIONS` (a view when
+    possible), or by a (3, 3) rotation matrix R (cubic spline; out(x) = vol(Rᵀ(x − c) + c), values beyond
+    the faces mirrored; float32). With ``crop``: only the central ``crop``³ of the result
+    (:func:`centre_crop`), which for a matrix is all that is interpolated."""
+    if not isinstance(rotation, np.ndarray):
+        for k, axes in ROTATIONS[rotation]:
+            vol = np.rot90(vol, k, axes)
+        return vol if crop is None else centre_crop(vol, crop)
+    size = vol.shape[0] if crop is None else crop
+    centre = (np.asarray(vol.shape, dtype=np.float64) - 1) / 2
+    start = np.full(3, vol.shape[0] // 2 - size // 2, dtype=np.float64)
+    back = rotation.T
+    offset = centre + back @ (start - centre)
+    return scipy.ndimage.affine_transform(np.asarray(vol, dtype=np.float32), back, offset=offset,
+                                          output_shape=(size,) * 3, order=3, mode="reflect", output=np.float32)
 
 
 @functools.lru_cache(maxsize=32)
@@ -85,7 +123,7 @@ def centre_crop(vol: np.ndarray, size: int) -> np.ndarray:
     return vol[start:start + size, start:start + size, start:start + size]
 
 
-def make_pair(filled: np.ndarray, rotation: int, tilt_range: tuple[float, float], cube: int, noise_level: float,
+def make_pair(filled: np.ndarray, rotation: Rotation, tilt_range: tuple[float, float], cube: int, noise_level: float,
               noise_mode: NoiseMode, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """One training pair from a filled subtomogram (SPEC §6.4 steps 4–6).
 
@@ -93,8 +131,8 @@ def make_pair(filled: np.ndarray, rotation: int, tilt_range: tuple[float, float]
     ----------
     filled : numpy.ndarray
         (p, p, p) float32, the filled volume C.
-    rotation : int
-        Index into :data:`ROTATIONS`.
+    rotation : int or numpy.ndarray
+        Index into :data:`ROTATIONS`, or a rotation matrix (:func:`rotate`).
     tilt_range : tuple of float
         The tomogram's (tilt_min, tilt_max), degrees.
     cube : int
@@ -141,6 +179,26 @@ def rotation_matrix(index: int) -> np.ndarray:
     return np.stack(columns, axis=1).astype(int)
 
 
+def loss_regions(size: int, tilt_min: float, tilt_max: float, rotation: Rotation) -> np.ndarray:
+    """:func:`split_regions` for an index into :data:`ROTATIONS` (cached), :func:`split_regions_rotated` for a
+    rotation matrix."""
+    if isinstance(rotation, np.ndarray):
+        return split_regions_rotated(size, tilt_min, tilt_max, rotation)
+    return split_regions(size, tilt_min, tilt_max, int(rotation))
+
+
+def split_regions_rotated(size: int, tilt_min: float, tilt_max: float, rotation: np.ndarray) -> np.ndarray:
+    """The two loss regions of :func:`split_regions` for any rotation matrix R: the target is measured where
+    M(Rᵀk) (the wedge's rule evaluated at the rotated, off-grid frequency), the input where M(k).
+    float32 of shape (2, size, size, size//2+1)."""
+    lab = np.broadcast_to(measured_region((size,) * 3, tilt_min, tilt_max, rfft=True), (size, size, size // 2 + 1))
+    k = np.fft.fftfreq(size)
+    grid = np.stack(np.meshgrid(k, k, np.fft.rfftfreq(size), indexing="ij"))  # (3, size, size, size//2+1)
+    source = np.tensordot(rotation.T, grid, axes=(1, 0))  # Rᵀ k
+    rotated = measured_directions(source[0], source[2], tilt_min, tilt_max)
+    return np.stack([lab & rotated, rotated & ~lab]).astype(np.float32)
+
+
 @functools.lru_cache(maxsize=256)
 def split_regions(size: int, tilt_min: float, tilt_max: float, rotation: int) -> np.ndarray:
     """The two loss regions of an even/odd pair, rfft layout, float32 of shape (2, size, size, size//2+1).
@@ -161,7 +219,7 @@ def split_regions(size: int, tilt_min: float, tilt_max: float, rotation: int) ->
     return np.stack([both, target_only]).astype(np.float32)
 
 
-def make_n2n_pair(filled_halves: np.ndarray, rotation: int, swap: bool, tilt_range: tuple[float, float],
+def make_n2n_pair(filled_halves: np.ndarray, rotation: Rotation, swap: bool, tilt_range: tuple[float, float],
                   cube: int, wedge_target: str = "half") -> tuple[np.ndarray, ...]:
     """An even/odd training pair: input = one half (wedge imposed again after the rotation), target = the other.
 
@@ -169,8 +227,8 @@ def make_n2n_pair(filled_halves: np.ndarray, rotation: int, swap: bool, tilt_ran
     ----------
     filled_halves : numpy.ndarray
         (2, p, p, p) float32, both halves with their wedges filled by the current estimate.
-    rotation : int
-        Index into :data:`ROTATIONS` (applied to both halves).
+    rotation : int or numpy.ndarray
+        Index into :data:`ROTATIONS`, or a rotation matrix (:func:`rotate`); applied to both halves.
     swap : bool
         Use the odd half as input and the even one as target.
     tilt_range : tuple of float
@@ -192,10 +250,9 @@ def make_n2n_pair(filled_halves: np.ndarray, rotation: int, swap: bool, tilt_ran
     a, b = (filled_halves[1], filled_halves[0]) if swap else (filled_halves[0], filled_halves[1])
     rot_a = np.ascontiguousarray(rotate(a, rotation))
     inp = centre_crop(apply_wedge(rot_a, wedge_mask(a.shape[0], *tilt_range)), cube)
-    rot_b = rotate(b, rotation)
-    target = centre_crop(rot_b, cube)
+    target = rotate(b, rotation, cube)
     out = (np.ascontiguousarray(inp, dtype=np.float32), np.ascontiguousarray(target, dtype=np.float32),
-           split_regions(cube, float(tilt_range[0]), float(tilt_range[1]), rotation))
+           loss_regions(cube, float(tilt_range[0]), float(tilt_range[1]), rotation))
     if wedge_target == "average":
         out += (np.ascontiguousarray(0.5 * (centre_crop(rot_a, cube) + target), dtype=np.float32),)
     return out

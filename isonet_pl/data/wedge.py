@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "measured_region",
+    "measured_directions",
     "isonet_wedge_mask",
     "apply_wedge",
     "fill_wedge",
@@ -49,6 +50,18 @@ def _negated_index(arr: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     """Return ``arr[-k]`` on an unshifted FFT grid (index i -> (-i) mod n) along ``axes``."""
     out = np.flip(arr, axis=axes)
     return np.roll(out, 1, axis=axes)
+
+
+def measured_directions(kz: np.ndarray, kx: np.ndarray, tilt_min: float, tilt_max: float) -> np.ndarray:
+    """Whether Fourier coefficients at (any, also off-grid) frequencies ``(kz, kx)`` are measured: their
+    direction in the (k_z, k_x) plane lies in the tilt range (module docstring); the k_y axis
+    (``kz = kx = 0``) is measured. Arrays broadcast; frequencies in any common unit."""
+    span = float(tilt_max) - float(tilt_min)
+    if span >= 180.0:
+        return np.ones(np.broadcast_shapes(np.shape(kz), np.shape(kx)), dtype=bool)
+    direction = np.rad2deg(np.arctan2(-kz, kx))  # (-180, 180]
+    offset = np.mod(direction - float(tilt_min), 180.0)  # [0, 180)
+    return (offset <= span + _ANGLE_TOL_DEG) | (offset >= 180.0 - _ANGLE_TOL_DEG) | ((kz == 0) & (kx == 0))
 
 
 def measured_region(
@@ -82,12 +95,7 @@ def measured_region(
     if span >= 180.0:
         mask = np.ones((nz, nx), dtype=bool)
     else:
-        kz = np.fft.fftfreq(nz)[:, None]
-        kx = np.fft.fftfreq(nx)[None, :]
-        direction = np.rad2deg(np.arctan2(-kz, kx))  # (-180, 180]
-        offset = np.mod(direction - float(tilt_min), 180.0)  # [0, 180)
-        mask = (offset <= span + _ANGLE_TOL_DEG) | (offset >= 180.0 - _ANGLE_TOL_DEG)
-        mask |= (kz == 0) & (kx == 0)
+        mask = measured_directions(np.fft.fftfreq(nz)[:, None], np.fft.fftfreq(nx)[None, :], tilt_min, tilt_max)
         # Exact Hermitian symmetry (matters only for the self-conjugate Nyquist rows/columns).
         mask &= _negated_index(mask, axes=(0, 1))
     if rfft:

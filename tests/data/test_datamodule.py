@@ -64,3 +64,22 @@ def test_workers_persist_across_epochs(monkeypatch):
         dm.trainer.global_step = steps
         pids.append({int(p) for b in _epoch(loader) for p in b["pid"]})
     assert pids[0] and pids[0] == pids[1] == pids[2] and os.getpid() not in pids[0]
+
+
+@pytest.mark.parametrize("halves", [False, True])
+def test_continuous_rotations(halves):
+    """rotations=continuous: pairs of the usual shapes (and loss regions for halves), the same for the same key,
+    and not one of the 20 rotations by 90° (whose target would be an exact voxel permutation)."""
+    from isonet_pl.data.pairs import ROTATIONS, centre_crop, rotate
+
+    rng = np.random.default_rng(1)
+    filled = rng.normal(size=(3, 2, 24, 24, 24) if halves else (3, 24, 24, 24)).astype(np.float32)
+    tilts = np.tile([-45.0, 60.0], (3, 1))
+    data = PairDataset(filled, tilts, np.arange(3), 4, 16, 0.0, "noFilter", (0, 1), rotations="continuous")
+    a, b = data[(5, 2)], data[(5, 2)]
+    assert a["input"].shape == a["target"].shape == (1, 16, 16, 16)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    if halves:
+        assert a["regions"].shape == (2, 16, 16, 9) and a["regions"][1].sum() > 0
+    candidates = [centre_crop(rotate(v, r), 16) for v in filled.reshape(-1, 24, 24, 24) for r in range(len(ROTATIONS))]
+    assert not any(np.allclose(a["target"][0].numpy(), c, atol=1e-4) for c in candidates)

@@ -51,17 +51,19 @@ def test_refine_writes_checkpoints_settings_losses(subtomo_star, tmp_path):
     assert svg.count('stroke-dasharray="3,3"') == 1
 
 
-@pytest.mark.parametrize(("ema", "schedule", "workers"), [(0.0, "constant", 0), (0.5, "cosine", 0),
-                                                        (0.0, "constant", 1)])
-def test_continue_from_resumes_exactly(subtomo_star, tmp_path, monkeypatch, ema, schedule, workers):
+@pytest.mark.parametrize(("ema", "schedule", "workers", "rotations"), [(0.0, "constant", 0, "cube"),
+                                                                     (0.5, "cosine", 0, "cube"),
+                                                                     (0.0, "constant", 1, "continuous")])
+def test_continue_from_resumes_exactly(subtomo_star, tmp_path, monkeypatch, ema, schedule, workers, rotations):
     """A run killed during iteration 2 and resumed ends with the weights of an uninterrupted run (also with
     --ema_decay, whose checkpoints hold the averaged weights, a cosine learning rate, which must
-    continue from the step it reached, and a DataLoader worker that persists across the epochs)."""
+    continue from the step it reached, and a DataLoader worker that persists across the epochs, drawing
+    continuous rotations)."""
     import pytorch_lightning as pl
 
     from isonet_pl.workflows import refine as refine_module
 
-    tiny = dict(TINY, ema_decay=ema, lr_schedule=schedule, preprocessing_ncpus=workers)
+    tiny = dict(TINY, ema_decay=ema, lr_schedule=schedule, preprocessing_ncpus=workers, rotations=rotations)
     full = refine_module.refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "a"), **tiny))
     rates = [_epoch_column(tmp_path / "a" / "logs" / f"iter{it:02d}" / "metrics.csv", "lr") for it in (1, 2)]
     if schedule == "constant":
