@@ -289,7 +289,8 @@ class RefineConfig(Section):
     rotations: Literal["cube", "continuous"] = Field("cube", description="Rotations of the training pairs: cube = "
                                                      "IsoNet's 20 rotations by 90° (exact); continuous = any "
                                                      "rotation, drawn uniformly (cubic-spline interpolation, as "
-                                                     "DeepDeWedge).")
+                                                     "DeepDeWedge; the rotated corners stay inside subtomograms "
+                                                     "extracted with crop_size >= 1.74 x cube_size).")
     ema_decay: float | None = Field(None, ge=0, lt=1, description="Exponential moving average of the weights, "
                                                                  "updated every step: the averaged weights are "
                                                                  "validated, refill the wedges, start the next "

@@ -24,22 +24,51 @@ def package_versions() -> dict[str, str]:
 
 def cpu_name() -> str:
     """The CPU's model name (Linux's /proc/cpuinfo, else the platform's processor string)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    for line in _cpuinfo():
+        if line.lower().startswith("model name"):
+            return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 
-def cache_dir() -> Path:
+#: CPU features that decide how fast float32 and bf16 convolutions run (x86 flags; ARM's "Features" names).
+SPEED_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "avx512_fp16", "asimd", "sve", "sve2",
+                  "bf16", "i8mm")
+
+
+def cpu_features() -> str:
+    """Which of :data:`SPEED_FEATURES` this CPU has (as Linux lists them), and oneDNN's ISA cap if set
+    (``ONEDNN_MAX_CPU_ISA``): what, beside the model name, a measured speed depends on."""
+    flags: set[str] = set()
+    for line in _cpuinfo():
+        key = line.split(":", 1)[0].strip().lower()
+        if key in ("flags", "features"):
+            flags.update(line.split(":", 1)[1].split())
+    have = ",".join(f for f in SPEED_FEATURES if f in flags) or "unknown"
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return have + (f"; isa cap {cap}" if cap else "")
+
+
+def _cpuinfo() -> list[str]:
+    """The lines of the first processor's entry in /proc/cpuinfo ([] where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    return text.split("\n\n", 1)[0].splitlines()
+
+
+def cache_dir() -> Path | None:
     """Where isonet-pl keeps what it measured about this machine: ``$ISONET_PL_CACHE``, else
-    ``$XDG_CACHE_HOME/isonet-pl``, else ``~/.cache/isonet-pl`` (not created here)."""
+    ``$XDG_CACHE_HOME/isonet-pl``, else ``~/.cache/isonet-pl`` (not created here); None where there is no
+    home folder to put it in (then nothing is kept)."""
     if os.environ.get("ISONET_PL_CACHE"):
         return Path(os.environ["ISONET_PL_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "isonet-pl"
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "isonet-pl"
+    try:
+        return Path.home() / ".cache" / "isonet-pl"
+    except (RuntimeError, KeyError):  # no HOME and no passwd entry (some batch jobs and containers)
+        return None
 
 
 def huge_pages() -> str:
@@ -77,7 +106,7 @@ def system_report() -> dict:
         "torch_threads": torch.get_num_threads(),
         "cpu_bf16": {True: "yes", False: "no", None: "unknown"}[native_bf16()],
         "huge_pages": huge_pages(),
-        "machine_cache": str(cache_dir()),
+        "machine_cache": str(cache_dir() or "none (no home folder: nothing measured is kept)"),
         "torch_cuda_build": torch.version.cuda or "none (CPU build)",
         "cuda_devices": cuda,
         "packages": package_versions(),

@@ -189,13 +189,16 @@ def loss_regions(size: int, tilt_min: float, tilt_max: float, rotation: Rotation
 
 def split_regions_rotated(size: int, tilt_min: float, tilt_max: float, rotation: np.ndarray) -> np.ndarray:
     """The two loss regions of :func:`split_regions` for any rotation matrix R: the target is measured where
-    M(Rᵀk) (the wedge's rule evaluated at the rotated, off-grid frequency), the input where M(k).
+    M(Rᵀk) (the wedge's rule evaluated at the rotated, off-grid frequency; a coefficient counts only if its
+    conjugate −k does too, so the self-conjugate planes stay consistent), the input where M(k).
     float32 of shape (2, size, size, size//2+1)."""
-    lab = np.broadcast_to(measured_region((size,) * 3, tilt_min, tilt_max, rfft=True), (size, size, size // 2 + 1))
+    lab = measured_region((size,) * 3, tilt_min, tilt_max, rfft=True)
     k = np.fft.fftfreq(size)
-    grid = np.stack(np.meshgrid(k, k, np.fft.rfftfreq(size), indexing="ij"))  # (3, size, size, size//2+1)
+    grid = np.stack(np.meshgrid(k, k, k, indexing="ij"))  # (3, size, size, size), full layout
     source = np.tensordot(rotation.T, grid, axes=(1, 0))  # Rᵀ k
     rotated = measured_directions(source[0], source[2], tilt_min, tilt_max)
+    rotated &= np.roll(np.flip(rotated), 1, axis=(0, 1, 2))  # and at −k
+    rotated = rotated[..., : size // 2 + 1]
     return np.stack([lab & rotated, rotated & ~lab]).astype(np.float32)
 
 

@@ -39,6 +39,8 @@ BYTES_PER_VOXEL_CHANNEL = 33
 CONTEXT_FRACTION = 0.25
 #: File in the machine's cache folder that keeps precision auto's measured choices (:func:`fastest_precision`).
 PRECISION_CACHE = "precision.json"
+#: How much faster (fraction) one precision must run for the choice to be kept in the machine's cache.
+CLEAR_MARGIN = 0.15
 
 
 def tile_plan(net, device: str, cube_size: int | None = None, crop_size: int | None = None) -> tuple[int, int]:
@@ -86,25 +88,29 @@ def native_bf16() -> bool | None:
 
 
 def _precision_key(module, device: str, edge: int) -> str:
-    """What the speed of float32 against bf16 depends on: the CPU, torch and its threads, the network's layers
-    (names and shapes of its weights) and the timed block's edge."""
+    """What the speed of float32 against bf16 depends on: the CPU (model and features), torch and its threads,
+    the network's layers (names and shapes of its weights) and the timed block's edge."""
     import hashlib
 
-    from isonet_pl.system import cpu_name
+    from isonet_pl.system import cpu_features, cpu_name
 
     layers = ";".join(f"{k}:{tuple(v.shape)}" for k, v in module.state_dict().items())
     net = hashlib.sha1(layers.encode()).hexdigest()[:16]
-    return (f"{cpu_name()} | {torch.device(device).type} | torch {torch.__version__} | "
+    return (f"{cpu_name()} [{cpu_features()}] | {torch.device(device).type} | torch {torch.__version__} | "
             f"{torch.get_num_threads()} threads | net {net} | {edge}^3")
 
 
-def _cached_precisions() -> tuple[Path, dict]:
-    """The cache file of measured precision choices and its entries ({} where missing or unreadable)."""
+def _cached_precisions() -> tuple[Path | None, dict]:
+    """The cache file of measured precision choices (None where there is no cache folder) and its entries
+    ({} where missing or unreadable)."""
     import json
 
     from isonet_pl.system import cache_dir
 
-    path = cache_dir() / PRECISION_CACHE
+    folder = cache_dir()
+    if folder is None:
+        return None, {}
+    path = folder / PRECISION_CACHE
     try:
         entries = json.loads(path.read_text())
         return path, entries if isinstance(entries, dict) else {}
@@ -113,20 +119,27 @@ def _cached_precisions() -> tuple[Path, dict]:
 
 
 def _remember_precision(key: str, entry: dict) -> None:
-    """Add ``entry`` to the cache file (written to a temporary name, then renamed); skipped, logged, where the
-    cache folder cannot be written."""
+    """Add ``entry`` to the cache file (written to a unique temporary name, then renamed over it); skipped,
+    logged, where there is no cache folder or it cannot be written."""
     import json
     import os
+    import tempfile
 
     path, entries = _cached_precisions()
+    if path is None:
+        return
     entries[key] = entry
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))
-        tmp.replace(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "w") as f:
+            json.dump(entries, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
     except OSError as exc:
         logger.debug("precision choice not cached (%s)", exc)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 @torch.no_grad()
@@ -136,10 +149,11 @@ def fastest_precision(module, device: str, edge: int = 48, repeats: int = 2, cac
     On a CPU without bf16 instructions (where bf16 is emulated, several times slower) float32 without timing;
     with them, both timed on an ``edge``³ block after two warm-up calls each (bf16 kernels are made on the
     first calls for a shape), the two alternating ``repeats`` times and the fastest call of each compared, so
-    that a busy machine slows both alike (about a second in all). The choice is kept in the machine's cache
-    (:func:`isonet_pl.system.cache_dir`, file :data:`PRECISION_CACHE`) under the CPU, torch, its threads and the
-    network's layers, so later commands with the same network skip the timing (unless not ``cache``; delete
-    the file to time again). On a GPU ``bf16-mixed`` where supported, else ``16-mixed``.
+    that a busy machine slows both alike (about a second in all). A clear choice (one at least
+    :data:`CLEAR_MARGIN` faster) is kept in the machine's cache (:func:`isonet_pl.system.cache_dir`, file
+    :data:`PRECISION_CACHE`) under the CPU, torch, its threads and the network's layers, so later commands with
+    the same network skip the timing (unless not ``cache``; delete the file to time again); a close one is
+    timed again next time. On a GPU ``bf16-mixed`` where supported, else ``16-mixed``.
     """
     import datetime
     import time
@@ -172,7 +186,7 @@ def fastest_precision(module, device: str, edge: int = 48, repeats: int = 2, cac
     best = min(seconds, key=seconds.get)
     logger.info("precision auto: %s (float32 %.2f s, bf16 %.2f s per %d³ block)", best, seconds["32"],
                 seconds["bf16-mixed"], edge)
-    if cache:
+    if cache and max(seconds.values()) >= (1 + CLEAR_MARGIN) * min(seconds.values()):
         _remember_precision(key, {"precision": best, "float32_s": round(seconds["32"], 4),
                                   "bf16_s": round(seconds["bf16-mixed"], 4),
                                   "measured": datetime.date.today().isoformat()})

@@ -88,6 +88,10 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
     if subs.crop < subs.cube:
         raise InputError(f"crop size {subs.crop} is smaller than cube size {subs.cube}", subtomo_star,
                          "extract again with crop_size >= cube_size")
+    if cfg.rotations == "continuous" and subs.crop < math.ceil(math.sqrt(3) * subs.cube):
+        logger.warning("--rotations continuous: the corners of each rotated %d³ cube reach beyond the %d³ subtomograms "
+                       "and are mirrored there; extract with --crop_size %d or more to avoid that", subs.cube,
+                       subs.crop, math.ceil(math.sqrt(3) * subs.cube))
     dev = devices.resolve_devices(cfg)
     resolved = setup.resolve(cfg, subs, dev["count"])
     method, batch, steps, workers = resolved.method, resolved.batch_size, resolved.steps_per_epoch, \

@@ -167,15 +167,18 @@ def test_auto_precision_times_only_where_bf16_is_native(monkeypatch, caplog):
 
 
 def test_auto_precision_is_measured_once_per_machine_and_network(monkeypatch, tmp_path, caplog):
-    """The choice is kept in the machine's cache: the same network on the same machine is not timed again;
-    another network, or an unreadable cache file, is."""
+    """A clear choice is kept in the machine's cache: the same network on the same machine is not timed again;
+    another network, an unreadable cache file, or a close call (not kept) is; without a home folder nothing is
+    kept and nothing fails."""
     import json
     import logging
 
+    from isonet_pl import system
     from isonet_pl.predict import predictor
 
     monkeypatch.setenv("ISONET_PL_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(predictor, "native_bf16", lambda: True)
+    monkeypatch.setattr(predictor, "CLEAR_MARGIN", 0.0)  # every choice counts as clear here
     calls = []
     real = predictor.predict_block
     monkeypatch.setattr(predictor, "predict_block", lambda *a, **k: calls.append(a[-1]) or real(*a, **k))
@@ -194,4 +197,15 @@ def test_auto_precision_is_measured_once_per_machine_and_network(monkeypatch, tm
     assert len(calls) == 16 and len(json.loads((tmp_path / "cache" / predictor.PRECISION_CACHE).read_text())) == 2
     (tmp_path / "cache" / predictor.PRECISION_CACHE).write_text("{not json")
     predictor.fastest_precision(module, "cpu", edge=16)
-    assert len(calls) == 24
+    assert len(calls) == 24 and len(list((tmp_path / "cache").iterdir())) == 1  # no temporary file left
+    monkeypatch.setattr(predictor, "CLEAR_MARGIN", 1e6)  # a close call: timed, not kept
+    (tmp_path / "cache" / predictor.PRECISION_CACHE).unlink()
+    predictor.fastest_precision(module, "cpu", edge=16)
+    predictor.fastest_precision(module, "cpu", edge=16)
+    assert len(calls) == 40 and not (tmp_path / "cache" / predictor.PRECISION_CACHE).exists()
+    monkeypatch.setattr(predictor, "CLEAR_MARGIN", 0.0)
+    monkeypatch.delenv("ISONET_PL_CACHE")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(system.Path, "home", classmethod(lambda cls: (_ for _ in ()).throw(RuntimeError("no home"))))
+    assert system.cache_dir() is None
+    assert predictor.fastest_precision(module, "cpu", edge=16) in ("32", "bf16-mixed") and len(calls) == 48
