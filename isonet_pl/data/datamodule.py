@@ -89,7 +89,9 @@ class StepKeys(Sampler):
 
     Iterated in the main process at the start of each epoch (under DDP, Lightning's sampler wrapper lists
     it then and shards the list), so the same DataLoader and its persistent workers draw new pairs each
-    epoch.
+    epoch. Lightning first iterates it after restoring a checkpoint's step count; a module that asked for
+    ``trainer.estimated_stepping_batches`` in ``configure_optimizers`` would make it iterate earlier (with
+    step 0 on resume), so the module does not.
     """
 
     def __init__(self, length: int, datamodule: pl.LightningDataModule):
