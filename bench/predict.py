@@ -1,7 +1,8 @@
 # ruff: noqa: E402  (the allocator is set before the imports, one of which starts a thread)
 """Prediction benchmark: predict against the raw network, memory on a large tomogram, network throughput.
 
-Run: ``.venv/bin/python bench/predict.py [--gib 2] [--threads 2]`` (``--tiles-only``: only part 0)
+Run: ``.venv/bin/python bench/predict.py [--gib 2] [--threads 2]`` (``--tiles-only``: only part 0;
+``--shapes 64x192x192``: part 0 on that tomogram only)
 
 0. The ``predict`` command (MRC in, Zarr copy, normalisation, tiles, MRC out; ``--denoise false``) for the CPU
    presets' network (depth 3, 16 base channels, 2 convolutions per level; random weights: the cost does not
@@ -196,6 +197,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="bench/out")
     parser.add_argument("--tiles-only", action="store_true")
+    parser.add_argument("--shapes", default="64x192x192,128x384x384", help="part 0's tomograms, ZxYxX,...")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -204,7 +206,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     logging.getLogger("isonet_pl").addHandler(_Capture())
     logging.getLogger("isonet_pl").setLevel(logging.INFO)
-    res = {"tiles": tile_ratios(Path(args.out))}
+    shapes = tuple(tuple(int(n) for n in shape.split("x")) for shape in args.shapes.split(","))
+    res = {"tiles": tile_ratios(Path(args.out), shapes)}
     if args.tiles_only:
         return
     from isonet_pl.model.module import IsoNetModule
