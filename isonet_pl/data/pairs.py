@@ -23,7 +23,7 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage
 
-from isonet_pl.data.wedge import apply_wedge, measured_directions, measured_region
+from isonet_pl.data.wedge import _negated_index, apply_wedge, measured_directions, measured_region
 
 #: IsoNet 0.2's 20 rotations (SPEC §6.4.1): each a pair of ``np.rot90`` steps (k, axes), applied in
 #: order. All 24 proper 90° rotations of the cube except the 4 that leave the wedge in place.
@@ -197,7 +197,7 @@ def split_regions_rotated(size: int, tilt_min: float, tilt_max: float, rotation:
     grid = np.stack(np.meshgrid(k, k, k, indexing="ij"))  # (3, size, size, size), full layout
     source = np.tensordot(rotation.T, grid, axes=(1, 0))  # Rᵀ k
     rotated = measured_directions(source[0], source[2], tilt_min, tilt_max)
-    rotated &= np.roll(np.flip(rotated), 1, axis=(0, 1, 2))  # and at −k
+    rotated &= _negated_index(rotated, axes=(0, 1, 2))  # and at −k
     rotated = rotated[..., : size // 2 + 1]
     return np.stack([lab & rotated, rotated & ~lab]).astype(np.float32)
 

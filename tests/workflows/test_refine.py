@@ -54,7 +54,7 @@ def test_refine_writes_checkpoints_settings_losses(subtomo_star, tmp_path):
 @pytest.mark.parametrize(("ema", "schedule", "workers", "rotations"), [(0.0, "constant", 0, "cube"),
                                                                      (0.5, "cosine", 0, "cube"),
                                                                      (0.0, "constant", 1, "continuous")])
-def test_continue_from_resumes_exactly(subtomo_star, tmp_path, monkeypatch, ema, schedule, workers, rotations):
+def test_continue_from_resumes_exactly(subtomo_star, tmp_path, monkeypatch, caplog, ema, schedule, workers, rotations):
     """A run killed during iteration 2 and resumed ends with the weights of an uninterrupted run (also with
     --ema_decay, whose checkpoints hold the averaged weights, a cosine learning rate, which must
     continue from the step it reached, and a DataLoader worker that persists across the epochs, drawing
@@ -65,6 +65,8 @@ def test_continue_from_resumes_exactly(subtomo_star, tmp_path, monkeypatch, ema,
 
     tiny = dict(TINY, ema_decay=ema, lr_schedule=schedule, preprocessing_ncpus=workers, rotations=rotations)
     full = refine_module.refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "a"), **tiny))
+    # crop 24 < 1.74 x cube 16: continuous rotations' corners leave the subtomograms, which refine says
+    assert ("extract with --crop_size 28 or more" in caplog.text) == (rotations == "continuous")
     rates = [_epoch_column(tmp_path / "a" / "logs" / f"iter{it:02d}" / "metrics.csv", "lr") for it in (1, 2)]
     if schedule == "constant":
         assert rates == [[pytest.approx(4e-4)] * 2] * 2
