@@ -20,7 +20,8 @@ budget, the network size and ``--set`` overrides given), and score the checkpoin
 ``--every``-th iteration on the whole average tomogram: a learning curve (validation loss, overall and
 in-wedge correlation against samples seen) per method, side by side. E.g.
 ``bench/quality.py --phantoms sheets,nosheets,ctf,snr1,asym --seeds 0,1 --samples 4320``; kinds combine with
-``+`` (``nosheets+asym``: no sheets and the asymmetric tilt range).
+``+`` (``nosheets+asym``: no sheets and the asymmetric tilt range −45°…+60°, a 75° wedge; ``shift``: −50°…+70°,
+asymmetric with the 60° wedge of ±60°).
 Methods there: ``n2n`` (on the halves), ``isonet`` (the same simulation as single-tomogram data, i.e. without
 its half columns: deconv Wiener-filters it when it has no CTF, the new default) and ``isonet-raw`` (IsoNet
 0.2's single-tomogram path: no filter without a CTF; skipped with a CTF, where it equals ``isonet``). Every
@@ -62,7 +63,8 @@ PHANTOMS = {
     "nosheets": {"membranes": 0},
     "ctf": {"defocus": 30000.0},
     "snr1": {"snr": 1.0},
-    "asym": {"tilt_min": -45.0, "tilt_max": 60.0},
+    "asym": {"tilt_min": -45.0, "tilt_max": 60.0},  # asymmetric and wider: a 75° wedge
+    "shift": {"tilt_min": -50.0, "tilt_max": 70.0},  # asymmetric, the same 60° wedge (a lamella's pretilt)
 }
 
 
