@@ -15,7 +15,8 @@ of each step. An n2n model is applied both ways: to each half with the two outpu
 
 Fixed-budget mode (``--phantoms``): for each phantom kind and seed, simulate a tomogram with even/odd
 halves, extract, then train each method on the same number of training samples (``--samples``, e.g.
-the issue's 4,320 = 10 iterations x 2 epochs x 27 steps x batch 8) with the refine defaults (only the
+the issue's 4,320 = 10 iterations x 2 epochs x 54 steps x batch 4, refine's default batch on one device; the
+issue's command used 27 steps x batch 8) with the refine defaults (only the
 budget, the network size and ``--set`` overrides given), and score the checkpoint of every
 ``--every``-th iteration on the whole average tomogram: a learning curve (validation loss, overall and
 in-wedge correlation against samples seen) per method, side by side. E.g.
@@ -119,13 +120,16 @@ def curve(args) -> None:
 
     from isonet_pl.config import IsoNetConfig
     from isonet_pl.io.star import read_tomogram_star
+    from isonet_pl.training.setup import derived_settings
     from isonet_pl.workflows.predict import load_model
 
     torch.set_num_threads(args.threads)
     methods = (args.methods or "n2n,isonet").split(",")
     overrides = dict(kv.split("=", 1) for kv in args.set)
     overrides = {k: _value(v) for k, v in overrides.items()}
-    steps = max(1, round(args.samples / (args.iterations * args.epochs * args.batch_size)))
+    # refine's own default batch on one device unless given (the command used 8)
+    batch = args.batch_size or derived_settings(IsoNetConfig().refine, 1, 1)[0]
+    steps = max(1, round(args.samples / (args.iterations * args.epochs * batch)))
     root = Path(args.out).resolve()
     summary = {}
     for kind in args.phantoms.split(","):
@@ -140,7 +144,7 @@ def curve(args) -> None:
                 # validated (model_copy would not parse "0.05,0.1" or check the overrides)
                 "refine": type(base.refine).model_validate({**base.refine.model_dump(), **{
                     "iterations": args.iterations, "epochs": args.epochs, "steps_per_epoch": steps,
-                    "batch_size": args.batch_size, "filter_base": 16, "unet_depth": 3, "seed": seed,
+                    "batch_size": batch, "filter_base": 16, "unet_depth": 3, "seed": seed,
                     "preprocessing_ncpus": 0, **overrides}})})
             out = root / f"{kind}_seed{seed}"
             if not (out / "subtomo.star").exists():
@@ -182,7 +186,7 @@ def curve(args) -> None:
                 points = []
                 for it in range(1, args.iterations + 1):  # validation loss every iteration, scores every N-th
                     info = json.loads((result_dir / f"refine_iter{it:02d}.json").read_text())
-                    samples = it * args.epochs * steps * args.batch_size
+                    samples = it * args.epochs * steps * batch
                     val = info["val_losses"][-1] if info["val_losses"] else float("nan")
                     point = {"iteration": it, "samples": samples, "val_loss": val,
                              "train_loss": info["losses"][-1] if info["losses"] else float("nan")}
@@ -220,7 +224,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4320, help="fixed-budget mode: training samples in all")
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--batch_size", type=int, default=None,
+                        help="fixed-budget mode: batch size (default: refine's, 4 on one device; the issue's 8)")
     parser.add_argument("--subtomos", type=int, default=120)
     parser.add_argument("--shape", type=int, nargs=3, default=(96, 256, 256))
     parser.add_argument("--every", type=int, default=2, help="fixed-budget mode: score every N-th iteration")
