@@ -268,7 +268,9 @@ class RefineConfig(Section):
     filter_base: int = Field(64, ge=1, description="Channels at the first level.")
     convs_per_depth: int = Field(3, ge=1, description="Convolution blocks per level.")
     kernel: int = Field(3, ge=1, description="Convolution kernel edge (odd).")
-    drop_out: float = Field(0.3, ge=0, lt=1, description="Dropout rate.")
+    drop_out: float | None = Field(None, ge=0, lt=1, description="Dropout rate in the U-Net's blocks; unset: 0.3 "
+                                                                 "for isonet (IsoNet 0.2's), 0 for n2n (measured "
+                                                                 "better at a small budget, bench/RESULTS.md).")
     batch_normalization: bool = Field(True, description="Batch normalisation in the convolution blocks.")
     pool: bool = Field(False, description="Max-pooling / up-sampling instead of strided convolutions.")
     residual: bool | None = Field(None, description="Add the input to the network's output (IsoNet's U-Net). Off: "

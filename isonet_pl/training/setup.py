@@ -54,6 +54,11 @@ def learning_rate(cfg: RefineConfig, method: str) -> float:
     return cfg.learning_rate if cfg.learning_rate is not None else (1e-3 if method == "n2n" else 4e-4)
 
 
+def dropout(cfg: RefineConfig, method: str) -> float:
+    """``--drop_out``, unset: IsoNet's 0.3 for ``isonet``, 0 for ``n2n`` (bench/RESULTS.md)."""
+    return cfg.drop_out if cfg.drop_out is not None else (0.0 if method == "n2n" else 0.3)
+
+
 def lr_schedule(cfg: RefineConfig, method: str) -> str:
     """``--lr_schedule``, auto: constant (a cosine scored lower for n2n at a small budget, bench/RESULTS.md)."""
     return cfg.lr_schedule if cfg.lr_schedule != "auto" else "constant"
@@ -82,6 +87,7 @@ class Resolved:
     batch_size: int
     steps_per_epoch: int
     residual: bool
+    drop_out: float
     learning_rate: float
     lr_schedule: str
     ema_decay: float
@@ -91,7 +97,7 @@ class Resolved:
 
     def describe(self) -> str:
         return (f"method {self.method}, batch {self.batch_size}, {self.steps_per_epoch} steps per epoch, residual "
-                f"{'on' if self.residual else 'off'}, learning rate {self.learning_rate:g} "
+                f"{'on' if self.residual else 'off'}, dropout {self.drop_out:g}, learning rate {self.learning_rate:g} "
                 f"({self.lr_schedule}), EMA "
                 f"{self.ema_decay or 'off'}, fill normalisation {self.fill_normalization}, batch-norm recalibration "
                 f"{'on' if self.recalibrate_bn else 'off'}, {self.preprocessing_ncpus} worker(s)")
@@ -102,7 +108,7 @@ def resolve(cfg: RefineConfig, subs: Subtomograms, n_devices: int) -> Resolved:
     method = method_of(cfg, subs)
     batch, steps = derived_settings(cfg, len(subs.data), n_devices)
     workers = cfg.preprocessing_ncpus if cfg.preprocessing_ncpus is not None else min(8, max(0, usable_cpus() - 1))
-    return Resolved(method, batch, steps, uses_residual(cfg, method), learning_rate(cfg, method),
+    return Resolved(method, batch, steps, uses_residual(cfg, method), dropout(cfg, method), learning_rate(cfg, method),
                     lr_schedule(cfg, method), ema_decay(cfg, method),
                     "subtomogram" if renormalizes(cfg, method, subs) else "tomogram", recalibrates_bn(cfg, method),
                     workers)
@@ -114,7 +120,7 @@ def build_module(cfg: RefineConfig, subs: Subtomograms):
 
     method = method_of(cfg, subs)
     net = {"depth": cfg.unet_depth, "base_channels": cfg.filter_base, "convs_per_level": cfg.convs_per_depth,
-           "kernel_size": cfg.kernel, "batch_norm": cfg.batch_normalization, "dropout": cfg.drop_out,
+           "kernel_size": cfg.kernel, "batch_norm": cfg.batch_normalization, "dropout": dropout(cfg, method),
            "residual": uses_residual(cfg, method), "pool": cfg.pool}
     meta = {"method": method, "mw_weight": cfg.mw_weight,
             "normalize_percentile": cfg.normalize_percentile,

@@ -35,7 +35,8 @@ def test_refine_writes_checkpoints_settings_losses(subtomo_star, tmp_path):
         assert payload["settings"]["filter_base"] == 4 and payload["iteration"] == it
         assert payload["settings"]["residual"] is None  # unset in the settings, resolved beside them:
         assert payload["resolved"] == {"method": "isonet", "batch_size": 2, "steps_per_epoch": 3, "residual": True,
-                                       "learning_rate": 4e-4, "lr_schedule": "constant", "ema_decay": 0.0,
+                                       "drop_out": 0.3, "learning_rate": 4e-4, "lr_schedule": "constant",
+                                       "ema_decay": 0.0,
                                        "fill_normalization": "subtomogram", "recalibrate_bn": False,
                                        "preprocessing_ncpus": 0}
     model = IsoNetModule.load_from_checkpoint(last, map_location="cpu")
@@ -244,9 +245,17 @@ def test_fill_normalization_keeps_tomogram_units(subtomo_star, tmp_path):
 
 
 def test_method_dependent_defaults(subtomo_star, n2n_model):
-    """Unset --residual / --fill_normalization auto / unset --ema_decay / unset --learning_rate: IsoNet's choices
-    for isonet, the measured ones for n2n."""
-    from isonet_pl.training.setup import build_module, ema_decay, learning_rate, method_of, renormalizes, uses_residual
+    """Unset --residual / --fill_normalization auto / unset --ema_decay / --learning_rate / --drop_out: IsoNet's
+    choices for isonet, the measured ones for n2n."""
+    from isonet_pl.training.setup import (
+        build_module,
+        dropout,
+        ema_decay,
+        learning_rate,
+        method_of,
+        renormalizes,
+        uses_residual,
+    )
     from isonet_pl.training.subtomograms import load_subtomograms
 
     single = load_subtomograms(subtomo_star)
@@ -259,6 +268,10 @@ def test_method_dependent_defaults(subtomo_star, n2n_model):
     assert (ema_decay(cfg, "isonet"), ema_decay(cfg, "n2n")) == (0.0, 0.99)
     assert (learning_rate(cfg, "isonet"), learning_rate(cfg, "n2n")) == (4e-4, 1e-3)
     assert build_module(cfg, halves).hparams["learning_rate"] == 1e-3
+    assert (dropout(cfg, "isonet"), dropout(cfg, "n2n")) == (0.3, 0.0)
+    assert (build_module(cfg, single).hparams["net"]["dropout"], build_module(cfg, halves).hparams["net"]["dropout"]) \
+        == (0.3, 0.0)
+    assert dropout(RefineConfig(drop_out=0.1), "n2n") == dropout(RefineConfig(drop_out=0.1), "isonet") == 0.1
     explicit = RefineConfig(residual=True, fill_normalization="subtomogram", ema_decay=0, learning_rate=2e-4)
     assert learning_rate(explicit, "n2n") == learning_rate(explicit, "isonet") == 2e-4
     assert uses_residual(explicit, "n2n") and renormalizes(explicit, "n2n", halves)
