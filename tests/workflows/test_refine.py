@@ -272,6 +272,9 @@ def test_method_dependent_defaults(subtomo_star, n2n_model):
     assert (build_module(cfg, single).hparams["net"]["dropout"], build_module(cfg, halves).hparams["net"]["dropout"]) \
         == (0.3, 0.0)
     assert dropout(RefineConfig(drop_out=0.1), "n2n") == dropout(RefineConfig(drop_out=0.1), "isonet") == 0.1
+    for bad in (-0.1, 1.0, float("nan")):
+        with pytest.raises(ValueError):
+            RefineConfig(drop_out=bad)
     explicit = RefineConfig(residual=True, fill_normalization="subtomogram", ema_decay=0, learning_rate=2e-4)
     assert learning_rate(explicit, "n2n") == learning_rate(explicit, "isonet") == 2e-4
     assert uses_residual(explicit, "n2n") and renormalizes(explicit, "n2n", halves)
