@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from isonet_pl.data.wedge import apply_wedge, measured_region
-from isonet_pl.evaluate import correlation, fourier_correlation, wedge_correlations
+from isonet_pl.evaluate import correlation, fourier_correlation, shell_correlations, wedge_correlations
 
 
 def _smooth_random(shape, seed, sigma=2.0):
@@ -79,3 +79,34 @@ def test_loss_figure_marks_noise_stages_and_has_round_ticks():
     root = ET.fromstring(svg)
     texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
     assert "noise 0.1" in texts and svg.count('stroke-dasharray="3,3"') == 2
+
+
+def test_shell_contributions_add_up_to_the_overall_correlation():
+    """The rows of shell_correlations split the real-space correlation exactly; each row's correlation is the
+    Fourier correlation over its coefficients (computed independently with the full fftn and a mask)."""
+    truth = _smooth_random((32, 28, 36), 3)
+    rng = np.random.default_rng(4)
+    measured = np.broadcast_to(measured_region(truth.shape, -45, 60), truth.shape)
+    pred = np.real(np.fft.ifftn(np.fft.fftn(truth) * measured)) + 0.01 * rng.normal(size=truth.shape)
+    rows = shell_correlations(pred, truth, -45, 60)
+    assert sum(r["contribution"] for r in rows) == pytest.approx(correlation(pred, truth), abs=1e-10)
+    assert sum(r["truth_power"] for r in rows) == pytest.approx(1.0)
+    assert sum(r["pred_power"] for r in rows) == pytest.approx(1.0)
+    k = np.sqrt(sum(np.fft.fftfreq(n).reshape([-1 if i == ax else 1 for i in range(3)]) ** 2
+                    for ax, n in enumerate(truth.shape))) / 0.5
+    fp, ft = np.fft.fftn(pred), np.fft.fftn(truth)
+    for row in rows:
+        sel = (k >= row["low"]) & (k < row["high"]) & (measured if row["region"] == "measured" else ~measured)
+        sel[0, 0, 0] = False
+        expected = (np.real(fp[sel] * ft[sel].conj()).sum()
+                    / np.sqrt((abs(fp[sel]) ** 2).sum() * (abs(ft[sel]) ** 2).sum()))
+        assert row["correlation"] == pytest.approx(expected, abs=1e-9)
+    # the wedge was removed from the prediction: its wedge rows hold only noise, its measured ones the truth
+    assert all(abs(r["correlation"]) < 0.2 for r in rows if r["region"] == "wedge" and r["low"] >= 0.1)
+    assert all(r["correlation"] > 0.9 for r in rows if r["region"] == "measured" and r["high"] <= 0.3)
+
+
+def test_shell_correlations_refuse_bad_edges():
+    vol = _smooth_random((8, 8, 8), 0)
+    with pytest.raises(ValueError, match="edges"):
+        shell_correlations(vol, vol, edges=(0.2, 0.1))

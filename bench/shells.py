@@ -1,0 +1,92 @@
+"""Where a corrected tomogram's overall correlation is won or lost: per Fourier shell and region.
+
+Run: ``.venv/bin/python bench/shells.py OUT_DIR RUN [RUN ...] [--iteration N] [--threads 1]``
+
+OUT_DIR is a ``bench/quality.py --out`` folder of one phantom (it holds ``simulation.json``,
+``ground_truth/``, ``tomos/``, maybe ``deconv/``, and ``RUN/model_iterNN.ckpt``, e.g. ``results_n2n_b4d0``).
+The checkpoint of iteration N (default: the last) predicts the whole tomogram as ``bench/iterations.py``
+does (the network's output, no ``--denoise``), and the prediction is split against the ground truth with
+:func:`isonet_pl.evaluate.shell_correlations`: for each shell of |k| (fractions of Nyquist) and region
+(the input's missing wedge / the measured region) the ground truth's and the prediction's share of
+power, the correlation there, and the row's contribution to the overall real-space correlation (the
+contributions add up to it). Also printed: the correlation of the specimen's Z profile (the mean of
+each XY slice, the Fourier line k_x = k_y = 0 inside the wedge) for the raw tomogram and the prediction.
+The predictions are kept as ``OUT_DIR/pred_RUN_iterNN.npy`` for a second look.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from iterations import PAD  # noqa: E402
+
+from isonet_pl.evaluate import shell_correlations  # noqa: E402
+from isonet_pl.io.mrc import read_mrc  # noqa: E402
+from isonet_pl.normalization import Normalization  # noqa: E402
+from isonet_pl.predict.predictor import predict_block  # noqa: E402
+from isonet_pl.workflows.predict import load_model  # noqa: E402
+
+
+def prediction(out: Path, run: str, iteration: int | None, volume: np.ndarray) -> tuple[np.ndarray, str]:
+    """The network output of ``out/run``'s checkpoint for ``volume`` (cached as .npy) and its name."""
+    checkpoints = sorted((out / run).glob("model_iter*.ckpt"))
+    if not checkpoints:
+        raise SystemExit(f"{out / run}: no model_iterNN.ckpt")
+    path = checkpoints[-1] if iteration is None else out / run / f"model_iter{iteration:02d}.ckpt"
+    cache = out / f"pred_{run}_{path.stem.removeprefix('model_')}.npy"
+    if cache.exists():
+        return np.load(cache), path.stem
+    module = load_model(path)
+    norm = Normalization.of_volume(volume, bool(module.meta.get("normalize_percentile", True)))
+    precision = module.meta.get("settings", {}).get("precision", "32")
+    pred = predict_block(np.pad(volume, PAD, mode="symmetric"), module, norm,
+                         precision=precision)[PAD:-PAD, PAD:-PAD, PAD:-PAD]
+    np.save(cache, pred.astype(np.float32))
+    return pred, path.stem
+
+
+def profile_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Correlation of the Z profiles (mean of each XY slice) of two (nz, ny, nx) volumes."""
+    pa, pb = a.mean(axis=(1, 2)), b.mean(axis=(1, 2))
+    return float(np.corrcoef(pa, pb)[0, 1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out", help="a bench/quality.py --out folder of one phantom")
+    parser.add_argument("runs", nargs="+", help="results folders in it, e.g. results_n2n_b4d0")
+    parser.add_argument("--iteration", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    sim = json.loads((out / "simulation.json").read_text())
+    tilt = (sim["tilt_min"], sim["tilt_max"])
+    truth = read_mrc(out / "ground_truth" / "sim_00.mrc")[0].astype(np.float64)
+    source = out / "deconv" / "sim_00.mrc"
+    volume = read_mrc(source if source.exists() else out / "tomos" / "sim_00.mrc")[0]
+    print(f"{out.name}: tilt {tilt[0]:g}…{tilt[1]:g}; Z profile correlation of the raw tomogram "
+          f"{profile_correlation(volume.astype(np.float64), truth):.3f}")
+    for run in args.runs:
+        pred, name = prediction(out, run, args.iteration, volume)
+        rows = shell_correlations(pred, truth, *tilt)
+        total = sum(r["contribution"] for r in rows)
+        print(f"\n{run} {name}: overall {total:.3f}; Z profile correlation "
+              f"{profile_correlation(pred.astype(np.float64), truth):.3f}")
+        print("| shell (Nyquist) | region | truth power % | prediction power % | correlation | contribution |")
+        print("|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['low']:.3f}–{r['high']:.3f} | {r['region']} | {100 * r['truth_power']:.2f} | "
+                  f"{100 * r['pred_power']:.2f} | {r['correlation']:.3f} | {r['contribution']:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
