@@ -65,6 +65,10 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="results folders in it, e.g. results_n2n_b4d0")
     parser.add_argument("--iteration", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--input", default=None,
+                        help="the tomogram the runs were trained on, relative to OUT_DIR (default: deconv/sim_00.mrc "
+                             "if there, else tomos/sim_00.mrc; the single-tomogram runs of bench/quality.py: "
+                             "deconv_single/sim_00.mrc)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -72,7 +76,11 @@ def main() -> None:
     tilt = (sim["tilt_min"], sim["tilt_max"])
     truth = read_mrc(out / "ground_truth" / "sim_00.mrc")[0].astype(np.float64)
     source = out / "deconv" / "sim_00.mrc"
-    volume = read_mrc(source if source.exists() else out / "tomos" / "sim_00.mrc")[0]
+    if args.input:
+        source = out / args.input
+    elif not source.exists():
+        source = out / "tomos" / "sim_00.mrc"
+    volume = read_mrc(source)[0]
     print(f"{out.name}: tilt {tilt[0]:g}…{tilt[1]:g}; Z profile correlation of the raw tomogram "
           f"{profile_correlation(volume.astype(np.float64), truth):.3f}")
     for run in args.runs:
