@@ -11,7 +11,9 @@ does (the network's output, no ``--denoise``), and the prediction is split again
 power, the correlation there, and the row's contribution to the overall real-space correlation (the
 contributions add up to it). Also printed: the correlation of the specimen's Z profile (the mean of
 each XY slice, the Fourier line k_x = k_y = 0 inside the wedge) for the raw tomogram and the prediction.
-The predictions are kept as ``OUT_DIR/pred_RUN_iterNN.npy`` for a second look.
+Where the truth has empty Z slices (outside the specimen's slab), also the share of the prediction's
+variance there and the overall correlation with the prediction made flat there (what a clean background
+would add). The predictions are kept as ``OUT_DIR/pred_RUN_iterNN.npy`` for a second look.
 """
 
 from __future__ import annotations
@@ -59,6 +61,20 @@ def profile_correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(pa, pb)[0, 1])
 
 
+def flat_outside(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float] | None:
+    """Where the ground truth has empty Z slices (outside the specimen's slab): the overall correlation with
+    the prediction made flat there (its mean over them), and the share of the prediction's variance they hold.
+    None when no slice is empty."""
+    empty = truth.std(axis=(1, 2)) == 0
+    if not empty.any():
+        return None
+    flat = pred.astype(np.float64)
+    centred = flat - flat.mean()
+    share = float((centred[empty] ** 2).sum() / (centred ** 2).sum())
+    flat[empty] = flat[empty].mean()
+    return float(np.corrcoef(flat.ravel(), truth.ravel())[0, 1]), share
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out", help="a bench/quality.py --out folder of one phantom")
@@ -89,6 +105,10 @@ def main() -> None:
         total = sum(r["contribution"] for r in rows)
         print(f"\n{run} {name}: overall {total:.3f}; Z profile correlation "
               f"{profile_correlation(pred.astype(np.float64), truth):.3f}")
+        outside = flat_outside(pred, truth)
+        if outside is not None:
+            print(f"outside the slab (empty Z slices of the truth): {100 * outside[1]:.1f} % of the prediction's "
+                  f"variance; overall {outside[0]:.3f} with the prediction flat there")
         print("| shell (Nyquist) | region | truth power % | prediction power % | correlation | contribution |")
         print("|---|---|---|---|---|---|")
         for r in rows:
