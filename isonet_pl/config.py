@@ -216,7 +216,7 @@ class MaskConfig(Compute):
 
 
 class ExtractConfig(Compute):
-    """extract: subtomograms for training, drawn inside the masks."""
+    """extract: subtomograms for training, drawn inside the masks (and a share anywhere: the background)."""
 
     subtomo_folder: str = Field("subtomo", description="Output folder of the subtomograms (replaced if it "
                                                        "exists).")
@@ -227,6 +227,10 @@ class ExtractConfig(Compute):
                                                           "cube_size + 16.")
     use_deconv_tomo: bool = Field(True, description="Extract from the deconvolved tomogram when it exists.")
     seed: int = Field(0, ge=0, description="Random seed of the centres.")
+    background_share: float = Field(0.1, ge=0, lt=1, description="Share of the centres drawn anywhere in the "
+                                    "tomogram, inside or outside the mask and up to its faces (the crop mirrored "
+                                    "beyond them), so that training also sees the background and faces that predict "
+                                    "corrects; 0: all inside the mask, at least crop/2 from the faces (IsoNet 0.2).")
 
     @model_validator(mode="after")
     def _crop_not_below_cube(self):

@@ -1,4 +1,5 @@
-"""Subtomogram centres drawn inside a mask, out of core, and the crops around them.
+"""Subtomogram centres drawn inside a mask (and a share anywhere: the background), out of core, and the crops
+around them.
 
 Arrays are ZYX. A centre ``c`` on an axis of length ``d`` is valid for a crop of edge ``p``
 when the box ``[c - p//2, c - p//2 + p)`` lies inside the volume: ``p//2 <= c <= d - p + p//2``
@@ -32,8 +33,10 @@ def count_valid(mask: da.Array | None, shape: tuple[int, int, int], crop: int) -
 
 
 def sample_centres(mask: da.Array | None, shape: tuple[int, int, int], crop: int, n: int,
-                   rng: np.random.Generator) -> np.ndarray:
-    """Draw ``n`` centres uniformly from the valid voxels, without replacement when there are enough.
+                   rng: np.random.Generator, background_share: float = 0.0) -> np.ndarray:
+    """Draw ``n`` centres uniformly from the valid voxels, without replacement when there are enough; of them
+    ``round(background_share * n)`` uniformly from the whole volume instead (any voxel, mask or not: their
+    crops are read mirrored beyond the faces, :func:`crop_around`).
 
     Out of core: one pass counts the valid voxels per chunk, a second reads only the
     chunks that hold a chosen voxel.
@@ -49,6 +52,9 @@ def sample_centres(mask: da.Array | None, shape: tuple[int, int, int], crop: int
     n : int
         Number of centres.
     rng : numpy.random.Generator
+    background_share : float
+        In [0, 1): the share of centres drawn anywhere (the background, the faces), so that training sees
+        what predict corrects there; 0: IsoNet 0.2's rule only.
 
     Returns
     -------
@@ -60,6 +66,12 @@ def sample_centres(mask: da.Array | None, shape: tuple[int, int, int], crop: int
     ValueError
         If there is no valid centre.
     """
+    anywhere = min(int(round(background_share * n)), n - 1, int(np.prod(shape)))
+    if anywhere > 0:
+        picks = rng.choice(int(np.prod(shape)), size=anywhere, replace=False)
+        outside = np.stack(np.unravel_index(picks, shape), axis=1).astype(np.int64)
+        inside = sample_centres(mask, shape, crop, n - anywhere, rng)
+        return np.concatenate([outside, inside])[rng.permutation(n)]
     box = valid_box(shape, crop)
     if any(hi <= lo for lo, hi in box):
         raise ValueError(f"volume {shape} is smaller than the crop {crop} along an axis")
@@ -94,6 +106,9 @@ def sample_centres(mask: da.Array | None, shape: tuple[int, int, int], crop: int
 
 
 def crop_around(volume, centre: np.ndarray, crop: int) -> np.ndarray:
-    """The ``crop``³ box around ``centre`` from a numpy or Zarr volume (float32)."""
-    start = [int(c) - crop // 2 for c in centre]
-    return np.asarray(volume[tuple(slice(s, s + crop) for s in start)], dtype=np.float32)
+    """The ``crop``³ box around ``centre`` from a numpy or Zarr volume (float32), mirrored beyond the faces as
+    predict reads its tiles (:func:`isonet_pl.predict.predictor.read_reflected`)."""
+    from isonet_pl.predict.predictor import read_reflected
+
+    start = tuple(int(c) - crop // 2 for c in centre)
+    return read_reflected(volume, start, tuple(s + crop for s in start))

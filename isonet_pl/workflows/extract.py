@@ -1,4 +1,5 @@
-"""extract: subtomograms drawn inside the masks, written as MRC files with an IsoNet-style subtomo.star."""
+"""extract: subtomograms drawn inside the masks (a share anywhere: ``background_share``), written as MRC files
+with an IsoNet-style subtomo.star."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ SUBTOMO_HALF_COLUMNS = (Col.IMAGE_HALF1, Col.IMAGE_HALF2)
 
 def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfig | None = None,
             tomo_idx: str | None = None) -> Path:
-    """Extract ``_rlnNumberSubtomo`` subtomograms per selected tomogram, centres drawn inside its mask.
+    """Extract ``_rlnNumberSubtomo`` subtomograms per selected tomogram, centres drawn inside its mask
+    (``cfg.background_share`` of them anywhere in it).
 
     Reads tomograms and masks lazily from their Zarr copies; writes
     ``<subtomo_folder>/<tomogram stem>_NNNNNN.mrc`` (crop_size³ float32, with the voxel size)
@@ -92,7 +94,7 @@ def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfi
             if count_valid(mask, shape, crop) == 0:
                 raise InputError(f"the mask leaves no centre at least {crop // 2} voxels from the edges",
                                  tomo.mask, "make a larger mask (make_mask) or a smaller --crop_size")
-            centres = sample_centres(mask, shape, crop, n, rng)
+            centres = sample_centres(mask, shape, crop, n, rng, cfg.background_share)
             stats = Normalization.of_store(store).columns()
             volume = store.zarr_array(0)
             halves = tomo.half_arrays(column == DECONV_COLUMN, shape)
