@@ -7,7 +7,15 @@ from importlib.resources import files
 import pytest
 from pydantic import ValidationError
 
-from isonet_pl.config import IsoNetConfig, PrepareStarConfig, default_yaml, load_config, save_config, with_overrides
+from isonet_pl.config import (
+    ExtractConfig,
+    IsoNetConfig,
+    PrepareStarConfig,
+    default_yaml,
+    load_config,
+    save_config,
+    with_overrides,
+)
 from isonet_pl.errors import InputError
 
 CONF = files("isonet_pl.conf")
@@ -83,3 +91,11 @@ def test_non_finite_settings_are_refused(value):
         DeconvConfig(cs=value)
     with pytest.raises(ValidationError, match="finite"):
         RefineConfig(noise_level=(value,), noise_start_iter=(1,))
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 2.0, float("nan"), float("inf")])
+def test_a_bad_background_share_is_refused(bad):
+    """extract --background_share is a share in [0, 1): anything else is an error, not a silent clip."""
+    with pytest.raises(ValueError, match="background_share"):
+        ExtractConfig(background_share=bad)
+    assert ExtractConfig(background_share=0.0).background_share == 0.0
