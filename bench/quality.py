@@ -140,7 +140,7 @@ def curve(args) -> None:
                                                    "defocus": 0.0, **phantom(kind)})
             cfg = base.model_copy(update={
                 "simulate": sim,
-                "extract": base.extract.model_copy(update={"cube_size": 32, "crop_size": 48}),
+                "extract": base.extract.model_copy(update={"cube_size": 32, "crop_size": args.crop}),
                 # validated (model_copy would not parse "0.05,0.1" or check the overrides)
                 "refine": type(base.refine).model_validate({**base.refine.model_dump(), **{
                     "iterations": args.iterations, "epochs": args.epochs, "steps_per_epoch": steps,
@@ -227,6 +227,8 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=None,
                         help="fixed-budget mode: batch size (default: refine's, 4 on one device; the issue's 8)")
     parser.add_argument("--subtomos", type=int, default=120)
+    parser.add_argument("--crop", type=int, default=48, help="fixed-budget mode: edge of the extracted subtomograms "
+                        "(cubes of 32; a different crop needs its own --out, the extraction is reused)")
     parser.add_argument("--shape", type=int, nargs=3, default=(96, 256, 256))
     parser.add_argument("--every", type=int, default=2, help="fixed-budget mode: score every N-th iteration")
     parser.add_argument("--threads", type=int, default=1)
