@@ -86,6 +86,8 @@ class SpectralEstimate:
         Z range measured as specimen.
     noise_std : float
         Real-space standard deviation of the noise over the coefficients measured (the volume's units).
+    specimen_std : float
+        The same over the specimen slices (signal plus noise); ``empty_share`` is the squared ratio.
     wedge_weights, wedge_noise, wedge_total : ndarray, shape (n_shells,), optional
         The same inside the missing wedge of ``tilt_range`` (a corrected tomogram: the network's fill);
         ``weights`` etc. are then those of the measured region.
@@ -98,10 +100,17 @@ class SpectralEstimate:
     empty: tuple[tuple[int, int], ...]
     specimen: tuple[int, int]
     noise_std: float
+    specimen_std: float = float("nan")
     wedge_weights: np.ndarray | None = None
     tilt_range: tuple[float, float] | None = None
     wedge_noise: np.ndarray | None = None
     wedge_total: np.ndarray | None = None
+
+    @property
+    def empty_share(self) -> float:
+        """Variance per voxel of the empty slices over that of the specimen's (each box's mean removed): near 1
+        for a raw tomogram (noise dominates both), near 0 for a denoised one."""
+        return float((self.noise_std / self.specimen_std) ** 2) if self.specimen_std > 0 else float("nan")
 
     def describe(self) -> str:
         """One line for the log: where the noise was measured and what the filter keeps."""
@@ -110,7 +119,7 @@ class SpectralEstimate:
         empty = ", ".join(f"{a}-{b - 1}" for a, b in self.empty)
         return (f"noise measured on empty slices z {empty} (specimen z {self.specimen[0]}-{self.specimen[1] - 1}):"
                 f" std {self.noise_std:.3g}; filter keeps half the amplitude up to {cut:.3f} cycles/voxel"
-                f" ({half:.2f} at 0.25)")
+                f" ({half:.2f} at 0.25); empty slices hold {100 * self.empty_share:.1f} % of the specimen's variance")
 
 
 def _profile(volume) -> np.ndarray:
@@ -292,7 +301,8 @@ def estimate_spectra(volume, tilt_range: tuple[float, float] | None = None,
     frequency = (np.arange(weights.shape[1]) + 0.5) * SHELL
     wedge = weights[1] if len(regions) == 2 else None
     noise_std = float(np.sqrt(np.nansum(noise * counts)))
-    return SpectralEstimate(frequency, total[0], noise[0], weights[0], empty, specimen, noise_std,
+    specimen_std = float(np.sqrt(np.nansum(total * counts)))
+    return SpectralEstimate(frequency, total[0], noise[0], weights[0], empty, specimen, noise_std, specimen_std,
                             wedge_weights=wedge, tilt_range=tilt_range if wedge is not None else None,
                             wedge_noise=noise[1] if wedge is not None else None,
                             wedge_total=total[1] if wedge is not None else None)

@@ -160,6 +160,11 @@ def _inputs(tomo: Tomogram, column: str, store, cfg: PredictConfig) -> list:
     return [store.zarr_array(0)]
 
 
+#: ``empty_share`` of the network's output above which predict warns: the good checkpoints of bench/RESULTS.md's
+#: runs stay under 0.08, the ones that lost 0.08-0.1 overall in the background reach 0.15-0.18 (raw tomograms ~0.9).
+NOISY_BACKGROUND = 0.1
+
+
 def _denoise(out_zarr: Path, tilt_range: tuple[float, float], source: Path, run) -> None:
     """Replace the network's output in ``out_zarr`` by its Wiener-filtered version (noise measured on its own
     empty slices, :mod:`isonet_pl.preprocess.spectral`); leave it as it is when it has no empty slices."""
@@ -176,6 +181,13 @@ def _denoise(out_zarr: Path, tilt_range: tuple[float, float], source: Path, run)
             os.replace(network, out_zarr)
             return
         logger.info("%s: %s", source.name, estimate.describe())
+        if estimate.empty_share > NOISY_BACKGROUND:
+            logger.warning("%s: the network's output keeps %.0f %% of the specimen's variance in the empty slices "
+                           "above and below it (a model that denoises leaves them nearly flat: under 8 %% in our "
+                           "runs): the model passes noise where there is no specimen; check the corrected tomogram, "
+                           "and try an earlier refine checkpoint (model_iterNN.ckpt) if it looks noisier than the "
+                           "input",
+                           source.name, 100 * estimate.empty_share)
         run(filtered, out_zarr, denoise=estimate.describe())
     finally:
         remove(network)

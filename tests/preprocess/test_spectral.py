@@ -40,6 +40,10 @@ def test_noise_and_weights_match_the_analytic_values(sigma):
     assert est.noise_std == pytest.approx(sigma, rel=0.03)
     lazy = sp.estimate_spectra(da.from_array(volume, chunks=(30, 30, 30)))  # chunks that are no multiple of 4
     assert lazy.empty == est.empty and lazy.noise_std == pytest.approx(est.noise_std, rel=1e-6)
+    # the specimen's variance: the signal's (0.25, less the part each box's mean removes) plus the noise's
+    assert sigma**2 < est.specimen_std**2 < 0.25 + sigma**2
+    assert est.empty_share == pytest.approx((est.noise_std / est.specimen_std) ** 2)
+    assert sigma**2 / (0.25 + sigma**2) < est.empty_share < 1
     # PSD of the signal per voxel: s2 · S(k) (white noise of unit variance has PSD 1 per voxel)
     signal_psd = s2 * _spectrum(est.frequency)
     expected = signal_psd / (signal_psd + sigma**2)

@@ -275,3 +275,27 @@ def test_denoise_filters_with_the_noise_of_the_empty_slices(subtomo_star, tmp_pa
     assert "not filtered" in caplog.text and "full.mrc" in caplog.text
     np.testing.assert_array_equal(read_mrc(tmp_path / "full_True" / "full_corrected.mrc")[0],
                                   read_mrc(tmp_path / "full_False" / "full_corrected.mrc")[0])
+
+
+@pytest.mark.parametrize("background", [0.0, 0.6])
+def test_denoise_warns_when_the_output_passes_noise_outside_the_specimen(tmp_path, caplog, background):
+    """The network's output with noise in the empty slices above and below the specimen (the signature of a
+    checkpoint that lets noise through, bench/RESULTS.md) gets a warning naming the share; a clean one does not."""
+    import logging
+
+    from isonet_pl.io.zarr_store import write_tomogram
+    from isonet_pl.workflows.predict import NOISY_BACKGROUND, _denoise
+
+    rng = np.random.default_rng(0)
+    volume = 0.05 * rng.standard_normal((64, 96, 96)).astype(np.float32)
+    volume[20:44] = rng.standard_normal((24, 96, 96))  # the specimen slab
+    volume[:20] += background * rng.standard_normal((20, 96, 96)).astype(np.float32)
+    volume[44:] += background * rng.standard_normal((20, 96, 96)).astype(np.float32)
+    out = tmp_path / "t_corrected.zarr"
+    write_tomogram(volume, out, (10.0, 10.0, 10.0))
+    written = []
+    with caplog.at_level(logging.INFO, logger="isonet_pl"):
+        _denoise(out, (-60.0, 60.0), tmp_path / "t.mrc", lambda arr, path, **extra: written.append(extra))
+    assert written and "empty slices hold" in written[0]["denoise"]
+    warned = "passes noise where there is no specimen" in caplog.text
+    assert warned == (background ** 2 > NOISY_BACKGROUND)
