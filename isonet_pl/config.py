@@ -297,6 +297,11 @@ class RefineConfig(Section):
                                                      "rotation, drawn uniformly (cubic-spline interpolation, as "
                                                      "DeepDeWedge; the rotated corners stay inside subtomograms "
                                                      "extracted with crop_size >= 1.74 x cube_size).")
+    max_shift: int = Field(0, ge=0, description="n2n: cut each training cube at a random offset of up to N voxels "
+                                                "from its rotated subtomogram's centre along each axis (input and "
+                                                "target alike), so training sees more of each extracted crop than "
+                                                "its centre; at most (crop - cube) / 2. 0: the centre (IsoNet's); "
+                                                "isonet always 0.")
     ema_decay: float | None = Field(None, ge=0, lt=1, description="Exponential moving average of the weights, "
                                                                  "updated every step: the averaged weights are "
                                                                  "validated, refill the wedges, start the next "

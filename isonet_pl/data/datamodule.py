@@ -46,11 +46,14 @@ class PairDataset(Dataset):
     rotations : str
         ``cube`` (IsoNet's 20 rotations by 90°) or ``continuous`` (uniform; see
         :func:`isonet_pl.data.pairs.draw_rotation`).
+    max_shift : int
+        Even/odd pairs: each cube is cut at a random offset of up to this many voxels from the rotated
+        subtomogram's centre along each axis (uniform; :func:`isonet_pl.data.pairs.crop_at`); 0: the centre.
     """
 
     def __init__(self, filled: np.ndarray, tilt_ranges: np.ndarray, indices: np.ndarray, length: int, cube: int,
                  noise_level: float, noise_mode: str, seed: tuple[int, ...], wedge_target: str = "half",
-                 rotations: str = "cube"):
+                 rotations: str = "cube", max_shift: int = 0):
         self.filled = filled
         self.tilt_ranges = tilt_ranges
         self.indices = np.asarray(indices)
@@ -61,6 +64,10 @@ class PairDataset(Dataset):
         self.seed = tuple(int(s) for s in seed)
         self.wedge_target = wedge_target
         self.rotations = rotations
+        self.max_shift = int(max_shift)
+        if self.max_shift and 2 * self.max_shift > filled.shape[-1] - cube:
+            raise ValueError(f"max_shift {self.max_shift} reaches beyond the {filled.shape[-1]}³ subtomograms for "
+                             f"cubes of {cube}")
 
     def __len__(self) -> int:
         return self.length
@@ -72,8 +79,11 @@ class PairDataset(Dataset):
         rotation = draw_rotation(self.rotations, rng)
         tilt = (float(self.tilt_ranges[i, 0]), float(self.tilt_ranges[i, 1]))
         if self.filled.ndim == 5:  # even/odd halves: (n, 2, p, p, p)
-            inp, target, regions, *wedge = make_n2n_pair(self.filled[i], rotation, bool(rng.random() < 0.5), tilt,
-                                                         self.cube, self.wedge_target)
+            swap = bool(rng.random() < 0.5)
+            m = self.max_shift
+            offset = tuple(int(v) for v in rng.integers(-m, m + 1, 3)) if m else (0, 0, 0)
+            inp, target, regions, *wedge = make_n2n_pair(self.filled[i], rotation, swap, tilt, self.cube,
+                                                         self.wedge_target, offset)
             sample = {"input": torch.from_numpy(inp)[None], "target": torch.from_numpy(target)[None],
                       "regions": torch.from_numpy(regions)}
             if wedge:
@@ -126,28 +136,28 @@ class IsoNetDataModule(pl.LightningDataModule):
         DataLoader worker processes.
     seed : tuple of int
         (run seed, iteration).
-    wedge_target, rotations : str
+    wedge_target, rotations, max_shift :
         See :class:`PairDataset`.
     """
 
     def __init__(self, filled: np.ndarray, tilt_ranges: np.ndarray, train_indices: np.ndarray,
                  val_indices: np.ndarray, cube: int, batch_size: int, steps_per_epoch: int, noise_level: float,
                  noise_mode: str, num_workers: int, seed: tuple[int, ...], wedge_target: str = "half",
-                 rotations: str = "cube"):
+                 rotations: str = "cube", max_shift: int = 0):
         super().__init__()
         self.filled, self.tilt_ranges = filled, tilt_ranges
         self.train_indices, self.val_indices = train_indices, val_indices
         self.cube, self.batch_size, self.steps_per_epoch = cube, batch_size, steps_per_epoch
         self.noise_level, self.noise_mode = noise_level, noise_mode
         self.num_workers, self.seed = num_workers, tuple(seed)
-        self.wedge_target, self.rotations = wedge_target, rotations
+        self.wedge_target, self.rotations, self.max_shift = wedge_target, rotations, max_shift
 
     def setup(self, stage: str | None = None) -> None:
         """Build the validation set (training pairs are drawn anew each epoch, see train_dataloader)."""
         n_val = max(self.batch_size, int(np.ceil(0.1 * self.steps_per_epoch)) * self.batch_size)
         self.val_set = PairDataset(self.filled, self.tilt_ranges, self.val_indices, n_val, self.cube,
                                    self.noise_level, self.noise_mode, (*self.seed, 1), self.wedge_target,
-                                   self.rotations)
+                                   self.rotations, self.max_shift)
 
     def _loader(self, dataset: Dataset, sampler: Sampler | None = None) -> DataLoader:
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, shuffle=False,
@@ -164,7 +174,7 @@ class IsoNetDataModule(pl.LightningDataModule):
         n_train = self.steps_per_epoch * self.batch_size
         train_set = PairDataset(self.filled, self.tilt_ranges, self.train_indices, n_train, self.cube,
                                 self.noise_level, self.noise_mode, (*self.seed, 0), self.wedge_target,
-                                self.rotations)
+                                self.rotations, self.max_shift)
         return self._loader(train_set, StepKeys(n_train, self))
 
     def val_dataloader(self) -> DataLoader:

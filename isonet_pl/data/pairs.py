@@ -222,8 +222,23 @@ def split_regions(size: int, tilt_min: float, tilt_max: float, rotation: int) ->
     return np.stack([both, target_only]).astype(np.float32)
 
 
+def crop_at(vol: np.ndarray, size: int, offset: tuple[int, int, int] = (0, 0, 0)) -> np.ndarray:
+    """The ``size``³ of a cube whose start is :func:`centre_crop`'s moved by ``offset`` (voxels, z, y, x).
+
+    Raises
+    ------
+    ValueError
+        When the window would reach beyond the cube.
+    """
+    start = [vol.shape[0] // 2 - size // 2 + int(o) for o in offset]
+    if min(start) < 0 or max(start) + size > vol.shape[0]:
+        raise ValueError(f"a {size}³ window at offset {tuple(offset)} does not fit in a {vol.shape[0]}³ cube")
+    return vol[start[0]:start[0] + size, start[1]:start[1] + size, start[2]:start[2] + size]
+
+
 def make_n2n_pair(filled_halves: np.ndarray, rotation: Rotation, swap: bool, tilt_range: tuple[float, float],
-                  cube: int, wedge_target: str = "half") -> tuple[np.ndarray, ...]:
+                  cube: int, wedge_target: str = "half",
+                  offset: tuple[int, int, int] = (0, 0, 0)) -> tuple[np.ndarray, ...]:
     """An even/odd training pair: input = one half (wedge imposed again after the rotation), target = the other.
 
     Parameters
@@ -252,10 +267,10 @@ def make_n2n_pair(filled_halves: np.ndarray, rotation: Rotation, swap: bool, til
     """
     a, b = (filled_halves[1], filled_halves[0]) if swap else (filled_halves[0], filled_halves[1])
     rot_a = np.ascontiguousarray(rotate(a, rotation))
-    inp = centre_crop(apply_wedge(rot_a, wedge_mask(a.shape[0], *tilt_range)), cube)
-    target = rotate(b, rotation, cube)
+    inp = crop_at(apply_wedge(rot_a, wedge_mask(a.shape[0], *tilt_range)), cube, offset)
+    target = rotate(b, rotation, cube) if not any(offset) else crop_at(np.asarray(rotate(b, rotation)), cube, offset)
     out = (np.ascontiguousarray(inp, dtype=np.float32), np.ascontiguousarray(target, dtype=np.float32),
            loss_regions(cube, float(tilt_range[0]), float(tilt_range[1]), rotation))
     if wedge_target == "average":
-        out += (np.ascontiguousarray(0.5 * (centre_crop(rot_a, cube) + target), dtype=np.float32),)
+        out += (np.ascontiguousarray(0.5 * (crop_at(rot_a, cube, offset) + target), dtype=np.float32),)
     return out

@@ -22,6 +22,15 @@ RESUME_SETTINGS = ("iterations", "gpuID", "accelerator", "devices", "num_nodes",
 
 STATE = "state"  # sub-folder of result_dir with the resume state
 
+#: settings added after runs may have started, with the value such a run used: a run saved without them resumes
+#: as it began
+ADDED_SETTINGS = {"max_shift": 0}
+
+
+def _saved_settings(payload: dict) -> RefineConfig:
+    """The RefineConfig of saved settings, with :data:`ADDED_SETTINGS` filled in where they are missing."""
+    return RefineConfig.model_validate({**ADDED_SETTINGS, **payload})
+
 
 def save_json(path: Path, payload: dict) -> None:
     with atomic_path(path) as tmp:
@@ -54,10 +63,10 @@ def saved_run(cfg: RefineConfig) -> tuple[RefineConfig, int]:
             if not saved.exists():
                 raise InputError("no refine_iterNN.json or saved settings in this folder", cfg.continue_from,
                                  "give the result_dir of a refine run")
-            return RefineConfig.model_validate(json.loads(saved.read_text())), 0
+            return _saved_settings(json.loads(saved.read_text())), 0
     try:
         payload = json.loads(src.read_text())
-        saved = RefineConfig.model_validate(payload["settings"])
+        saved = _saved_settings(payload["settings"])
         done = int(payload["iteration"])
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(f"not a refine_iterNN.json of isonet-pl ({exc.__class__.__name__})", src,

@@ -76,6 +76,23 @@ def recalibrates_bn(cfg: RefineConfig, method: str) -> bool:
     return cfg.recalibrate_bn if cfg.recalibrate_bn is not None else method == "n2n"
 
 
+def max_shift(cfg: RefineConfig, method: str, subs: Subtomograms) -> int:
+    """``--max_shift`` for ``n2n`` (bench/RESULTS.md), 0 for ``isonet``.
+
+    Raises
+    ------
+    InputError
+        When the shift given reaches beyond the subtomograms.
+    """
+    if method != "n2n":
+        return 0
+    if 2 * cfg.max_shift > subs.crop - subs.cube:
+        raise InputError(f"--max_shift {cfg.max_shift} moves {subs.cube}³ cubes beyond the {subs.crop}³ subtomograms",
+                         None, f"use --max_shift {(subs.crop - subs.cube) // 2} or less, or extract a larger "
+                               "--crop_size")
+    return cfg.max_shift
+
+
 @dataclass(frozen=True)
 class Resolved:
     """The settings whose default depends on the method or the data, as this run uses them.
@@ -94,13 +111,15 @@ class Resolved:
     fill_normalization: str
     recalibrate_bn: bool
     preprocessing_ncpus: int
+    max_shift: int = 0
 
     def describe(self) -> str:
         return (f"method {self.method}, batch {self.batch_size}, {self.steps_per_epoch} steps per epoch, residual "
                 f"{'on' if self.residual else 'off'}, dropout {self.drop_out:g}, learning rate {self.learning_rate:g} "
                 f"({self.lr_schedule}), EMA "
                 f"{self.ema_decay or 'off'}, fill normalisation {self.fill_normalization}, batch-norm recalibration "
-                f"{'on' if self.recalibrate_bn else 'off'}, {self.preprocessing_ncpus} worker(s)")
+                f"{'on' if self.recalibrate_bn else 'off'}, cube shift up to {self.max_shift} voxels, "
+                f"{self.preprocessing_ncpus} worker(s)")
 
 
 def resolve(cfg: RefineConfig, subs: Subtomograms, n_devices: int) -> Resolved:
@@ -111,7 +130,7 @@ def resolve(cfg: RefineConfig, subs: Subtomograms, n_devices: int) -> Resolved:
     return Resolved(method, batch, steps, uses_residual(cfg, method), dropout(cfg, method), learning_rate(cfg, method),
                     lr_schedule(cfg, method), ema_decay(cfg, method),
                     "subtomogram" if renormalizes(cfg, method, subs) else "tomogram", recalibrates_bn(cfg, method),
-                    workers)
+                    workers, max_shift(cfg, method, subs))
 
 
 def build_module(cfg: RefineConfig, subs: Subtomograms):

@@ -83,3 +83,35 @@ def test_continuous_rotations(halves):
         assert a["regions"].shape == (2, 16, 16, 9) and a["regions"][1].sum() > 0
     candidates = [centre_crop(rotate(v, r), 16) for v in filled.reshape(-1, 24, 24, 24) for r in range(len(ROTATIONS))]
     assert not any(np.allclose(a["target"][0].numpy(), c, atol=1e-4) for c in candidates)
+
+
+def test_max_shift_cuts_input_and_target_at_one_offset():
+    """max_shift: each even/odd cube is cut at a random offset (≤ max_shift voxels per axis) of the rotated
+    subtomogram, the same for input and target; the subtomogram, rotation and swap drawn for a key are those of
+    max_shift 0; a shift beyond the crop is refused."""
+    from isonet_pl.data.pairs import crop_at, draw_rotation, rotate
+
+    rng = np.random.default_rng(2)
+    filled = rng.normal(size=(3, 2, 24, 24, 24)).astype(np.float32)
+    tilts = np.tile([-60.0, 60.0], (3, 1))
+    centred = PairDataset(filled, tilts, np.arange(3), 8, 16, 0.0, "noFilter", (0, 1))
+    shifted = PairDataset(filled, tilts, np.arange(3), 8, 16, 0.0, "noFilter", (0, 1), max_shift=3)
+    moved = 0
+    for key in range(8):
+        draw = np.random.default_rng((0, 1, key))
+        i = int(draw.integers(3))
+        rotation = draw_rotation("cube", draw)
+        swap = bool(draw.random() < 0.5)
+        offset = tuple(int(v) for v in draw.integers(-3, 4, 3))
+        target = crop_at(np.asarray(rotate(filled[i, 0 if swap else 1], rotation)), 16, offset)
+        assert np.array_equal(shifted[key]["target"][0].numpy(), target)
+        assert torch.equal(shifted[key]["regions"], centred[key]["regions"])
+        moved += any(offset)
+    assert moved >= 6
+    same = np.repeat(filled[:, :1], 2, axis=1)  # both halves equal, no missing wedge: input = target anywhere
+    whole = PairDataset(same, np.tile([-90.0, 90.0], (3, 1)), np.arange(3), 4, 16, 0.0, "noFilter", (0, 1),
+                        max_shift=4)
+    for key in range(4):
+        assert np.allclose(whole[key]["input"].numpy(), whole[key]["target"].numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="max_shift 5"):
+        PairDataset(filled, tilts, np.arange(3), 4, 16, 0.0, "noFilter", (0, 1), max_shift=5)

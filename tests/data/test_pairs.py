@@ -210,3 +210,14 @@ def test_continuous_rotation_carries_the_wedge_into_the_rotated_region(seed):
             peak = np.unravel_index(np.argmax(power), power.shape)
             hits += regions.sum(0)[peak] > 0
     assert hits == 18
+
+
+def test_crop_at():
+    """crop_at: centre_crop at offset 0, moved by the offset otherwise; a window beyond the cube is refused."""
+    from isonet_pl.data.pairs import centre_crop, crop_at
+
+    vol = np.arange(20**3, dtype=np.float32).reshape(20, 20, 20)
+    assert np.array_equal(crop_at(vol, 12), centre_crop(vol, 12))
+    assert np.array_equal(crop_at(vol, 12, (1, -2, 4)), vol[5:17, 2:14, 8:20])
+    with pytest.raises(ValueError, match="does not fit"):
+        crop_at(vol, 12, (0, 0, 5))

@@ -38,7 +38,7 @@ def test_refine_writes_checkpoints_settings_losses(subtomo_star, tmp_path):
                                        "drop_out": 0.3, "learning_rate": 4e-4, "lr_schedule": "constant",
                                        "ema_decay": 0.0,
                                        "fill_normalization": "subtomogram", "recalibrate_bn": False,
-                                       "preprocessing_ncpus": 0}
+                                       "preprocessing_ncpus": 0, "max_shift": 0}
     model = IsoNetModule.load_from_checkpoint(last, map_location="cpu")
     assert model.meta["cube_size"] == 16 and model.meta["crop_size"] == 24
     assert model.meta["normalization"] == "tomogram" and model.meta["normalize_percentile"] is True
@@ -280,6 +280,28 @@ def test_method_dependent_defaults(subtomo_star, n2n_model):
     assert uses_residual(explicit, "n2n") and renormalizes(explicit, "n2n", halves)
     assert ema_decay(explicit, "n2n") == 0.0
     assert "averaging_state" in torch.load(n2n_model[1], map_location="cpu", weights_only=False)  # EMA ran in n2n
+    from isonet_pl.training.setup import max_shift
+
+    assert (max_shift(cfg, "isonet", single), max_shift(cfg, "n2n", halves)) == (0, 0)
+    assert (max_shift(RefineConfig(max_shift=1), "n2n", halves), max_shift(RefineConfig(max_shift=1), "isonet",
+                                                                            single)) == (1, 0)
+    with pytest.raises(InputError, match="--max_shift"):
+        max_shift(RefineConfig(max_shift=(halves.crop - halves.cube) // 2 + 1), "n2n", halves)
+
+
+def test_a_run_saved_before_a_setting_existed_resumes_as_it_began(tmp_path):
+    """Saved settings without a later option (max_shift) resume with the value those runs used (0), whatever
+    the default becomes; saved settings that have it keep theirs."""
+    import json
+
+    from isonet_pl.training.resume import saved_run
+
+    settings = RefineConfig(result_dir=str(tmp_path), max_shift=2).model_dump(mode="json")
+    old = {k: v for k, v in settings.items() if k != "max_shift"}
+    (tmp_path / "refine_iter01.json").write_text(json.dumps({"iteration": 1, "settings": old}))
+    assert saved_run(RefineConfig(continue_from=str(tmp_path)))[0].max_shift == 0
+    (tmp_path / "refine_iter02.json").write_text(json.dumps({"iteration": 2, "settings": settings}))
+    assert saved_run(RefineConfig(continue_from=str(tmp_path)))[0].max_shift == 2
 
 
 
