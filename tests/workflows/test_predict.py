@@ -295,7 +295,12 @@ def test_denoise_warns_when_the_output_passes_noise_outside_the_specimen(tmp_pat
     write_tomogram(volume, out, (10.0, 10.0, 10.0))
     written = []
     with caplog.at_level(logging.INFO, logger="isonet_pl"):
-        _denoise(out, (-60.0, 60.0), tmp_path / "t.mrc", lambda arr, path, **extra: written.append(extra))
+        _denoise(out, (-60.0, 60.0), tmp_path / "t.mrc", lambda arr, path, **extra: written.append(extra),
+                 NOISY_BACKGROUND)
     assert written and "empty slices hold" in written[0]["denoise"]
     warned = "passes noise where there is no specimen" in caplog.text
     assert warned == (background ** 2 > NOISY_BACKGROUND)
+    caplog.clear()
+    write_tomogram(volume, out, (10.0, 10.0, 10.0))
+    _denoise(out, (-60.0, 60.0), tmp_path / "t.mrc", lambda arr, path, **extra: None)  # no threshold: no warning
+    assert "passes noise" not in caplog.text
