@@ -119,8 +119,7 @@ def wedge_noise(size: int, tilt_min: float, tilt_max: float, mode: NoiseMode, rn
 
 def centre_crop(vol: np.ndarray, size: int) -> np.ndarray:
     """The central ``size``³ of a cube (IsoNet: start p//2 - c//2)."""
-    start = vol.shape[0] // 2 - size // 2
-    return vol[start:start + size, start:start + size, start:start + size]
+    return crop_at(vol, size)
 
 
 def make_pair(filled: np.ndarray, rotation: Rotation, tilt_range: tuple[float, float], cube: int, noise_level: float,

@@ -85,6 +85,9 @@ def max_shift(cfg: RefineConfig, method: str, subs: Subtomograms) -> int:
         When the shift given reaches beyond the subtomograms.
     """
     if method != "n2n":
+        if cfg.max_shift:
+            logger.warning("--max_shift %d applies to --method n2n only; isonet trains on the centre of each "
+                           "subtomogram (IsoNet's)", cfg.max_shift)
         return 0
     if 2 * cfg.max_shift > subs.crop - subs.cube:
         raise InputError(f"--max_shift {cfg.max_shift} moves {subs.cube}³ cubes beyond the {subs.crop}³ subtomograms",

@@ -244,7 +244,7 @@ def test_fill_normalization_keeps_tomogram_units(subtomo_star, tmp_path):
     assert last.exists()
 
 
-def test_method_dependent_defaults(subtomo_star, n2n_model):
+def test_method_dependent_defaults(subtomo_star, n2n_model, caplog):
     """Unset --residual / --fill_normalization auto / unset --ema_decay / --learning_rate / --drop_out: IsoNet's
     choices for isonet, the measured ones for n2n."""
     from isonet_pl.training.setup import (
@@ -285,6 +285,7 @@ def test_method_dependent_defaults(subtomo_star, n2n_model):
     assert (max_shift(cfg, "isonet", single), max_shift(cfg, "n2n", halves)) == (0, 0)
     assert (max_shift(RefineConfig(max_shift=1), "n2n", halves), max_shift(RefineConfig(max_shift=1), "isonet",
                                                                             single)) == (1, 0)
+    assert "--max_shift 1 applies to --method n2n only" in caplog.text  # ignored for isonet, not silently
     with pytest.raises(InputError, match="--max_shift"):
         max_shift(RefineConfig(max_shift=(halves.crop - halves.cube) // 2 + 1), "n2n", halves)
 
