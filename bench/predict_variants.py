@@ -16,8 +16,9 @@ correlation of:
 * ``flips 2`` / ``flips 4``: the mean of the network's outputs over flips that keep the tilt geometry (identity
   and Y; also Z with X and all three), then ``--denoise`` (test-time augmentation).
 
-About 1.5 min per run folder for the bench's 1.7 M-parameter U-Net on two cores. With a deconvolved tomogram
-(``deconv/``) only ``average`` and the flips are scored (the halves' deconvolved copies are not kept).
+About 2 min per run folder (five in 9 min, 2026-12-01) for the bench's 1.7 M-parameter U-Net on two cores.
+With a deconvolved tomogram (``deconv/``) only ``average`` and the flips are scored (the halves' deconvolved
+copies are not kept).
 """
 
 from __future__ import annotations
