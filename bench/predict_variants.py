@@ -14,7 +14,10 @@ correlation of:
   the wedge weighted by 2·FSC / (1 + FSC) of the two half outputs — the label-free Wiener weight of a sum of
   two maps with independent noise (RELION's post-processing) — and the same weights on ``average``;
 * ``flips 2`` / ``flips 4``: the mean of the network's outputs over flips that keep the tilt geometry (identity
-  and Y; also Z with X and all three), then ``--denoise`` (test-time augmentation).
+  and Y; also Z with X and all three), then ``--denoise`` (test-time augmentation);
+* with ``--snapshots 2,3,6`` instead of the above: each checkpoint from ``--iteration`` − 5 to ``--iteration``
+  on the average, and the mean of the last k checkpoints' outputs (a snapshot ensemble), then ``--denoise``;
+  also the correlation of the Z profile (the mean of each Z slice, the slab profile) with the truth's.
 
 About 2 min per run folder (five in 9 min, 2026-12-01) for the bench's 1.7 M-parameter U-Net on two cores.
 With a deconvolved tomogram (``deconv/``) only ``average`` and the flips are scored (the halves' deconvolved
@@ -69,11 +72,36 @@ def fsc_weights(first: np.ndarray, second: np.ndarray, measured: np.ndarray) -> 
     return weights
 
 
+def snapshots(out: Path, result: str, average: np.ndarray, truth: np.ndarray, tilt: tuple[float, float],
+              last: int, ks: list[int]) -> None:
+    """Print the scores of checkpoints ``last`` − 5 … ``last`` and of the mean of the last k outputs for each k."""
+    def profile(volume):
+        return float(np.corrcoef(volume.mean(axis=(1, 2)), truth.mean(axis=(1, 2)))[0, 1])
+
+    def show(name, volume):
+        s = wedge_correlations(wiener_denoise(volume, tilt, corrected=True)[0].compute(), truth, *tilt, **BAND)
+        print(f"{out.name}/{result:24s} {name:14s} {s['overall']:.3f} / {s['in_wedge']:.3f} / {s['measured']:.3f}"
+              f"  Z profile {profile(volume):.3f}", flush=True)
+
+    outputs = {}
+    for it in range(max(1, last - max(max(ks), 6) + 1), last + 1):
+        module = load_model(out / result / f"model_iter{it:02d}.ckpt")
+        norm = Normalization.of_volume(average, bool(module.meta.get("normalize_percentile", True)))
+        padded = np.pad(average, PAD, mode="symmetric")
+        outputs[it] = predict_block(padded, module, norm, precision=module.meta.get("settings", {}).get(
+            "precision", "32"))[PAD:-PAD, PAD:-PAD, PAD:-PAD]
+        show(f"iteration {it}", outputs[it])
+    for k in ks:
+        show(f"mean of last {k}", sum(outputs[it] for it in range(last - k + 1, last + 1)) / k)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("runs", nargs="+", help="pairs OUT_DIR RESULT")
     parser.add_argument("--iteration", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--snapshots", default=None,
+                        help="comma-separated k: score the mean of the last k checkpoints' outputs instead")
     args = parser.parse_args()
     if len(args.runs) % 2:
         parser.error("give OUT_DIR RESULT pairs")
@@ -85,6 +113,10 @@ def main() -> None:
         truth = read_mrc(out / "ground_truth" / "sim_00.mrc")[0]
         deconv = out / "deconv" / "sim_00.mrc"
         average = read_mrc(deconv if deconv.exists() else out / "tomos" / "sim_00.mrc")[0]
+        if args.snapshots:
+            snapshots(out, result, average, truth, tilt, args.iteration,
+                      [int(k) for k in args.snapshots.split(",")])
+            continue
         module = load_model(out / result / f"model_iter{args.iteration:02d}.ckpt")
         precision = module.meta.get("settings", {}).get("precision", "32")
         norm = Normalization.of_volume(average, bool(module.meta.get("normalize_percentile", True)))
