@@ -288,6 +288,12 @@ class RefineConfig(Section):
     mw_weight: float = Field(1.0, ge=0, description="n2n: weight of the loss in the input's missing wedge "
                                                     "(per Fourier coefficient, relative to the region measured "
                                                     "in both halves).")
+    frequency_power: float = Field(0.0, ge=0, le=2, description="n2n: weight each Fourier coefficient of the loss "
+                                                             "by |k|^-p for this p (|k| at least one Fourier cell of "
+                                                             "the cube), which evens out the noise of a weighted "
+                                                             "back-projection, whose power grows with |k|; 0: flat "
+                                                             "(p = 1 scored level with 0 at a small budget, "
+                                                             "bench/RESULTS.md).")
     wedge_target: Literal["half", "average"] = Field(
         "half", description="n2n: target of the loss in the input's missing wedge: half = the other half (as in the "
                             "rest of the spectrum); average = the average of both halves (half the noise; the "
@@ -419,7 +425,7 @@ OPTION_GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
         "Training": ("learning_rate", "lr_schedule", "rotations", "ema_decay", "normalize_percentile",
                      "fill_normalization", "val_fraction", "select_subtomo_number"),
         "Single tomogram (isonet)": ("noise_level", "noise_start_iter", "noise_mode"),
-        "Even/odd halves (n2n)": ("mw_weight", "wedge_target", "refill_every"),
+        "Even/odd halves (n2n)": ("mw_weight", "frequency_power", "wedge_target", "refill_every"),
         "Devices and resume": ("gpuID", "accelerator", "devices", "num_nodes", "preprocessing_ncpus",
                                "pretrained_model", "continue_from", "remove_intermediate", "log_level"),
     },

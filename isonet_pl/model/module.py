@@ -57,17 +57,36 @@ def scheduled_learning_rate(base: float, step: int, total: int | None, schedule:
     t = min(max(step, 0) / max(total - 1, 1), 1.0)
     return base * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * t)))
 
-__all__ = ["IsoNetModule", "mean_absolute_error", "fourier_split_loss", "LOSSES"]
+__all__ = ["IsoNetModule", "mean_absolute_error", "fourier_split_loss", "frequency_weights", "LOSSES"]
 
 #: the objectives: IsoNet's mean absolute error, or the even/odd loss split by Fourier region
 LOSSES = ("mae", "fourier_split")
 
 
+def frequency_weights(shape: tuple[int, int, int], power: float, device=None) -> torch.Tensor:
+    """``max(|k|, 1 / max(shape))^-power`` on the rfft grid of ``shape`` (z, y, x): (z, y, x//2+1) float32.
+
+    |k| in cycles per voxel; the floor of one Fourier cell keeps the DC coefficient finite.
+    """
+    z, y, x = shape
+    kz = torch.fft.fftfreq(z, device=device)[:, None, None]
+    ky = torch.fft.fftfreq(y, device=device)[None, :, None]
+    kx = torch.fft.rfftfreq(x, device=device)[None, None, :]
+    k = torch.sqrt(kz * kz + ky * ky + kx * kx).clamp_min(1.0 / max(z, y, x))
+    return k.pow(-float(power)).float()
+
+
 def fourier_split_loss(pred: torch.Tensor, target: torch.Tensor, regions: torch.Tensor,
                        mw_weight: float, target_wedge: torch.Tensor | None = None,
-                       terms: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                       terms: bool = False, frequency_power: float = 0.0
+                       ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Even/odd loss in Fourier space: mean |FFT(pred - target)|² over the region measured in both
     input and target, plus ``mw_weight`` times that over the region measured only in the target.
+
+    With ``frequency_power`` p > 0 both means are weighted means, each coefficient weighted by
+    :func:`frequency_weights` (``|k|^-p``): the target half's noise after a weighted back-projection has a
+    power that grows about as |k|, so p = 1 evens it out; the weights change what each step's gradient
+    listens to, not the minimiser of the expected loss for each coefficient.
 
     Parameters
     ----------
@@ -80,7 +99,9 @@ def fourier_split_loss(pred: torch.Tensor, target: torch.Tensor, regions: torch.
     target_wedge : torch.Tensor, optional
         ``(b, 1, z, y, x)``: the target of the missing-wedge region instead of ``target``.
     terms : bool
-        Also return the two unweighted region means (measured in both, input's wedge).
+        Also return the two region means (measured in both, input's wedge), before ``mw_weight``.
+    frequency_power : float
+        p of the frequency weights; 0: every coefficient alike.
     """
     def power(goal):
         diff = torch.fft.rfftn((pred - goal).float()[:, 0], dim=(-3, -2, -1), norm="ortho")
@@ -88,7 +109,10 @@ def fourier_split_loss(pred: torch.Tensor, target: torch.Tensor, regions: torch.
 
     both = power(target)
     wedge = both if target_wedge is None else power(target_wedge)
-    means = [(p * regions[:, k]).sum() / regions[:, k].sum().clamp_min(1) for k, p in enumerate((both, wedge))]
+    if frequency_power:
+        regions = regions * frequency_weights(tuple(pred.shape[-3:]), frequency_power, pred.device)
+    floor = 1e-12 if frequency_power else 1.0
+    means = [(p * regions[:, k]).sum() / regions[:, k].sum().clamp_min(floor) for k, p in enumerate((both, wedge))]
     total = means[0] + mw_weight * means[1]
     return (total, means[0], means[1]) if terms else total
 
@@ -197,6 +221,8 @@ class IsoNetModule(pl.LightningModule):
         ``n2n``, else ``mae`` (so checkpoints written before this argument load as trained).
     mw_weight : float, optional
         ``fourier_split``: weight of the input's-wedge region; unset: ``meta["mw_weight"]`` or 1.
+    frequency_power : float, default 0
+        ``fourier_split``: p of the loss's frequency weights ``|k|^-p`` (:func:`fourier_split_loss`).
 
     Attributes
     ----------
@@ -224,6 +250,7 @@ class IsoNetModule(pl.LightningModule):
         loss: str | None = None,
         mw_weight: float | None = None,
         lr_schedule: str = "constant",
+        frequency_power: float = 0.0,
     ) -> None:
         super().__init__()
         if not (learning_rate > 0 and math.isfinite(learning_rate)):
@@ -238,6 +265,8 @@ class IsoNetModule(pl.LightningModule):
         mw_weight = float(meta.get("mw_weight", 1.0) if mw_weight is None else mw_weight)
         if not (mw_weight >= 0 and math.isfinite(mw_weight)):
             raise ValueError(f"mw_weight must be non-negative, got {mw_weight}")
+        if not (0 <= frequency_power <= 2):
+            raise ValueError(f"frequency_power must be in [0, 2], got {frequency_power}")
         net_kwargs = _net_kwargs(net)
         # An explicit dict (not the raw arguments): the checkpoint holds the completed network
         # settings and plain-typed meta, so `load_from_checkpoint(path)` alone rebuilds it.
@@ -249,6 +278,7 @@ class IsoNetModule(pl.LightningModule):
                 "loss": loss,
                 "mw_weight": mw_weight,
                 "lr_schedule": lr_schedule,
+                "frequency_power": float(frequency_power),
             }
         )
         self.net = UNet3D(**net_kwargs)
@@ -354,7 +384,8 @@ class IsoNetModule(pl.LightningModule):
                 raise ValueError("the fourier_split loss needs batches with 'regions' (even/odd pairs)")
             loss, measured, wedge = fourier_split_loss(pred, batch["target"], batch["regions"],
                                                        self.hparams["mw_weight"], batch.get("target_wedge"),
-                                                       terms=True)
+                                                       terms=True,
+                                                       frequency_power=self.hparams.get("frequency_power", 0.0))
             if self._trainer is not None:  # the two regions apart (unweighted means), per epoch
                 stage = "train" if self.training else "val"
                 b = pred.shape[0]

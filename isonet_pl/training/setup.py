@@ -76,6 +76,16 @@ def recalibrates_bn(cfg: RefineConfig, method: str) -> bool:
     return cfg.recalibrate_bn if cfg.recalibrate_bn is not None else method == "n2n"
 
 
+def frequency_power(cfg: RefineConfig, method: str) -> float:
+    """``--frequency_power`` for ``n2n`` (its Fourier loss), 0 for ``isonet`` (IsoNet's real-space MAE)."""
+    if method != "n2n":
+        if cfg.frequency_power:
+            logger.warning("--frequency_power %g applies to --method n2n only; isonet's loss is IsoNet's mean "
+                           "absolute error", cfg.frequency_power)
+        return 0.0
+    return cfg.frequency_power
+
+
 def max_shift(cfg: RefineConfig, method: str, subs: Subtomograms) -> int:
     """``--max_shift`` for ``n2n`` (bench/RESULTS.md), 0 for ``isonet``.
 
@@ -152,7 +162,7 @@ def build_module(cfg: RefineConfig, subs: Subtomograms):
     return IsoNetModule(net=net, learning_rate=learning_rate(cfg, method),
                         meta=ModelCard.model_validate(meta).model_dump(),
                         loss="fourier_split" if method == "n2n" else "mae", mw_weight=cfg.mw_weight,
-                        lr_schedule=lr_schedule(cfg, method))
+                        lr_schedule=lr_schedule(cfg, method), frequency_power=frequency_power(cfg, method))
 
 
 def load_pretrained(module, path: str | Path) -> None:

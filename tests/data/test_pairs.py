@@ -122,6 +122,37 @@ def test_fourier_split_loss_weights_the_wedge_region():
     assert b > a > 0
 
 
+def test_fourier_split_loss_frequency_weights_against_numpy():
+    """frequency_power p: each region's mean is weighted by max(|k|, 1/n)^-p, computed here with numpy alone."""
+    import torch
+
+    from isonet_pl.data.pairs import split_regions
+    from isonet_pl.model.module import fourier_split_loss
+
+    rng = np.random.default_rng(3)
+    pred, target = (rng.normal(size=(2, 1, 16, 16, 16)).astype(np.float32) for _ in range(2))
+    regions = np.stack([split_regions(16, -50.0, 70.0, r) for r in (0, 5)])
+    k = np.sqrt(np.fft.fftfreq(16)[:, None, None] ** 2 + np.fft.fftfreq(16)[None, :, None] ** 2
+                + np.fft.rfftfreq(16)[None, None, :] ** 2)
+    power = np.abs(np.fft.rfftn(pred[:, 0] - target[:, 0], axes=(1, 2, 3), norm="ortho")) ** 2
+    for p in (0.0, 0.5, 1.0):
+        weight = np.maximum(k, 1 / 16) ** -p
+        expected = [(power * regions[:, j] * weight).sum() / (regions[:, j] * weight).sum() for j in (0, 1)]
+        total, both, wedge = fourier_split_loss(torch.from_numpy(pred), torch.from_numpy(target),
+                                                torch.from_numpy(regions), 3.0, terms=True, frequency_power=p)
+        np.testing.assert_allclose([both.item(), wedge.item()], expected, rtol=1e-5)
+        np.testing.assert_allclose(total.item(), expected[0] + 3.0 * expected[1], rtol=1e-5)
+    # p = 1 weighs a plane wave of |k| = 1/16 (one cell) 8 times more, relative to one at Nyquist (|k| = 1/2)
+    x = np.arange(16, dtype=np.float32)
+    zero, ones = torch.zeros(1, 1, 16, 16, 16), torch.ones(1, 2, 16, 16, 9)
+    ratio = {}
+    for p in (0.0, 1.0):
+        lo, hi = (fourier_split_loss(torch.from_numpy(np.broadcast_to(np.cos(f * x), (1, 1, 16, 16, 16)).copy()),
+                                     zero, ones, 1.0, frequency_power=p).item() for f in (2 * np.pi / 16, np.pi))
+        ratio[p] = lo / hi
+    np.testing.assert_allclose(ratio[1.0] / ratio[0.0], 8.0, rtol=1e-5)
+
+
 def test_average_wedge_target():
     """wedge_target=average: the wedge target is the mean of both rotated halves; the loss uses it only in region 1."""
     import torch

@@ -40,5 +40,5 @@ def n2n_model(tmp_path_factory):
     ckpt = refine(sub, RefineConfig(result_dir=str(root / "r"), iterations=2, epochs=2, steps_per_epoch=3,
                                     batch_size=2, filter_base=4, unet_depth=2, convs_per_depth=1,
                                     preprocessing_ncpus=0, mw_weight=2.0, residual=False, wedge_target="average",
-                                    fill_normalization="tomogram", ema_decay=0.5))
+                                    frequency_power=0.5, fill_normalization="tomogram", ema_decay=0.5))
     return star, ckpt, root / "r"

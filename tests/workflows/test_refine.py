@@ -209,6 +209,7 @@ def test_n2n_refine_on_even_odd_halves(n2n_model):
     _, ckpt, result_dir = n2n_model
     model = IsoNetModule.load_from_checkpoint(ckpt, map_location="cpu")
     assert model.meta["method"] == "n2n" and model.meta["mw_weight"] == 2.0
+    assert model.hparams["frequency_power"] == 0.5  # --frequency_power reaches the loss and its checkpoint
     assert not model.net.residual  # --residual false reaches the network and its checkpoint
     assert model.meta["settings"]["wedge_target"] == "average"
     estimates = np.load(result_dir / "state" / "estimates_iter02.npy")
