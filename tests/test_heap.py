@@ -71,7 +71,7 @@ def test_threads_reuse_freed_memory_with_one_arena():
         faults = []
         def work():
             with torch.no_grad():
-                for _ in range(5):
+                for _ in range(8):
                     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
                     net(x)
                     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
@@ -82,7 +82,11 @@ def test_threads_reuse_freed_memory_with_one_arena():
         print(min(faults[1:]))
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert int(out.stdout.split()[-1]) < 0.05 * (16 * 96**3 * 4 // 4096), out.stdout
+    # Without reuse each pass faults in its activations anew (64,804 pages per pass without reused_heap on a
+    # Sapphire Rapids machine, 2026-12-02; the 16-channel activation alone is 13,824); with it, only what the
+    # kernel does in the background: 0 on most runs, 1,078 in one full-suite run there. Bound: a quarter of
+    # that one activation.
+    assert int(out.stdout.split()[-1]) < 0.25 * (16 * 96**3 * 4 // 4096), out.stdout
 
 
 def test_huge_pages_cut_the_page_faults_of_a_forward():
