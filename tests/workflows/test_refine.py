@@ -289,6 +289,14 @@ def test_method_dependent_defaults(subtomo_star, n2n_model, caplog):
     assert "--max_shift 1 applies to --method n2n only" in caplog.text  # ignored for isonet, not silently
     with pytest.raises(InputError, match="--max_shift"):
         max_shift(RefineConfig(max_shift=(halves.crop - halves.cube) // 2 + 1), "n2n", halves)
+    from isonet_pl.training.setup import frequency_power
+
+    assert (frequency_power(RefineConfig(frequency_power=1), "n2n"), frequency_power(cfg, "n2n")) == (1.0, 0.0)
+    assert frequency_power(RefineConfig(frequency_power=1), "isonet") == 0.0  # IsoNet's MAE has no spectrum
+    assert "--frequency_power 1 applies to --method n2n only" in caplog.text
+    for bad in (-0.5, 2.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            RefineConfig(frequency_power=bad)
 
 
 def test_a_run_saved_before_a_setting_existed_resumes_as_it_began(tmp_path):
