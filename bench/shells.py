@@ -10,7 +10,9 @@ does (the network's output, no ``--denoise``), and the prediction is split again
 (the input's missing wedge / the measured region) the ground truth's and the prediction's share of
 power, the correlation there, and the row's contribution to the overall real-space correlation (the
 contributions add up to it). Also printed: the correlation of the specimen's Z profile (the mean of
-each XY slice, the Fourier line k_x = k_y = 0 inside the wedge) for the raw tomogram and the prediction.
+each XY slice, the Fourier line k_x = k_y = 0 inside the wedge) for the raw tomogram and the prediction, the
+label-free correlation of the prediction's profile with the input's, and the overall score with the input's
+profile put in the prediction's place (scaled to the prediction's).
 Where the truth has empty Z slices (outside the specimen's slab), also the share of the prediction's
 variance there and the overall correlation with the prediction made flat there (what a clean background
 would add). The predictions are kept as ``OUT_DIR/pred_RUN_iterNN.npy`` for a second look.
@@ -30,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from iterations import PAD  # noqa: E402
 
-from isonet_pl.evaluate import shell_correlations  # noqa: E402
+from isonet_pl.evaluate import shell_correlations, z_profile_correlation  # noqa: E402
 from isonet_pl.io.mrc import read_mrc  # noqa: E402
 from isonet_pl.normalization import Normalization  # noqa: E402
 from isonet_pl.predict.predictor import predict_block  # noqa: E402
@@ -55,10 +57,13 @@ def prediction(out: Path, run: str, iteration: int | None, volume: np.ndarray) -
     return pred, path.stem
 
 
-def profile_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Correlation of the Z profiles (mean of each XY slice) of two (nz, ny, nx) volumes."""
-    pa, pb = a.mean(axis=(1, 2)), b.mean(axis=(1, 2))
-    return float(np.corrcoef(pa, pb)[0, 1])
+def with_profile_of(pred: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """``pred`` (nz, ny, nx) with its Z profile (the mean of each XY slice) replaced by ``source``'s, rescaled to
+    the standard deviation of ``pred``'s own profile (label-free: what a slab profile taken from the input
+    would give)."""
+    pp, ps = pred.mean(axis=(1, 2)), source.mean(axis=(1, 2))
+    ps = (ps - ps.mean()) * (pp.std() / (ps.std() + 1e-12)) + pp.mean()
+    return pred - (pp - ps)[:, None, None]
 
 
 def flat_outside(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float] | None:
@@ -98,13 +103,18 @@ def main() -> None:
         source = out / "tomos" / "sim_00.mrc"
     volume = read_mrc(source)[0]
     print(f"{out.name}: tilt {tilt[0]:g}…{tilt[1]:g}; Z profile correlation of the raw tomogram "
-          f"{profile_correlation(volume.astype(np.float64), truth):.3f}")
+          f"{z_profile_correlation(volume.astype(np.float64), truth):.3f}")
     for run in args.runs:
         pred, name = prediction(out, run, args.iteration, volume)
         rows = shell_correlations(pred, truth, *tilt)
         total = sum(r["contribution"] for r in rows)
         print(f"\n{run} {name}: overall {total:.3f}; Z profile correlation "
-              f"{profile_correlation(pred.astype(np.float64), truth):.3f}")
+              f"{z_profile_correlation(pred.astype(np.float64), truth):.3f}")
+        swapped = with_profile_of(pred.astype(np.float64), volume.astype(np.float64))
+        agreement = z_profile_correlation(pred.astype(np.float64), volume.astype(np.float64))
+        score = np.corrcoef(swapped.ravel(), truth.ravel())[0, 1]
+        print(f"label-free: Z profile correlation with the input's {agreement:.3f}; overall {score:.3f} with the "
+              "input's profile (at the prediction's profile scale)")
         outside = flat_outside(pred, truth)
         if outside is not None:
             print(f"outside the slab (empty Z slices of the truth): {100 * outside[1]:.1f} % of the prediction's "

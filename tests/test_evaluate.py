@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from isonet_pl.data.wedge import apply_wedge, measured_region
-from isonet_pl.evaluate import correlation, fourier_correlation, shell_correlations, wedge_correlations
+from isonet_pl.evaluate import (
+    correlation,
+    fourier_correlation,
+    shell_correlations,
+    wedge_correlations,
+    z_profile_correlation,
+)
 
 
 def _smooth_random(shape, seed, sigma=2.0):
@@ -110,3 +116,20 @@ def test_shell_correlations_refuse_bad_edges():
     vol = _smooth_random((8, 8, 8), 0)
     with pytest.raises(ValueError, match="edges"):
         shell_correlations(vol, vol, edges=(0.2, 0.1))
+
+
+def test_z_profile_correlation_is_that_of_the_slice_means_lazily_too():
+    """The Z profiles' correlation equals numpy's on the means of the XY slices, for numpy and dask inputs; a
+    constant profile gives 0; different Z sizes are refused."""
+    import dask.array as da
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((24, 16, 20)) + np.linspace(-1, 1, 24)[:, None, None]
+    b = rng.standard_normal((24, 16, 20)) + np.sin(np.linspace(0, 3, 24))[:, None, None]
+    expected = np.corrcoef(a.mean(axis=(1, 2)), b.mean(axis=(1, 2)))[0, 1]
+    assert z_profile_correlation(a, b) == pytest.approx(expected, abs=1e-12)
+    lazy = z_profile_correlation(da.from_array(a.astype(np.float32), chunks=(8, 8, 8)), b)
+    assert lazy == pytest.approx(expected, abs=1e-6)
+    assert z_profile_correlation(a, np.ones_like(b)) == 0.0
+    with pytest.raises(ValueError, match="Z sizes differ"):
+        z_profile_correlation(a, b[:-1])

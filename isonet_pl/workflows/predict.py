@@ -12,6 +12,7 @@ import torch
 from isonet_pl.compute import dask_context, progress_bar
 from isonet_pl.config import IOConfig, PredictConfig
 from isonet_pl.errors import InputError
+from isonet_pl.evaluate import z_profile_correlation
 from isonet_pl.io.paths import check_output_dir, check_readable_file, remove
 from isonet_pl.io.star import CORRECTED_COLUMN, DECONV_COLUMN, read_tomogram_star
 from isonet_pl.io.zarr_store import (
@@ -142,7 +143,8 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
             for path in half_zarrs:
                 remove(path)
         if cfg.denoise:
-            _denoise(out_zarr, tomo.tilt_range, source, run, NOISY_BACKGROUND if card.method == "n2n" else None)
+            _denoise(out_zarr, tomo.tilt_range, source, run, NOISY_BACKGROUND if card.method == "n2n" else None,
+                     reference=store.dask() if card.method == "n2n" else None)
         tomo.record_output(out_zarr, out_mrc, CORRECTED_COLUMN)
         logger.info("corrected %s -> %s in %.1f s", source.name, out_mrc, time.perf_counter() - t0)
     return table.path
@@ -165,12 +167,20 @@ def _inputs(tomo: Tomogram, column: str, store, cfg: PredictConfig) -> list:
 NOISY_BACKGROUND = 0.1
 
 
+#: Correlation of the Z profiles of an n2n network's output and its input below which predict warns (checked where
+#: the tomogram has empty slices, i.e. a slab with margins): bench/RESULTS.md's runs with the slab kept agree at
+#: 0.80-0.96; two that lost it (profile correlation with the truth 0.26 and 0.68) at 0.14 and 0.59.
+SLAB_PROFILE = 0.7
+
+
 def _denoise(out_zarr: Path, tilt_range: tuple[float, float], source: Path, run,
-             warn_share: float | None = None) -> None:
+             warn_share: float | None = None, reference=None) -> None:
     """Replace the network's output in ``out_zarr`` by its Wiener-filtered version (noise measured on its own
     empty slices, :mod:`isonet_pl.preprocess.spectral`); leave it as it is when it has no empty slices.
     Warn when the output's ``empty_share`` exceeds ``warn_share`` (n2n models: the threshold was set on their
-    runs; a short single-tomogram run such as the demo's keeps ~15 % without having collapsed)."""
+    runs; a short single-tomogram run such as the demo's keeps ~15 % without having collapsed), and when the
+    Z profile of the output disagrees with that of ``reference`` (the (nz, ny, nx) input, lazy) by more than
+    :data:`SLAB_PROFILE` allows."""
     network = out_zarr.with_name(f"{out_zarr.stem}_network.zarr")
     remove(network)
     os.replace(out_zarr, network)
@@ -191,6 +201,14 @@ def _denoise(out_zarr: Path, tilt_range: tuple[float, float], source: Path, run,
                            "and try an earlier refine checkpoint (model_iterNN.ckpt) if it looks noisier than the "
                            "input",
                            source.name, 100 * estimate.empty_share)
+        if reference is not None:
+            agreement = z_profile_correlation(volume, reference)
+            if agreement < SLAB_PROFILE:
+                logger.warning("%s: the Z profile of the network's output (the mean of each slice, the specimen's "
+                               "slab) correlates only %.2f with the input's (0.8 or more in our runs that kept the "
+                               "slab, warned under %.1f): the model bent or flattened the slab; check the corrected "
+                               "tomogram's side views, and try an earlier refine checkpoint (model_iterNN.ckpt)",
+                               source.name, agreement, SLAB_PROFILE)
         run(filtered, out_zarr, denoise=estimate.describe())
     finally:
         remove(network)

@@ -277,6 +277,38 @@ def test_denoise_filters_with_the_noise_of_the_empty_slices(subtomo_star, tmp_pa
                                   read_mrc(tmp_path / "full_False" / "full_corrected.mrc")[0])
 
 
+@pytest.mark.parametrize("bent", [False, True])
+def test_denoise_warns_when_the_output_loses_the_slab_profile_of_its_input(tmp_path, caplog, bent):
+    """An n2n output whose Z profile (the slab along the beam) disagrees with its input's gets a warning naming
+    the correlation; one that keeps it does not, nor does any output without a reference (single-tomogram)."""
+    import logging
+
+    import dask.array as da
+
+    from isonet_pl.io.zarr_store import write_tomogram
+    from isonet_pl.workflows.predict import NOISY_BACKGROUND, SLAB_PROFILE, _denoise
+
+    rng = np.random.default_rng(1)
+    source = 0.05 * rng.standard_normal((64, 96, 96)).astype(np.float32)
+    source[20:44] += 0.5 + rng.standard_normal((24, 96, 96)).astype(np.float32)  # a denser slab
+    output = source.copy()
+    if bent:  # the slab's level replaced by a ramp along Z
+        output[20:44] += np.linspace(-1.5, 0.5, 24, dtype=np.float32)[:, None, None]
+    out = tmp_path / "t_corrected.zarr"
+    written = []
+    for reference in (da.from_array(source, chunks=32), None):
+        write_tomogram(output, out, (10.0, 10.0, 10.0))
+        with caplog.at_level(logging.INFO, logger="isonet_pl"):
+            _denoise(out, (-60.0, 60.0), tmp_path / "t.mrc", lambda arr, path, **extra: written.append(extra),
+                     NOISY_BACKGROUND, reference=reference)
+        warned = "bent or flattened the slab" in caplog.text
+        assert warned == (bent and reference is not None), caplog.text
+        if warned:
+            assert "t.mrc" in caplog.text and f"warned under {SLAB_PROFILE:.1f}" in caplog.text
+        caplog.clear()
+    assert len(written) == 2
+
+
 @pytest.mark.parametrize("background", [0.0, 0.6])
 def test_denoise_warns_when_the_output_passes_noise_outside_the_specimen(tmp_path, caplog, background):
     """The network's output with noise in the empty slices above and below the specimen (the signature of a
