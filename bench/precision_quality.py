@@ -19,7 +19,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from iterations import PAD  # noqa: E402
 
 from isonet_pl.demo import BAND  # noqa: E402
 from isonet_pl.evaluate import wedge_correlations  # noqa: E402
@@ -28,6 +27,8 @@ from isonet_pl.io.mrc import read_mrc  # noqa: E402
 from isonet_pl.normalization import Normalization  # noqa: E402
 from isonet_pl.predict.predictor import predict_block  # noqa: E402
 from isonet_pl.workflows.predict import load_model  # noqa: E402
+
+PAD = 16  # voxels mirrored beyond the faces: the outputs of two precisions are compared, not scored as predict
 
 
 def main() -> None:

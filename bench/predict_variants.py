@@ -4,7 +4,7 @@ Run: ``.venv/bin/python bench/predict_variants.py OUT_DIR RESULT [OUT_DIR RESULT
 
 OUT_DIR is a ``bench/quality.py --out`` run folder (``ground_truth/``, ``tomos/``, ``even/``, ``odd/``, maybe
 ``deconv/``) and RESULT the name of its refine folder (e.g. ``results_n2n_bg``). For the checkpoint of
-``--iteration`` it predicts the whole tomogram in memory as ``bench/iterations.py`` does (16-voxel symmetric pad,
+``--iteration`` it predicts the whole tomogram in memory as ``bench/iterations.py`` does (predict's tiles,
 the average tomogram's normalisation, the training precision) and prints overall / in-wedge / measured-region
 correlation of:
 
@@ -28,21 +28,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from isonet_pl.data.wedge import measured_region
-from isonet_pl.demo import BAND
-from isonet_pl.evaluate import wedge_correlations
-from isonet_pl.io.mrc import read_mrc
-from isonet_pl.normalization import Normalization
-from isonet_pl.predict.predictor import predict_block
-from isonet_pl.preprocess.spectral import wiener_denoise
-from isonet_pl.workflows.predict import load_model
+sys.path.insert(0, str(Path(__file__).parent))
 
-PAD = 16
+from iterations import as_predict  # noqa: E402
+
+from isonet_pl.data.wedge import measured_region  # noqa: E402
+from isonet_pl.demo import BAND  # noqa: E402
+from isonet_pl.evaluate import wedge_correlations  # noqa: E402
+from isonet_pl.io.mrc import read_mrc  # noqa: E402
+from isonet_pl.normalization import Normalization  # noqa: E402
+from isonet_pl.preprocess.spectral import wiener_denoise  # noqa: E402
+from isonet_pl.workflows.predict import load_model  # noqa: E402
+
 SHELLS = 32
 #: flips (axes of a ZYX volume) that map a tilt series about Y onto itself, for any tilt range
 FLIPS = ((), (1,), (0, 2), (0, 1, 2))
@@ -87,9 +90,7 @@ def snapshots(out: Path, result: str, average: np.ndarray, truth: np.ndarray, ti
     for it in range(max(1, last - max(max(ks), 6) + 1), last + 1):
         module = load_model(out / result / f"model_iter{it:02d}.ckpt")
         norm = Normalization.of_volume(average, bool(module.meta.get("normalize_percentile", True)))
-        padded = np.pad(average, PAD, mode="symmetric")
-        outputs[it] = predict_block(padded, module, norm, precision=module.meta.get("settings", {}).get(
-            "precision", "32"))[PAD:-PAD, PAD:-PAD, PAD:-PAD]
+        outputs[it] = as_predict(module, average, norm=norm)
         show(f"iteration {it}", outputs[it])
     for k in ks:
         show(f"mean of last {k}", sum(outputs[it] for it in range(last - k + 1, last + 1)) / k)
@@ -122,8 +123,7 @@ def main() -> None:
         norm = Normalization.of_volume(average, bool(module.meta.get("normalize_percentile", True)))
 
         def network(volume, module=module, norm=norm, precision=precision):
-            padded = np.pad(volume, PAD, mode="symmetric")
-            return predict_block(padded, module, norm, precision=precision)[PAD:-PAD, PAD:-PAD, PAD:-PAD]
+            return as_predict(module, np.ascontiguousarray(volume), precision, norm)
 
         def show(name, volume, denoise=True, tilt=tilt, truth=truth, label=f"{out.name}/{result}"):
             if denoise:

@@ -30,12 +30,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from iterations import PAD  # noqa: E402
+from iterations import as_predict  # noqa: E402
 
 from isonet_pl.evaluate import shell_correlations, z_profile_correlation  # noqa: E402
 from isonet_pl.io.mrc import read_mrc  # noqa: E402
-from isonet_pl.normalization import Normalization  # noqa: E402
-from isonet_pl.predict.predictor import predict_block  # noqa: E402
 from isonet_pl.workflows.predict import load_model  # noqa: E402
 
 
@@ -49,10 +47,7 @@ def prediction(out: Path, run: str, iteration: int | None, volume: np.ndarray) -
     if cache.exists():
         return np.load(cache), path.stem
     module = load_model(path)
-    norm = Normalization.of_volume(volume, bool(module.meta.get("normalize_percentile", True)))
-    precision = module.meta.get("settings", {}).get("precision", "32")
-    pred = predict_block(np.pad(volume, PAD, mode="symmetric"), module, norm,
-                         precision=precision)[PAD:-PAD, PAD:-PAD, PAD:-PAD]
+    pred = as_predict(module, volume)
     np.save(cache, pred.astype(np.float32))
     return pred, path.stem
 

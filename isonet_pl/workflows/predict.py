@@ -169,7 +169,7 @@ NOISY_BACKGROUND = 0.1
 
 #: Correlation of the Z profiles of an n2n network's output and its input below which predict warns (checked where
 #: the tomogram has empty slices, i.e. a slab with margins): bench/RESULTS.md's runs with the slab kept agree at
-#: 0.80-0.96; two that lost it (profile correlation with the truth 0.26 and 0.68) at 0.14 and 0.59.
+#: 0.87-0.97; two that bent or lost it (profile correlation with the truth 0.10 and 0.65) at 0.09 and 0.57.
 SLAB_PROFILE = 0.7
 
 
@@ -205,7 +205,7 @@ def _denoise(out_zarr: Path, tilt_range: tuple[float, float], source: Path, run,
             agreement = z_profile_correlation(volume, reference)
             if agreement < SLAB_PROFILE:
                 logger.warning("%s: the Z profile of the network's output (the mean of each slice, the specimen's "
-                               "slab) correlates only %.2f with the input's (0.8 or more in our runs that kept the "
+                               "slab) correlates only %.2f with the input's (0.87 or more in our runs that kept the "
                                "slab, warned under %.1f): the model bent or flattened the slab; check the corrected "
                                "tomogram's side views, and try an earlier refine checkpoint (model_iterNN.ckpt)",
                                source.name, agreement, SLAB_PROFILE)
