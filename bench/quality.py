@@ -26,9 +26,11 @@ asymmetric with the 60° wedge of ±60°).
 Methods there: ``n2n`` (on the halves), ``isonet`` (the same simulation as single-tomogram data, i.e. without
 its half columns: deconv Wiener-filters it when it has no CTF, the new default) and ``isonet-raw`` (IsoNet
 0.2's single-tomogram path: no filter without a CTF; skipped with a CTF, where it equals ``isonet``). Every
-scored checkpoint is reported as the network's output (IsoNet 0.2's predict) and after predict's
-``--denoise`` (the default); the references are the raw tomogram, the best gaussian low-pass of it and the
-ground truth with its wedge removed (a perfect denoiser that fills nothing).
+scored checkpoint is reported as the network's output (IsoNet 0.2's predict), computed through predict's
+own tiling (``bench/iterations.as_predict``; before 2026-12-02 a mirrored whole-volume forward, which scored
+lower, bench/RESULTS.md), and after predict's ``--denoise`` (the default); the references are the raw
+tomogram, the best gaussian low-pass of it and the ground truth with its wedge removed (a perfect denoiser that
+fills nothing).
 """
 
 from __future__ import annotations
