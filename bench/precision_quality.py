@@ -19,7 +19,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-
 from isonet_pl.demo import BAND  # noqa: E402
 from isonet_pl.evaluate import wedge_correlations  # noqa: E402
 from isonet_pl.heap import reused_heap  # noqa: E402

@@ -180,7 +180,7 @@ def _denoise(out_zarr: Path, tilt_range: tuple[float, float], source: Path, run,
     Warn when the output's ``empty_share`` exceeds ``warn_share`` (n2n models: the threshold was set on their
     runs; a short single-tomogram run such as the demo's keeps ~15 % without having collapsed), and when the
     Z profile of the output disagrees with that of ``reference`` (the (nz, ny, nx) input, lazy) by more than
-    :data:`SLAB_PROFILE` allows."""
+    :data:`SLAB_PROFILE` allows (one more read of the input: the slice means, no copy in memory)."""
     network = out_zarr.with_name(f"{out_zarr.stem}_network.zarr")
     remove(network)
     os.replace(out_zarr, network)
