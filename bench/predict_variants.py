@@ -15,6 +15,10 @@ correlation of:
   two maps with independent noise (RELION's post-processing) — and the same weights on ``average``;
 * ``flips 2`` / ``flips 4``: the mean of the network's outputs over flips that keep the tilt geometry (identity
   and Y; also Z with X and all three), then ``--denoise`` (test-time augmentation);
+* with ``--tiles 16:8,32:0,...`` instead: the network on the average through tiles of core:halo voxels (the
+  default plan first), then ``--denoise``, and for the default plan the best filter of the network's output
+  that is linear per shell and region (``oracle``: each shell's gain fitted against the truth; an upper bound
+  for any label-free post-filter of that form, such as ``--denoise``);
 * with ``--snapshots 2,3,6`` instead of the above: each checkpoint from ``--iteration`` − 5 to ``--iteration``
   on the average, and the mean of the last k checkpoints' outputs (a snapshot ensemble), then ``--denoise``;
   also the correlation of the Z profile (the mean of each Z slice, the slab profile) with the truth's.
@@ -75,6 +79,45 @@ def fsc_weights(first: np.ndarray, second: np.ndarray, measured: np.ndarray) -> 
     return weights
 
 
+def oracle_filter(volume: np.ndarray, truth: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """``volume`` (nz, ny, nx) filtered with the per-shell, per-region gain Re<V, T> / <V, V> (clipped at 0)
+    fitted against ``truth``: the best filter of that form in the least-squares sense (labels needed)."""
+    shape = volume.shape
+    k = np.sqrt(sum(np.fft.fftfreq(n)[tuple(slice(None) if a == i else None for a in range(3))] ** 2
+                    for i, n in enumerate(shape)))
+    shell = np.minimum((k / k.max() * SHELLS).astype(int), SHELLS - 1)
+    fv, ft = np.fft.fftn(volume), np.fft.fftn(truth)
+    gains = np.ones(shape)
+    for region in (measured, ~measured):
+        for s in range(SHELLS):
+            sel = (shell == s) & region
+            den = float((np.abs(fv[sel]) ** 2).sum()) if sel.any() else 0.0
+            if den > 0:
+                gains[sel] = max(0.0, float(np.real((ft[sel] * np.conj(fv[sel])).sum())) / den)
+    return np.real(np.fft.ifftn(fv * gains))
+
+
+def tiles(out: Path, result: str, average: np.ndarray, truth: np.ndarray, tilt: tuple[float, float],
+          iteration: int, plans: list[tuple[int, int]]) -> None:
+    """Print the scores of the checkpoint's output through each (core, halo) tile plan, and the oracle filter."""
+    from isonet_pl.predict.predictor import predict_tomogram, tile_plan
+
+    module = load_model(out / result / f"model_iter{iteration:02d}.ckpt")
+    precision = module.meta.get("settings", {}).get("precision", "32")
+    norm = Normalization.of_volume(average, bool(module.meta.get("normalize_percentile", True)))
+    measured = np.broadcast_to(measured_region(truth.shape, *tilt), truth.shape)
+    for index, (core, halo) in enumerate([tile_plan(module.net, "cpu")] + plans):
+        volume = np.asarray(predict_tomogram(average, module, norm, chunk=core, halo=halo,
+                                             precision=precision).compute(scheduler="threads"))
+        filters = {"--denoise": wiener_denoise(volume, tilt, corrected=True)[0].compute()}
+        if index == 0:
+            filters["oracle"] = oracle_filter(volume, truth, measured)
+        for name, filtered in filters.items():
+            s = wedge_correlations(filtered, truth, *tilt, **BAND)
+            print(f"{out.name}/{result:24s} tiles {core}:{halo} {name:10s} {s['overall']:.3f} / {s['in_wedge']:.3f}"
+                  f" / {s['measured']:.3f}", flush=True)
+
+
 def snapshots(out: Path, result: str, average: np.ndarray, truth: np.ndarray, tilt: tuple[float, float],
               last: int, ks: list[int]) -> None:
     """Print the scores of checkpoints ``last`` − 5 … ``last`` and of the mean of the last k outputs for each k."""
@@ -101,6 +144,8 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="pairs OUT_DIR RESULT")
     parser.add_argument("--iteration", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tiles", default=None,
+                        help="comma-separated core:halo tile plans to score instead (the default plan first)")
     parser.add_argument("--snapshots", default=None,
                         help="comma-separated k: score the mean of the last k checkpoints' outputs instead")
     args = parser.parse_args()
@@ -114,6 +159,10 @@ def main() -> None:
         truth = read_mrc(out / "ground_truth" / "sim_00.mrc")[0]
         deconv = out / "deconv" / "sim_00.mrc"
         average = read_mrc(deconv if deconv.exists() else out / "tomos" / "sim_00.mrc")[0]
+        if args.tiles:
+            tiles(out, result, average, truth, tilt, args.iteration,
+                  [tuple(int(v) for v in p.split(":")) for p in args.tiles.split(",")])
+            continue
         if args.snapshots:
             snapshots(out, result, average, truth, tilt, args.iteration,
                       [int(k) for k in args.snapshots.split(",")])
