@@ -55,26 +55,31 @@ SHELLS = 32
 FLIPS = ((), (1,), (0, 2), (0, 1, 2))
 
 
-def fsc_weights(first: np.ndarray, second: np.ndarray, measured: np.ndarray) -> np.ndarray:
-    """Per-coefficient weights 2·FSC / (1 + FSC) (clipped at 0) of two (nz, ny, nx) maps, by shell and region.
-
-    ``measured`` is the (nz, ny, nx) boolean measured region (full FFT layout); the FSC is computed separately
-    inside it and outside it (the wedge), in ``SHELLS`` shells of |k| (cycles/voxel); DC keeps weight 1.
-    """
-    shape = first.shape
+def shell_gains(first: np.ndarray, second: np.ndarray, measured: np.ndarray, gain, default: float) -> np.ndarray:
+    """Per-coefficient gains of two (nz, ny, nx) spectra, one per shell and region: ``gain(a, b)`` of the
+    coefficients of the shell (``SHELLS`` shells of |k| up to the corner), computed separately inside the
+    boolean ``measured`` region (full FFT layout) and outside it (the wedge); ``default`` where a set is empty."""
     k = np.sqrt(sum(np.fft.fftfreq(n)[tuple(slice(None) if a == i else None for a in range(3))] ** 2
-                    for i, n in enumerate(shape)))
+                    for i, n in enumerate(first.shape)))
     shell = np.minimum((k / k.max() * SHELLS).astype(int), SHELLS - 1)
-    f1, f2 = np.fft.fftn(first), np.fft.fftn(second)
-    weights = np.zeros(shape)
+    gains = np.full(first.shape, default)
     for region in (measured, ~measured):
         for s in range(SHELLS):
             sel = (shell == s) & region
-            if not sel.any():
-                continue
-            den = np.sqrt((np.abs(f1[sel]) ** 2).sum() * (np.abs(f2[sel]) ** 2).sum())
-            fsc = float(np.real((f1[sel] * np.conj(f2[sel])).sum()) / den) if den > 0 else 0.0
-            weights[sel] = max(0.0, 2 * fsc / (1 + fsc))
+            if sel.any():
+                gains[sel] = gain(first[sel], second[sel])
+    return gains
+
+
+def fsc_weights(first: np.ndarray, second: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """Per-coefficient weights 2·FSC / (1 + FSC) (clipped at 0) of two (nz, ny, nx) maps, by shell and region
+    (:func:`shell_gains`); DC keeps weight 1."""
+    def weight(f1, f2):
+        den = np.sqrt((np.abs(f1) ** 2).sum() * (np.abs(f2) ** 2).sum())
+        fsc = float(np.real((f1 * np.conj(f2)).sum()) / den) if den > 0 else 0.0
+        return max(0.0, 2 * fsc / (1 + fsc))
+
+    weights = shell_gains(np.fft.fftn(first), np.fft.fftn(second), measured, weight, 0.0)
     weights[0, 0, 0] = 1.0
     return weights
 
@@ -82,19 +87,12 @@ def fsc_weights(first: np.ndarray, second: np.ndarray, measured: np.ndarray) -> 
 def oracle_filter(volume: np.ndarray, truth: np.ndarray, measured: np.ndarray) -> np.ndarray:
     """``volume`` (nz, ny, nx) filtered with the per-shell, per-region gain Re<V, T> / <V, V> (clipped at 0)
     fitted against ``truth``: the best filter of that form in the least-squares sense (labels needed)."""
-    shape = volume.shape
-    k = np.sqrt(sum(np.fft.fftfreq(n)[tuple(slice(None) if a == i else None for a in range(3))] ** 2
-                    for i, n in enumerate(shape)))
-    shell = np.minimum((k / k.max() * SHELLS).astype(int), SHELLS - 1)
-    fv, ft = np.fft.fftn(volume), np.fft.fftn(truth)
-    gains = np.ones(shape)
-    for region in (measured, ~measured):
-        for s in range(SHELLS):
-            sel = (shell == s) & region
-            den = float((np.abs(fv[sel]) ** 2).sum()) if sel.any() else 0.0
-            if den > 0:
-                gains[sel] = max(0.0, float(np.real((ft[sel] * np.conj(fv[sel])).sum())) / den)
-    return np.real(np.fft.ifftn(fv * gains))
+    def gain(fv, ft):
+        den = float((np.abs(fv) ** 2).sum())
+        return max(0.0, float(np.real((ft * np.conj(fv)).sum())) / den) if den > 0 else 1.0
+
+    fv = np.fft.fftn(volume)
+    return np.real(np.fft.ifftn(fv * shell_gains(fv, np.fft.fftn(truth), measured, gain, 1.0)))
 
 
 def tiles(out: Path, result: str, average: np.ndarray, truth: np.ndarray, tilt: tuple[float, float],
