@@ -26,20 +26,25 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import starfile
 import torch
 
-from isonet_pl.demo import BAND
-from isonet_pl.evaluate import wedge_correlations
-from isonet_pl.io.mrc import read_mrc
-from isonet_pl.normalization import Normalization
-from isonet_pl.predict.predictor import predict_tomogram, tile_plan
-from isonet_pl.preprocess.spectral import wiener_denoise
-from isonet_pl.training.callbacks import BN_SAMPLES, recalibrate_batch_norm
-from isonet_pl.workflows.predict import load_model
+sys.path.insert(0, str(Path(__file__).parent))
+
+from iterations import as_predict  # noqa: E402
+
+from isonet_pl.demo import BAND  # noqa: E402
+from isonet_pl.evaluate import wedge_correlations  # noqa: E402
+from isonet_pl.io.mrc import read_mrc  # noqa: E402
+from isonet_pl.normalization import Normalization  # noqa: E402
+from isonet_pl.predict.predictor import tile_plan  # noqa: E402
+from isonet_pl.preprocess.spectral import wiener_denoise  # noqa: E402
+from isonet_pl.training.callbacks import BN_SAMPLES, recalibrate_batch_norm  # noqa: E402
+from isonet_pl.workflows.predict import load_model  # noqa: E402
 
 
 def cubes_at(volume: np.ndarray, centres: np.ndarray, size: int) -> list[dict[str, torch.Tensor]]:
@@ -80,8 +85,8 @@ def score_run(out: Path, result: str, iteration: int, plan: tuple[int, int] | No
 
     def show(name, module):
         core, halo = plan or tile_plan(module.net, "cpu")
-        output = predict_tomogram(average, module, norm, chunk=core, halo=halo, precision=precision)
-        volume = wiener_denoise(np.asarray(output.compute(scheduler="threads")), tilt, corrected=True)[0].compute()
+        volume = wiener_denoise(as_predict(module, average, precision, norm, (core, halo)), tilt,
+                                corrected=True)[0].compute()
         s = wedge_correlations(volume, truth, *tilt, **BAND)
         print(f"{out.name + '/' + result:44s} tiles {core}:{halo}, bn cube {cube} {name:24s} "
               f"{s['overall']:.3f} / {s['in_wedge']:.3f} / {s['measured']:.3f}", flush=True)

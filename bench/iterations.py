@@ -30,16 +30,16 @@ from isonet_pl.workflows.predict import load_model
 
 
 def as_predict(module, volume: np.ndarray, precision: str | None = None,
-               norm: Normalization | None = None) -> np.ndarray:
+               norm: Normalization | None = None, plan: tuple[int, int] | None = None) -> np.ndarray:
     """The network's output for a whole (nz, ny, nx) tomogram as ``predict`` computes it before ``--denoise``:
     its tile plan on the CPU (cores with context, the network's own padding at the tomogram's faces) and the
     volume's normalisation (or ``norm``); ``precision`` defaults to the model's training precision (predict's
     auto precision scored the same to 0.001 on 2026-12-02's runs). Until 2026-12-02 the bench instead ran one
     whole-volume forward on the volume mirrored 16 voxels beyond its faces, which scored 0.002-0.09 under
-    predict's output on four runs (bench/RESULTS.md)."""
+    predict's output on four runs (bench/RESULTS.md). ``plan``: (core, halo) of the tiles instead of predict's."""
     precision = precision or module.meta.get("settings", {}).get("precision", "32")
     norm = norm or Normalization.of_volume(volume, bool(module.meta.get("normalize_percentile", True)))
-    cube, halo = tile_plan(module.net, "cpu")
+    cube, halo = plan or tile_plan(module.net, "cpu")
     return np.asarray(predict_tomogram(volume, module, norm, chunk=cube, halo=halo,
                                        precision=precision).compute(scheduler="threads"))
 

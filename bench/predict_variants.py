@@ -86,7 +86,7 @@ def fsc_weights(first: np.ndarray, second: np.ndarray, measured: np.ndarray) -> 
 
 def oracle_filter(volume: np.ndarray, truth: np.ndarray, measured: np.ndarray) -> np.ndarray:
     """``volume`` (nz, ny, nx) filtered with the per-shell, per-region gain Re<V, T> / <V, V> (clipped at 0)
-    fitted against ``truth``: the best filter of that form in the least-squares sense (labels needed)."""
+    fitted against ``truth``: the least-squares best filter of that form (labels needed; not the best correlation)."""
     def gain(fv, ft):
         den = float((np.abs(fv) ** 2).sum())
         return max(0.0, float(np.real((ft * np.conj(fv)).sum())) / den) if den > 0 else 1.0
@@ -98,15 +98,14 @@ def oracle_filter(volume: np.ndarray, truth: np.ndarray, measured: np.ndarray) -
 def tiles(out: Path, result: str, average: np.ndarray, truth: np.ndarray, tilt: tuple[float, float],
           iteration: int, plans: list[tuple[int, int]]) -> None:
     """Print the scores of the checkpoint's output through each (core, halo) tile plan, and the oracle filter."""
-    from isonet_pl.predict.predictor import predict_tomogram, tile_plan
+    from isonet_pl.predict.predictor import tile_plan
 
     module = load_model(out / result / f"model_iter{iteration:02d}.ckpt")
     precision = module.meta.get("settings", {}).get("precision", "32")
     norm = Normalization.of_volume(average, bool(module.meta.get("normalize_percentile", True)))
     measured = np.broadcast_to(measured_region(truth.shape, *tilt), truth.shape)
     for index, (core, halo) in enumerate([tile_plan(module.net, "cpu")] + plans):
-        volume = np.asarray(predict_tomogram(average, module, norm, chunk=core, halo=halo,
-                                             precision=precision).compute(scheduler="threads"))
+        volume = as_predict(module, average, precision, norm, (core, halo))
         filters = {"--denoise": wiener_denoise(volume, tilt, corrected=True)[0].compute()}
         if index == 0:
             filters["oracle"] = oracle_filter(volume, truth, measured)
