@@ -18,7 +18,11 @@ with statistics (recalibrated on cubes of the training cube's edge, or ``--bn_cu
 * ``halves, subtomograms``: the same on the even and odd halves at those positions (isolates the noise level
   from the fill and the rotation);
 * ``average, anywhere``: recalibrated on cubes drawn uniformly over the whole average tomogram (the test-time
-  statistics of what predict reads, including the empty slices).
+  statistics of what predict reads, including the empty slices);
+* ``halves, tiles``: :func:`isonet_pl.predict.adapt.adapt_batch_norm` on the even and odd halves through the
+  prediction's own tiles (what ``predict --batch_norm_statistics halves`` does; ``--bn_cube`` does not apply).
+
+``--sources`` picks some of them (names as above separated by ``;``, e.g. ``'saved;halves, tiles'``).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from isonet_pl.demo import BAND  # noqa: E402
 from isonet_pl.evaluate import wedge_correlations  # noqa: E402
 from isonet_pl.io.mrc import read_mrc  # noqa: E402
 from isonet_pl.normalization import Normalization  # noqa: E402
+from isonet_pl.predict.adapt import adapt_batch_norm  # noqa: E402
 from isonet_pl.predict.predictor import tile_plan  # noqa: E402
 from isonet_pl.preprocess.spectral import wiener_denoise  # noqa: E402
 from isonet_pl.training.callbacks import BN_SAMPLES, recalibrate_batch_norm  # noqa: E402
@@ -59,7 +64,7 @@ def cubes_at(volume: np.ndarray, centres: np.ndarray, size: int) -> list[dict[st
 
 
 def score_run(out: Path, result: str, iteration: int, plan: tuple[int, int] | None = None,
-              bn_cube: int | None = None) -> None:
+              bn_cube: int | None = None, only: list[str] | None = None) -> None:
     """Print the scores of the checkpoint of ``iteration`` with each source of batch-norm statistics, predicted
     through ``plan`` (core, halo; default predict's) and recalibrated on cubes of edge ``bn_cube`` (default the
     training cube)."""
@@ -76,7 +81,7 @@ def score_run(out: Path, result: str, iteration: int, plan: tuple[int, int] | No
     centres = star[["rlnCoordinateZ", "rlnCoordinateY", "rlnCoordinateX"]].to_numpy(float)
     rng = np.random.default_rng(0)
     anywhere = np.stack([rng.uniform(0, n, BN_SAMPLES) for n in average.shape], axis=1)
-    sources = {
+    sources = {} if only and all(name in ("saved", "halves, tiles") for name in only) else {
         "average, subtomograms": cubes_at(norm.apply(average), centres, cube),
         "halves, subtomograms": cubes_at(norm.apply(halves[0]), centres, cube)
         + cubes_at(norm.apply(halves[1]), centres, cube),
@@ -91,11 +96,18 @@ def score_run(out: Path, result: str, iteration: int, plan: tuple[int, int] | No
         print(f"{out.name + '/' + result:44s} tiles {core}:{halo}, bn cube {cube} {name:24s} "
               f"{s['overall']:.3f} / {s['in_wedge']:.3f} / {s['measured']:.3f}", flush=True)
 
-    show("saved", saved)
+    if not only or "saved" in only:
+        show("saved", saved)
     for name, data in sources.items():
+        if only and name not in only:
+            continue
         module = copy.deepcopy(saved)
         recalibrate_batch_norm(module, data, 8, torch.device("cpu"), precision)
         show(name, module)
+    if not only or "halves, tiles" in only:
+        module = copy.deepcopy(saved)
+        adapt_batch_norm(module, halves, norm, *(plan or tile_plan(module.net, "cpu")), precision=precision)
+        show("halves, tiles", module)
 
 
 def main() -> None:
@@ -106,13 +118,16 @@ def main() -> None:
     parser.add_argument("--plan", default=None, help="core:halo of the prediction tiles (default predict's)")
     parser.add_argument("--bn_cube", type=int, default=None, help="edge of the recalibration cubes (default the "
                         "training cube)")
+    parser.add_argument("--sources", default=None, help="names of the sources to score, separated by ';' "
+                        "(default all)")
     args = parser.parse_args()
+    only = [name.strip() for name in args.sources.split(";")] if args.sources else None
     if len(args.runs) % 2:
         parser.error("give OUT_DIR RESULT pairs")
     torch.set_num_threads(args.threads)
     for out, result in zip(args.runs[::2], args.runs[1::2], strict=True):
         plan = tuple(int(v) for v in args.plan.split(":")) if args.plan else None
-        score_run(Path(out), result, args.iteration, plan, args.bn_cube)
+        score_run(Path(out), result, args.iteration, plan, args.bn_cube, only)
 
 
 if __name__ == "__main__":

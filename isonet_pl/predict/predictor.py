@@ -258,14 +258,21 @@ class _Replicas:
         return norm.invert(y[0])
 
 
+def tile_region(loc, halo: tuple[int, ...], shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(lo, hi) corners of the region a tile reads for the core ``loc`` ((start, stop) per axis): the core with
+    ``halo`` voxels of context on each side where the volume of ``shape`` has them."""
+    lo = tuple(max(a - h, 0) for (a, _), h in zip(loc, halo, strict=False))
+    hi = tuple(min(b + h, n) for (_, b), h, n in zip(loc, halo, shape, strict=False))
+    return lo, hi
+
+
 def _predict_core(source, replicas: _Replicas, norm: Normalization, halo: tuple[int, ...],
                   block_info=None) -> np.ndarray:
     """One output block: its core read with ``halo`` voxels of context where the tomogram has them (at the
     tomogram's faces the network's own padding takes over, as in one whole-volume forward: no mirrored
     context to compute, which on a thin axis would cost as much as the core)."""
     loc = block_info[None]["array-location"]
-    lo = tuple(max(a - h, 0) for (a, _), h in zip(loc, halo, strict=False))
-    hi = tuple(min(b + h, n) for (_, b), h, n in zip(loc, halo, source.shape, strict=False))
+    lo, hi = tile_region(loc, halo, source.shape)
     index = sum(block_info[None]["chunk-location"])
     out = replicas.run(index, read_reflected(source, lo, hi), norm)
     return out[tuple(slice(a - start, b - start) for (a, b), start in zip(loc, lo, strict=False))]

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from isonet_pl.errors import IsoNetError
+from isonet_pl.predict.adapt import batch_norms, collecting_batch_norm
 from isonet_pl.predict.predictor import AUTOCAST
 
 logger = logging.getLogger(__name__)
@@ -135,21 +136,11 @@ def recalibrate_batch_norm(module, dataset, batch_size: int, device: torch.devic
     540 steps of a 4,320-sample run, and the averaged weights of EMA lag further. The network then predicts
     (refill, validation, predict) with statistics it never trained with.
     """
-    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not norms or len(dataset) == 0:
+    if not batch_norms(module) or len(dataset) == 0:
         return
-    was_training = module.training
-    module.eval()
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the batches below
-        m.train()
     autocast = AUTOCAST[precision]
-    for start in range(0, len(dataset), batch_size):
-        batch = torch.stack([dataset[k]["input"] for k in range(start, min(start + batch_size, len(dataset)))])
-        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
-            module(batch.to(device))
-    for m, momentum in zip(norms, momenta, strict=True):
-        m.momentum = momentum
-    module.train(was_training)
+    with collecting_batch_norm(module):
+        for start in range(0, len(dataset), batch_size):
+            batch = torch.stack([dataset[k]["input"] for k in range(start, min(start + batch_size, len(dataset)))])
+            with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+                module(batch.to(device))

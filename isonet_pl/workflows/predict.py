@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -22,6 +23,7 @@ from isonet_pl.io.zarr_store import (
 )
 from isonet_pl.model.card import check_tomogram, read_card
 from isonet_pl.normalization import Normalization
+from isonet_pl.predict.adapt import adapt_batch_norm, batch_norms
 from isonet_pl.predict.predictor import fastest_precision, predict_tomogram, tile_plan
 from isonet_pl.preprocess.spectral import NoEmptyRegion, wiener_denoise
 from isonet_pl.project import Tomogram, check_writable, tomograms
@@ -97,6 +99,7 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
     table = read_tomogram_star(star_file)
     rows = tomograms(table, io, tomo_idx)
     check_writable(table, io)
+    trained = copy.deepcopy(module.state_dict()) if batch_norms(module) else None
     out_dir = check_output_dir(cfg.output_dir, option="--output_dir")
     table.ensure_column(CORRECTED_COLUMN, "None")
     for number, tomo in enumerate(rows, 1):
@@ -112,6 +115,8 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
         out_mrc = out_dir / f"{tomo.key}_corrected.mrc"
         out_zarr = tomo.output_zarr(out_mrc)
         inputs = _inputs(tomo, column, store, cfg)
+        _batch_norm_statistics(module, trained, tomo, column, store, inputs, card.method, cfg, norm, (cube, halo),
+                               devices[0], precision)
 
         def run(arr, path, row=tomo.row, source=source, store=store, number=number, **extra):  # this row's values
             label = f"predict {source.name} ({number}/{len(rows)})"
@@ -160,6 +165,40 @@ def _inputs(tomo: Tomogram, column: str, store, cfg: PredictConfig) -> list:
                              tomo.table.path, "prepare_star --even/--odd (and deconv again), or drop those options")
         return halves
     return [store.zarr_array(0)]
+
+
+def _batch_norm_statistics(module, trained: dict | None, tomo: Tomogram, column: str, store, inputs: list,
+                           method: str, cfg: PredictConfig, norm: Normalization, plan: tuple[int, int], device: str,
+                           precision: str) -> None:
+    """Give ``module``'s batch norms the running statistics ``cfg.batch_norm_statistics`` asks for on this
+    tomogram: the checkpoint's (``trained``, the module's state as loaded; restored first, so that every
+    tomogram starts from them), or measured again through predict's tiles (``plan``) on its even/odd halves
+    or on ``inputs`` (:func:`isonet_pl.predict.adapt.adapt_batch_norm`); logged."""
+    if trained is None:  # the network has no batch norm
+        return
+    module.load_state_dict(trained)
+    choice = cfg.batch_norm_statistics
+    if choice == "model":
+        return
+    if choice == "input":
+        sources, what = inputs, "the " + ("halves" if len(inputs) == 2 else "tomogram")
+    else:
+        sources = inputs if len(inputs) == 2 else tomo.half_arrays(column == DECONV_COLUMN, store.shape)
+        what = "the even/odd halves"
+        if choice == "auto" and (method != "n2n" or not sources):
+            logger.info("batch norms: the checkpoint's running statistics%s", "" if method != "n2n" else
+                        " (this tomogram has no even/odd halves to measure them on)")
+            return
+        if not sources:
+            what = "deconvolved " if column == DECONV_COLUMN else ""
+            raise InputError(f"row {tomo.number} has no {what}even/odd halves for --batch_norm_statistics halves",
+                             tomo.table.path, "prepare_star --even/--odd (and deconv again), or choose "
+                             "--batch_norm_statistics model")
+    t0 = time.perf_counter()
+    module.to(device)
+    n = adapt_batch_norm(module, sources, norm, *plan, device=device, precision=precision)
+    logger.info("batch norms: running statistics measured on %s through %d of predict's tiles (%.1f s)", what, n,
+                time.perf_counter() - t0)
 
 
 #: ``empty_share`` of an n2n network's output above which predict warns: the good checkpoints of bench/RESULTS.md's

@@ -129,7 +129,8 @@ def test_predict_on_both_halves_and_disagreement_map(n2n_model, tmp_path):
 
     star, ckpt, _ = n2n_model
     predict(star, ckpt, PredictConfig(output_dir=str(tmp_path / "out"), crop_size=32, halves="both",
-                                      disagreement_map=True, denoise=False, precision="32"), IO)
+                                      disagreement_map=True, denoise=False, precision="32",
+                                      batch_norm_statistics="model"), IO)
     mean, _ = read_mrc(tmp_path / "out" / "sim_00_corrected.mrc")
     disagreement, _ = read_mrc(tmp_path / "out" / "sim_00_disagreement.mrc")
     module = load_model(ckpt)
@@ -336,3 +337,46 @@ def test_denoise_warns_when_the_output_passes_noise_outside_the_specimen(tmp_pat
     write_tomogram(volume, out, (10.0, 10.0, 10.0))
     _denoise(out, (-60.0, 60.0), tmp_path / "t.mrc", lambda arr, path, **extra: None)  # no threshold: no warning
     assert "passes noise" not in caplog.text
+
+
+def test_batch_norm_statistics_measured_on_the_halves(n2n_model, subtomo_star, tmp_path, caplog):
+    """An n2n model on a tomogram with halves (auto): its batch norms' statistics are measured on the even and odd
+    halves through predict's tiles before the average is predicted, exactly as adapt_batch_norm does; the
+    checkpoint's (model) give another result; asking for halves a tomogram lacks is a clear error, while auto
+    keeps the checkpoint's there."""
+    import logging
+
+    from isonet_pl.predict.adapt import adapt_batch_norm
+    from isonet_pl.predict.predictor import predict_tomogram, tile_plan
+    from isonet_pl.workflows.predict import load_model, predict
+
+    star, ckpt, _ = n2n_model
+    options = dict(crop_size=32, denoise=False, precision="32")
+    with caplog.at_level(logging.INFO, logger="isonet_pl"):
+        predict(star, ckpt, PredictConfig(output_dir=str(tmp_path / "auto"), **options), IO)
+    assert "running statistics measured on the even/odd halves" in caplog.text
+    predict(star, ckpt, PredictConfig(output_dir=str(tmp_path / "model"), batch_norm_statistics="model", **options),
+            IO)
+    auto = read_mrc(tmp_path / "auto" / "sim_00_corrected.mrc")[0]
+    saved = read_mrc(tmp_path / "model" / "sim_00_corrected.mrc")[0]
+    folder = star.parent
+    tomo = read_mrc(folder / "tomos" / "sim_00.mrc")[0]
+    norm = Normalization.of_volume(da.from_array(tomo))
+    module = load_model(ckpt)
+    core, halo = tile_plan(module.net, "cpu", crop_size=32)
+    reference = predict_tomogram(tomo, module, norm, chunk=core, halo=halo).compute()
+    np.testing.assert_allclose(saved, reference, atol=1e-5 * np.abs(saved).max())
+    adapt_batch_norm(module, [read_mrc(folder / k / "sim_00.mrc")[0] for k in ("even", "odd")], norm, core, halo)
+    reference = predict_tomogram(tomo, module, norm, chunk=core, halo=halo).compute()
+    np.testing.assert_allclose(auto, reference, atol=1e-5 * np.abs(auto).max())
+    assert np.abs(auto - saved).max() > 1e-3 * np.abs(saved).max()
+
+    plain = subtomo_star.parent / "sim" / "tomograms.star"  # no halves
+    with pytest.raises(InputError, match="no even/odd halves for --batch_norm_statistics halves"):
+        predict(plain, ckpt, PredictConfig(output_dir=str(tmp_path / "bad"), batch_norm_statistics="halves",
+                                           **options), IO)
+    predict(plain, ckpt, PredictConfig(output_dir=str(tmp_path / "plain"), **options), IO)
+    predict(plain, ckpt, PredictConfig(output_dir=str(tmp_path / "plain_model"), batch_norm_statistics="model",
+                                       **options), IO)
+    np.testing.assert_array_equal(read_mrc(tmp_path / "plain" / "sim_00_corrected.mrc")[0],
+                                  read_mrc(tmp_path / "plain_model" / "sim_00_corrected.mrc")[0])
