@@ -20,7 +20,9 @@ with statistics (recalibrated on cubes of the training cube's edge, or ``--bn_cu
 * ``average, anywhere``: recalibrated on cubes drawn uniformly over the whole average tomogram (the test-time
   statistics of what predict reads, including the empty slices);
 * ``halves, tiles``: :func:`isonet_pl.predict.adapt.adapt_batch_norm` on the even and odd halves through the
-  prediction's own tiles (what ``predict --batch_norm_statistics halves`` does; ``--bn_cube`` does not apply).
+  prediction's own tiles (what ``predict --batch_norm_statistics halves`` does; ``--bn_cube`` does not apply);
+* ``halves, tiles, both`` (only when named in ``--sources``): the same statistics, the network run on each half
+  and the two outputs averaged (``predict --halves both``).
 
 ``--sources`` picks some of them (names as above separated by ``;``, e.g. ``'saved;halves, tiles'``).
 """
@@ -88,10 +90,10 @@ def score_run(out: Path, result: str, iteration: int, plan: tuple[int, int] | No
         "average, anywhere": cubes_at(norm.apply(average), anywhere, cube),
     }
 
-    def show(name, module):
+    def show(name, module, inputs=None):
         core, halo = plan or tile_plan(module.net, "cpu")
-        volume = wiener_denoise(as_predict(module, average, precision, norm, (core, halo)), tilt,
-                                corrected=True)[0].compute()
+        output = np.mean([as_predict(module, v, precision, norm, (core, halo)) for v in inputs or [average]], axis=0)
+        volume = wiener_denoise(output, tilt, corrected=True)[0].compute()
         s = wedge_correlations(volume, truth, *tilt, **BAND)
         print(f"{out.name + '/' + result:44s} tiles {core}:{halo}, bn cube {cube} {name:24s} "
               f"{s['overall']:.3f} / {s['in_wedge']:.3f} / {s['measured']:.3f}", flush=True)
@@ -108,6 +110,10 @@ def score_run(out: Path, result: str, iteration: int, plan: tuple[int, int] | No
         module = copy.deepcopy(saved)
         adapt_batch_norm(module, halves, norm, *(plan or tile_plan(module.net, "cpu")), precision=precision)
         show("halves, tiles", module)
+    if only and "halves, tiles, both" in only:  # predict --halves both with those statistics
+        module = copy.deepcopy(saved)
+        adapt_batch_norm(module, halves, norm, *(plan or tile_plan(module.net, "cpu")), precision=precision)
+        show("halves, tiles, both", module, halves)
 
 
 def main() -> None:

@@ -185,14 +185,14 @@ def _batch_norm_statistics(module, trained: dict | None, tomo: Tomogram, column:
     else:
         sources = inputs if len(inputs) == 2 else tomo.half_arrays(column == DECONV_COLUMN, store.shape)
         what = "the even/odd halves"
+        deconvolved = "deconvolved " if column == DECONV_COLUMN else ""
         if choice == "auto" and (method != "n2n" or not sources):
             logger.info("batch norms: the checkpoint's running statistics%s", "" if method != "n2n" else
-                        " (this tomogram has no even/odd halves to measure them on)")
+                        f" (row {tomo.number} has no {deconvolved}even/odd halves to measure them on)")
             return
         if not sources:
-            what = "deconvolved " if column == DECONV_COLUMN else ""
-            raise InputError(f"row {tomo.number} has no {what}even/odd halves for --batch_norm_statistics halves",
-                             tomo.table.path, "prepare_star --even/--odd (and deconv again), or choose "
+            raise InputError(f"row {tomo.number} has no {deconvolved}even/odd halves for --batch_norm_statistics "
+                             "halves", tomo.table.path, "prepare_star --even/--odd (and deconv again), or choose "
                              "--batch_norm_statistics model")
     t0 = time.perf_counter()
     module.to(device)
