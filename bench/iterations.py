@@ -4,10 +4,11 @@ Run: ``.venv/bin/python bench/iterations.py OUT_DIR [--method n2n] [--every 2]``
 
 OUT_DIR is a ``bench/quality.py --out`` folder (it holds ``ground_truth/``, ``tomos/``, maybe
 ``deconv/`` and ``results_<method>/model_iterNN.ckpt``). Each checkpoint predicts the whole
-tomogram in memory (the deconvolved one when there is one, as ``predict`` does; through predict's own tile
-plan, :func:`as_predict`; normalised with the tomogram's own statistics, as ``predict`` does; the checkpoint's
-training precision and batch-norm statistics, i.e. ``predict --batch_norm_statistics model``), and the result is scored against the ground truth as in ``bench/quality.py``
-(overall / in-wedge / measured region). Also scores the weights averaged over the last
+tomogram in memory (the deconvolved one when there is one, as ``predict`` does; through predict's own
+tile plan, :func:`as_predict`; normalised with the tomogram's own statistics, as ``predict`` does; the
+checkpoint's training precision and batch-norm statistics, i.e. ``predict --batch_norm_statistics model``),
+and the result is scored against the ground truth as in ``bench/quality.py`` (overall / in-wedge /
+measured region). Also scores the weights averaged over the last
 ``--average`` checkpoints. About 25 s per checkpoint for the bench's small U-Net in bf16 on two cores.
 """
 
