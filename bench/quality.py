@@ -117,6 +117,36 @@ def single_project(out: Path, cfg, noise_filter: bool) -> tuple[Path, Path]:
     return star, sub
 
 
+def predicted(star: Path, result_dir: Path, iterations: int, cfg, truth: np.ndarray, tilt: tuple) -> dict:
+    """Run the ``predict`` workflow with its defaults on the tomogram of ``star`` with the last checkpoint of
+    ``result_dir`` and score its output against ``truth``: the scores plus ``seconds`` (the whole call) and
+    ``batch_norms`` (predict's log line on the running statistics it used, with their time)."""
+    import logging
+
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("batch norms:"):
+                lines.append(record.getMessage())
+
+    logger = logging.getLogger("isonet_pl.workflows.predict")
+    handler, level = Collect(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    folder = result_dir / "predicted"
+    t0 = time.perf_counter()
+    try:
+        predict(star, result_dir / f"model_iter{iterations:02d}.ckpt",
+                cfg.predict.model_copy(update={"output_dir": str(folder)}), cfg.io)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    seconds = time.perf_counter() - t0
+    scores = wedge_correlations(read_mrc(folder / "sim_00_corrected.mrc")[0], truth, *tilt, **BAND)
+    return {**scores, "seconds": seconds, "batch_norms": "; ".join(lines) or "no log line"}
+
+
 def curve(args) -> None:
     """The fixed-budget learning curves (see the module docstring)."""
     import torch
@@ -204,7 +234,14 @@ def curve(args) -> None:
                     points.append(point)
                     print(f"{kind} seed {seed} {method}{args.tag} iter {it:2d} samples {samples:5d} val {val:.4f}"
                           + text, flush=True)
-                rows[method + args.tag] = {"curve": points, "refine_seconds": seconds}
+                tomo_star = out / "tomograms.star" if not method.startswith("isonet") else star
+                rows[method + args.tag] = {"curve": points, "refine_seconds": seconds,
+                                           "predict": predicted(tomo_star, result_dir, args.iterations, cfg, truth,
+                                                                tilt)}
+                final = rows[method + args.tag]["predict"]
+                print(f"{kind} seed {seed} {method}{args.tag} predict: overall {final['overall']:.3f} in-wedge "
+                      f"{final['in_wedge']:.3f} measured {final['measured']:.3f} in {final['seconds']:.0f} s "
+                      f"({final['batch_norms']})", flush=True)
             summary[f"{kind}_seed{seed}"] = rows
             name = f"curve{args.tag}_{args.phantoms.replace(',', '-')}_{args.seeds.replace(',', '-')}.json"
             (root / name).write_text(json.dumps(summary, indent=1))
@@ -216,7 +253,8 @@ def curve(args) -> None:
             if m not in references:
                 last = r["curve"][-1]
                 cells.append(f"{m} {last['overall']:.3f} / {last['in_wedge']:.3f}, denoised "
-                             f"{last['denoised_overall']:.3f} / {last['denoised_in_wedge']:.3f}")
+                             f"{last['denoised_overall']:.3f} / {last['denoised_in_wedge']:.3f}, predict "
+                             f"{r['predict']['overall']:.3f} / {r['predict']['in_wedge']:.3f}")
         print(f"{name:16s} " + "; ".join(cells))
 
 
