@@ -29,8 +29,8 @@ its half columns: deconv Wiener-filters it when it has no CTF, the new default) 
 scored checkpoint is reported as the network's output (IsoNet 0.2's predict), computed through predict's
 own tiling (``bench/iterations.as_predict``; before 2026-12-02 a mirrored whole-volume forward, which scored
 lower, bench/RESULTS.md) with the checkpoint's batch-norm statistics, and after predict's ``--denoise`` (the
-default); the final scores are those of ``predict``'s own output (which, for an n2n model, measures the batch-norm
-statistics again on the halves through its tiles since 2026-12-02); the references are the raw
+default); the final line also scores ``predict``'s own output with its defaults on the last checkpoint (its
+``--batch_norm_statistics`` log line and time); the references are the raw
 tomogram, the best gaussian low-pass of it and the ground truth with its wedge removed (a perfect denoiser that
 fills nothing).
 """

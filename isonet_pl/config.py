@@ -390,12 +390,12 @@ class PredictConfig(Section):
     disagreement_map: bool = Field(False, description="With halves: also write <name>_disagreement.mrc, the "
                                                       "per-voxel |difference| of the two half predictions "
                                                       "(where the network's fill is not supported by both).")
-    batch_norm_statistics: Literal["auto", "halves", "input", "model"] = Field(
-        "auto", description="Running statistics of the network's batch norms (models trained with them): model = "
-                            "the checkpoint's, measured on training cubes; halves = measured again on the "
-                            "tomogram's even/odd halves through predict's own tiles (they depend on the input's "
-                            "size: bench/RESULTS.md); input = measured on what the network runs on; auto = halves "
-                            "for even/odd (n2n) models on tomograms with halves, else model.")
+    batch_norm_statistics: Literal["model", "halves", "input"] = Field(
+        "model", description="Running statistics of the network's batch norms (models trained with them): model = "
+                             "the checkpoint's, measured by refine on training cubes; halves = measured again on "
+                             "the tomogram's even/odd halves through predict's own tiles; input = measured on what "
+                             "the network runs on. Measuring them again scored higher on some runs and lower on "
+                             "others (bench/RESULTS.md).")
     denoise: bool = Field(True, description="Filter the corrected tomogram with a Wiener filter whose weights are "
                                             "measured on its own empty slices above and below the specimen (noise "
                                             "only), per frequency band, in the measured region and in the filled "

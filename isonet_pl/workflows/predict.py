@@ -115,7 +115,7 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
         out_mrc = out_dir / f"{tomo.key}_corrected.mrc"
         out_zarr = tomo.output_zarr(out_mrc)
         inputs = _inputs(tomo, column, store, cfg)
-        _batch_norm_statistics(module, trained, tomo, column, store, inputs, card.method, cfg, norm, (cube, halo),
+        _batch_norm_statistics(module, trained, tomo, column, store, inputs, cfg, norm, (cube, halo),
                                devices[0], precision)
 
         def run(arr, path, row=tomo.row, source=source, store=store, number=number, **extra):  # this row's values
@@ -168,7 +168,7 @@ def _inputs(tomo: Tomogram, column: str, store, cfg: PredictConfig) -> list:
 
 
 def _batch_norm_statistics(module, trained: dict | None, tomo: Tomogram, column: str, store, inputs: list,
-                           method: str, cfg: PredictConfig, norm: Normalization, plan: tuple[int, int], device: str,
+                           cfg: PredictConfig, norm: Normalization, plan: tuple[int, int], device: str,
                            precision: str) -> None:
     """Give ``module``'s batch norms the running statistics ``cfg.batch_norm_statistics`` asks for on this
     tomogram: the checkpoint's (``trained``, the module's state as loaded; restored first, so that every
@@ -179,6 +179,7 @@ def _batch_norm_statistics(module, trained: dict | None, tomo: Tomogram, column:
     module.load_state_dict(trained)
     choice = cfg.batch_norm_statistics
     if choice == "model":
+        logger.info("batch norms: the checkpoint's running statistics")
         return
     if choice == "input":
         sources, what = inputs, "the " + ("halves" if len(inputs) == 2 else "tomogram")
@@ -186,10 +187,6 @@ def _batch_norm_statistics(module, trained: dict | None, tomo: Tomogram, column:
         sources = inputs if len(inputs) == 2 else tomo.half_arrays(column == DECONV_COLUMN, store.shape)
         what = "the even/odd halves"
         deconvolved = "deconvolved " if column == DECONV_COLUMN else ""
-        if choice == "auto" and (method != "n2n" or not sources):
-            logger.info("batch norms: the checkpoint's running statistics%s", "" if method != "n2n" else
-                        f" (row {tomo.number} has no {deconvolved}even/odd halves to measure them on)")
-            return
         if not sources:
             raise InputError(f"row {tomo.number} has no {deconvolved}even/odd halves for --batch_norm_statistics "
                              "halves", tomo.table.path, "prepare_star --even/--odd (and deconv again), or choose "
