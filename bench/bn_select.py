@@ -11,7 +11,8 @@ this computes, through predict's tiles and with the average tomogram's normalisa
   half's noise is independent of the output, so this correlation is the one with the truth times a factor that
   does not depend on the model: it ranks two choices as the truth would, for the output on a half;
 * what predict writes and the truth scores: the output on the average tomogram after ``--denoise``, overall /
-  in-wedge / measured region against the ground truth.
+  in-wedge / measured region against the ground truth (``average``), and the mean of the outputs on the two
+  halves after ``--denoise`` (``both``, what ``predict --halves both`` writes).
 
 The question is whether the criterion on the halves picks the choice that scores higher on the average.
 """
@@ -68,16 +69,18 @@ def main() -> None:
             outputs = [as_predict(module, half, norm=norm) for half in halves]
             criterion = np.mean([wedge_correlations(outputs[i], halves[1 - i], *tilt, **BAND)["measured"]
                                  for i in (0, 1)])
-            out = as_predict(module, average, norm=norm)
-            try:
-                out = wiener_denoise(out, tilt, corrected=True)[0].compute()
-            except NoEmptyRegion:
-                pass
-            truth_scores = wedge_correlations(out, truth, *tilt, **BAND)
-            rows[f"{folder.name} {name}"] = {"criterion": float(criterion), **truth_scores}
-            print(f"{folder.name:24s} {name:7s} criterion {criterion:.4f}   average, against the truth: "
-                  f"{truth_scores['overall']:.3f} / {truth_scores['in_wedge']:.3f} / {truth_scores['measured']:.3f}",
-                  flush=True)
+            scores = {}
+            for what, out in (("average", as_predict(module, average, norm=norm)),
+                              ("both", (outputs[0] + outputs[1]) / 2)):
+                try:
+                    out = wiener_denoise(out, tilt, corrected=True)[0].compute()
+                except NoEmptyRegion:
+                    pass
+                scores[what] = wedge_correlations(out, truth, *tilt, **BAND)
+            rows[f"{folder.name} {name}"] = {"criterion": float(criterion), **scores}
+            print(f"{folder.name:24s} {name:7s} criterion {criterion:.4f}   against the truth: " + "; ".join(
+                f"{what} {r['overall']:.3f} / {r['in_wedge']:.3f} / {r['measured']:.3f}" for what, r in scores.items()),
+                flush=True)
     Path(args.out_dirs[0]).parent.joinpath("bn_select.json").write_text(json.dumps(rows, indent=1))
 
 
