@@ -57,6 +57,14 @@ def test_invalid_values_name_the_option(overrides, word):
         with_overrides(PrepareStarConfig(), overrides)
 
 
+def test_a_removed_choice_is_refused_naming_the_allowed_ones(tmp_path):
+    """predict.batch_norm_statistics ``auto`` (default for two days, removed) in a config file is a clear error
+    naming the key and the choices, not silently read as another choice."""
+    (tmp_path / "c.yaml").write_text("predict:\n  batch_norm_statistics: auto\n")
+    with pytest.raises(InputError, match="batch_norm_statistics 'auto'.*'model', 'halves' or 'input'"):
+        load_config(tmp_path / "c.yaml")
+
+
 def test_tuple_settings_accept_comma_strings():
     """zarr_chunks / shape accept "32,64,64" as on the command line."""
     cfg = IsoNetConfig.model_validate({"io": {"zarr_chunks": "32,64,64"}, "simulate": {"shape": "32 48 48"}})
