@@ -308,6 +308,12 @@ class RefineConfig(Section):
                                                 "target alike), so training sees more of each extracted crop than "
                                                 "its centre; at most (crop - cube) / 2. 0: the centre (IsoNet's); "
                                                 "isonet always 0.")
+    input_noise: float = Field(1.0, gt=0.5, le=1, description="n2n: draw each training input's noise variance, "
+                                                            "relative to one half's, uniformly between this and 1 "
+                                                            "(recorrupted even/odd pairs, whose target grows "
+                                                            "noisier as the input grows cleaner), so training also "
+                                                            "sees inputs nearer the noise of the average (0.5) that "
+                                                            "predict runs on; 1: the halves themselves.")
     ema_decay: float | None = Field(None, ge=0, lt=1, description="Exponential moving average of the weights, "
                                                                  "updated every step: the averaged weights are "
                                                                  "validated, refill the wedges, start the next "
@@ -431,7 +437,7 @@ OPTION_GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
         "Training": ("learning_rate", "lr_schedule", "rotations", "ema_decay", "normalize_percentile",
                      "fill_normalization", "val_fraction", "select_subtomo_number"),
         "Single tomogram (isonet)": ("noise_level", "noise_start_iter", "noise_mode"),
-        "Even/odd halves (n2n)": ("mw_weight", "frequency_power", "wedge_target", "refill_every"),
+        "Even/odd halves (n2n)": ("mw_weight", "frequency_power", "wedge_target", "input_noise", "refill_every"),
         "Devices and resume": ("gpuID", "accelerator", "devices", "num_nodes", "preprocessing_ncpus",
                                "pretrained_model", "continue_from", "remove_intermediate", "log_level"),
     },

@@ -49,11 +49,15 @@ class PairDataset(Dataset):
     max_shift : int
         Even/odd pairs: each cube is cut at a random offset of up to this many voxels from the rotated
         subtomogram's centre along each axis (uniform; :func:`isonet_pl.data.pairs.crop_at`); 0: the centre.
+    input_noise : float
+        Even/odd pairs: the noise variance of each input, relative to one half's, is drawn uniformly between
+        this and 1 (recorrupted pairs, :func:`isonet_pl.data.pairs.make_n2n_pair`'s ``alpha``), so training
+        also sees inputs nearer the average's noise (0.5), which is what predict runs on; 1: the halves.
     """
 
     def __init__(self, filled: np.ndarray, tilt_ranges: np.ndarray, indices: np.ndarray, length: int, cube: int,
                  noise_level: float, noise_mode: str, seed: tuple[int, ...], wedge_target: str = "half",
-                 rotations: str = "cube", max_shift: int = 0):
+                 rotations: str = "cube", max_shift: int = 0, input_noise: float = 1.0):
         self.filled = filled
         self.tilt_ranges = tilt_ranges
         self.indices = np.asarray(indices)
@@ -65,6 +69,9 @@ class PairDataset(Dataset):
         self.wedge_target = wedge_target
         self.rotations = rotations
         self.max_shift = int(max_shift)
+        self.input_noise = float(input_noise)
+        if not 0.5 < self.input_noise <= 1:
+            raise ValueError(f"input_noise must lie in (0.5, 1], got {input_noise}")
         if self.max_shift and 2 * self.max_shift > filled.shape[-1] - cube:
             raise ValueError(f"max_shift {self.max_shift} reaches beyond the {filled.shape[-1]}³ subtomograms for "
                              f"cubes of {cube}")
@@ -82,8 +89,13 @@ class PairDataset(Dataset):
             swap = bool(rng.random() < 0.5)
             m = self.max_shift
             offset = tuple(int(v) for v in rng.integers(-m, m + 1, 3)) if m else (0, 0, 0)
+            alpha = 1.0
+            if self.input_noise < 1:  # drawn only then, so runs without it draw as before
+                alpha = float(np.sqrt(2 * rng.uniform(self.input_noise, 1.0) - 1))
             inp, target, regions, *wedge = make_n2n_pair(self.filled[i], rotation, swap, tilt, self.cube,
-                                                         self.wedge_target, offset)
+                                                         self.wedge_target, offset, alpha)
+            if self.input_noise < 1 and alpha == 1.0:  # the same keys in every sample of a batch
+                wedge = wedge or [target]
             sample = {"input": torch.from_numpy(inp)[None], "target": torch.from_numpy(target)[None],
                       "regions": torch.from_numpy(regions)}
             if wedge:
@@ -136,14 +148,14 @@ class IsoNetDataModule(pl.LightningDataModule):
         DataLoader worker processes.
     seed : tuple of int
         (run seed, iteration).
-    wedge_target, rotations, max_shift :
-        See :class:`PairDataset`.
+    wedge_target, rotations, max_shift, input_noise :
+        See :class:`PairDataset` (validation pairs always use the halves themselves, input_noise 1).
     """
 
     def __init__(self, filled: np.ndarray, tilt_ranges: np.ndarray, train_indices: np.ndarray,
                  val_indices: np.ndarray, cube: int, batch_size: int, steps_per_epoch: int, noise_level: float,
                  noise_mode: str, num_workers: int, seed: tuple[int, ...], wedge_target: str = "half",
-                 rotations: str = "cube", max_shift: int = 0):
+                 rotations: str = "cube", max_shift: int = 0, input_noise: float = 1.0):
         super().__init__()
         self.filled, self.tilt_ranges = filled, tilt_ranges
         self.train_indices, self.val_indices = train_indices, val_indices
@@ -151,6 +163,7 @@ class IsoNetDataModule(pl.LightningDataModule):
         self.noise_level, self.noise_mode = noise_level, noise_mode
         self.num_workers, self.seed = num_workers, tuple(seed)
         self.wedge_target, self.rotations, self.max_shift = wedge_target, rotations, max_shift
+        self.input_noise = input_noise
 
     def setup(self, stage: str | None = None) -> None:
         """Build the validation set (training pairs are drawn anew each epoch, see train_dataloader)."""
@@ -174,7 +187,7 @@ class IsoNetDataModule(pl.LightningDataModule):
         n_train = self.steps_per_epoch * self.batch_size
         train_set = PairDataset(self.filled, self.tilt_ranges, self.train_indices, n_train, self.cube,
                                 self.noise_level, self.noise_mode, (*self.seed, 0), self.wedge_target,
-                                self.rotations, self.max_shift)
+                                self.rotations, self.max_shift, self.input_noise)
         return self._loader(train_set, StepKeys(n_train, self))
 
     def val_dataloader(self) -> DataLoader:

@@ -237,7 +237,7 @@ def crop_at(vol: np.ndarray, size: int, offset: tuple[int, int, int] = (0, 0, 0)
 
 def make_n2n_pair(filled_halves: np.ndarray, rotation: Rotation, swap: bool, tilt_range: tuple[float, float],
                   cube: int, wedge_target: str = "half",
-                  offset: tuple[int, int, int] = (0, 0, 0)) -> tuple[np.ndarray, ...]:
+                  offset: tuple[int, int, int] = (0, 0, 0), alpha: float = 1.0) -> tuple[np.ndarray, ...]:
     """An even/odd training pair: input = one half (wedge imposed again after the rotation), target = the other.
 
     Parameters
@@ -257,19 +257,36 @@ def make_n2n_pair(filled_halves: np.ndarray, rotation: Rotation, swap: bool, til
         both halves as the target of the input's wedge (region 1). The input holds none of those
         Fourier coefficients of its own half, so the average's noise there is independent of the
         input (up to the crop's leakage) and has half the variance of one half's.
+    alpha : float
+        In (0, 1]: recorrupt the pair (Pang et al. 2021, "Recorrupted-to-Recorrupted") so the input's noise
+        is below one half's. With the average m = (a + b)/2 and the difference d = (a − b)/2 (whose noise
+        is independent of m's for halves of equal, independent noise of variance σ²), the input is
+        m + α d (noise variance σ²(1 + α²)/2) and the target m − d/α (σ²(1 + 1/α²)/2); their noises are
+        uncorrelated. 1: the halves themselves. The wedge target (region 1, coefficients the input lacks)
+        stays the other half (``half``) or the average, and is then always returned.
 
     Returns
     -------
     (input, target, regions) or (input, target, regions, wedge target)
         (c, c, c), (c, c, c), the (2, c, c, c//2+1) loss regions of :func:`split_regions`, and for
-        ``wedge_target="average"`` the (c, c, c) average.
+        ``wedge_target="average"`` or ``alpha < 1`` the (c, c, c) target of region 1.
     """
     a, b = (filled_halves[1], filled_halves[0]) if swap else (filled_halves[0], filled_halves[1])
+    if not 0 < alpha <= 1:
+        raise ValueError(f"alpha must lie in (0, 1], got {alpha}")
+    if alpha < 1:
+        mean, diff = 0.5 * (a + b), 0.5 * (a - b)
+        wedge_goal = b if wedge_target == "half" else mean
+        a, b = mean + alpha * diff, mean - diff / alpha
+        rot_goal = rotate(wedge_goal, rotation, cube) if not any(offset) else \
+            crop_at(np.asarray(rotate(wedge_goal, rotation)), cube, offset)
     rot_a = np.ascontiguousarray(rotate(a, rotation))
     inp = crop_at(apply_wedge(rot_a, wedge_mask(a.shape[0], *tilt_range)), cube, offset)
     target = rotate(b, rotation, cube) if not any(offset) else crop_at(np.asarray(rotate(b, rotation)), cube, offset)
     out = (np.ascontiguousarray(inp, dtype=np.float32), np.ascontiguousarray(target, dtype=np.float32),
            loss_regions(cube, float(tilt_range[0]), float(tilt_range[1]), rotation))
-    if wedge_target == "average":
+    if alpha < 1:
+        out += (np.ascontiguousarray(rot_goal, dtype=np.float32),)
+    elif wedge_target == "average":
         out += (np.ascontiguousarray(0.5 * (crop_at(rot_a, cube, offset) + target), dtype=np.float32),)
     return out
