@@ -115,3 +115,25 @@ def test_max_shift_cuts_input_and_target_at_one_offset():
         assert np.allclose(whole[key]["input"].numpy(), whole[key]["target"].numpy(), atol=1e-5)
     with pytest.raises(ValueError, match="max_shift 5"):
         PairDataset(filled, tilts, np.arange(3), 4, 16, 0.0, "noFilter", (0, 1), max_shift=5)
+
+
+def test_input_noise_draws_recorrupted_pairs_and_leaves_validation_alone():
+    """--input_noise below 1: every training sample carries a wedge target (so batches collate) and inputs less
+    noisy than a half; 1 draws exactly the pairs of before; the validation set keeps the halves."""
+    rng = np.random.default_rng(4)
+    filled = rng.normal(size=(3, 2, 24, 24, 24)).astype(np.float32)
+    tilts = np.tile([-60.0, 60.0], (3, 1))
+    plain = PairDataset(filled, tilts, np.arange(3), 16, 16, 0.0, "noFilter", (0, 1))
+    default = PairDataset(filled, tilts, np.arange(3), 16, 16, 0.0, "noFilter", (0, 1), input_noise=1.0)
+    mixed = PairDataset(filled, tilts, np.arange(3), 16, 16, 0.0, "noFilter", (0, 1), input_noise=0.6)
+    assert all(torch.equal(plain[k]["input"], default[k]["input"]) for k in range(4))
+    batch = torch.utils.data.default_collate([mixed[k] for k in range(16)])
+    assert batch["target_wedge"].shape == batch["target"].shape
+    ratio = batch["input"].var() / torch.stack([plain[k]["input"] for k in range(16)]).var()
+    assert 0.6 < ratio < 0.95
+    dm = IsoNetDataModule(filled, tilts, np.arange(2), np.array([2]), 16, 2, 3, 0.0, "noFilter", 0, (7, 4),
+                          input_noise=0.6)
+    dm.setup()
+    assert dm.val_set.input_noise == 1.0
+    with pytest.raises(ValueError, match="input_noise"):
+        PairDataset(filled, tilts, np.arange(3), 4, 16, 0.0, "noFilter", (0, 1), input_noise=0.5)

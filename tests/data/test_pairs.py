@@ -252,3 +252,26 @@ def test_crop_at():
     assert np.array_equal(crop_at(vol, 12, (1, -2, 4)), vol[5:17, 2:14, 8:20])
     with pytest.raises(ValueError, match="does not fit"):
         crop_at(vol, 12, (0, 0, 5))
+
+
+@pytest.mark.parametrize("alpha", [0.3, 0.7])
+def test_recorrupted_pair_noise_is_uncorrelated_at_the_stated_variances(alpha):
+    """Halves of pure, independent unit noise: the recorrupted input has variance (1 + α²)/2, the target
+    (1 + 1/α²)/2, and the two are uncorrelated; the wedge target stays the other half itself, and a signal common
+    to both halves passes unchanged into input and target (no missing wedge)."""
+    from isonet_pl.data.pairs import make_n2n_pair, rotate
+
+    rng = np.random.default_rng(3)
+    halves = rng.normal(size=(2, 32, 32, 32)).astype(np.float32)
+    inp, target, _, wedge = make_n2n_pair(halves, 0, False, (-90.0, 90.0), 32, alpha=alpha)
+    assert inp.var() == pytest.approx((1 + alpha**2) / 2, rel=0.05)
+    assert target.var() == pytest.approx((1 + alpha**-2) / 2, rel=0.05)
+    assert abs(np.corrcoef(inp.ravel(), target.ravel())[0, 1]) < 0.02
+    assert np.allclose(wedge, rotate(halves[1], 0), atol=1e-6)
+    signal = np.repeat(halves[:1], 2, axis=0)
+    inp, target, _, _ = make_n2n_pair(signal, 5, True, (-90.0, 90.0), 32, alpha=alpha)
+    assert np.allclose(inp, target, atol=1e-4)
+    _, _, _, wedge = make_n2n_pair(halves, 0, False, (-90.0, 90.0), 32, "average", alpha=alpha)
+    assert np.allclose(wedge, rotate(halves.mean(0), 0), atol=1e-6)
+    with pytest.raises(ValueError, match="alpha"):
+        make_n2n_pair(halves, 0, False, (-60.0, 60.0), 32, alpha=0.0)
