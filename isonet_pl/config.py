@@ -308,12 +308,14 @@ class RefineConfig(Section):
                                                 "target alike), so training sees more of each extracted crop than "
                                                 "its centre; at most (crop - cube) / 2. 0: the centre (IsoNet's); "
                                                 "isonet always 0.")
-    input_noise: float = Field(1.0, gt=0.5, le=1, description="n2n: draw each training input's noise variance, "
-                                                            "relative to one half's, uniformly between this and 1 "
-                                                            "(recorrupted even/odd pairs, whose target grows "
-                                                            "noisier as the input grows cleaner), so training also "
-                                                            "sees inputs nearer the noise of the average (0.5) that "
-                                                            "predict runs on; 1: the halves themselves.")
+    input_noise: float | None = Field(None, gt=0.5, le=1, description="n2n: draw each training input's noise "
+                                                                   "variance, relative to one half's, uniformly "
+                                                                   "between this and 1 (recorrupted even/odd pairs, "
+                                                                   "whose target grows noisier as the input grows "
+                                                                   "cleaner), so training also sees inputs nearer "
+                                                                   "the noise of the average (0.5) that predict runs "
+                                                                   "on; 1: the halves themselves. Unset: 1 "
+                                                                   "(bench/RESULTS.md).")
     ema_decay: float | None = Field(None, ge=0, lt=1, description="Exponential moving average of the weights, "
                                                                  "updated every step: the averaged weights are "
                                                                  "validated, refill the wedges, start the next "

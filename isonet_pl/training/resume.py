@@ -24,7 +24,7 @@ STATE = "state"  # sub-folder of result_dir with the resume state
 
 #: settings added after runs may have started, with the value such a run used: a run saved without them resumes
 #: as it began
-ADDED_SETTINGS = {"max_shift": 0}
+ADDED_SETTINGS = {"max_shift": 0, "input_noise": 1.0}
 
 
 def _saved_settings(payload: dict) -> RefineConfig:

@@ -106,6 +106,16 @@ def max_shift(cfg: RefineConfig, method: str, subs: Subtomograms) -> int:
     return cfg.max_shift
 
 
+def input_noise(cfg: RefineConfig, method: str) -> float:
+    """``--input_noise`` for ``n2n``, unset: 1 (the halves themselves, bench/RESULTS.md); 1 for ``isonet``."""
+    if method != "n2n":
+        if cfg.input_noise is not None and cfg.input_noise != 1:
+            logger.warning("--input_noise %g applies to --method n2n only; isonet's inputs carry the tomogram's "
+                           "own noise (and the noise it adds)", cfg.input_noise)
+        return 1.0
+    return 1.0 if cfg.input_noise is None else cfg.input_noise
+
+
 @dataclass(frozen=True)
 class Resolved:
     """The settings whose default depends on the method or the data, as this run uses them.
@@ -125,6 +135,7 @@ class Resolved:
     recalibrate_bn: bool
     preprocessing_ncpus: int
     max_shift: int = 0
+    input_noise: float = 1.0
 
     def describe(self) -> str:
         return (f"method {self.method}, batch {self.batch_size}, {self.steps_per_epoch} steps per epoch, residual "
@@ -132,6 +143,7 @@ class Resolved:
                 f"({self.lr_schedule}), EMA "
                 f"{self.ema_decay or 'off'}, fill normalisation {self.fill_normalization}, batch-norm recalibration "
                 f"{'on' if self.recalibrate_bn else 'off'}, cube shift up to {self.max_shift} voxels, "
+                f"input noise from {self.input_noise:g} of a half's, "
                 f"{self.preprocessing_ncpus} worker(s)")
 
 
@@ -143,7 +155,7 @@ def resolve(cfg: RefineConfig, subs: Subtomograms, n_devices: int) -> Resolved:
     return Resolved(method, batch, steps, uses_residual(cfg, method), dropout(cfg, method), learning_rate(cfg, method),
                     lr_schedule(cfg, method), ema_decay(cfg, method),
                     "subtomogram" if renormalizes(cfg, method, subs) else "tomogram", recalibrates_bn(cfg, method),
-                    workers, max_shift(cfg, method, subs))
+                    workers, max_shift(cfg, method, subs), input_noise(cfg, method))
 
 
 def build_module(cfg: RefineConfig, subs: Subtomograms):

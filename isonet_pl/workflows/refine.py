@@ -144,7 +144,7 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
             noise = 0.0 if method == "n2n" else float(schedule[it])  # n2n: the other half is the noise model
             dm = IsoNetDataModule(filled, subs.tilt_ranges, active, val_idx, subs.cube, batch // dev["count"], steps,
                                   noise, cfg.noise_mode, workers, (cfg.seed, it), cfg.wedge_target,
-                                  cfg.rotations, resolved.max_shift, cfg.input_noise)
+                                  cfg.rotations, resolved.max_shift, resolved.input_noise)
             epoch_ckpt = ModelCheckpoint(dirpath=state, filename="epoch", save_last=False, save_top_k=1,
                                          monitor=None, every_n_epochs=1, enable_version_counter=False,
                                          save_on_train_epoch_end=True)
@@ -173,7 +173,7 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
             if recalibrate:  # the statistics of the weights that refill, are saved and predict
                 samples = PairDataset(filled, subs.tilt_ranges, active, callbacks.BN_SAMPLES, subs.cube, noise,
                                       cfg.noise_mode, (cfg.seed, it, 2), cfg.wedge_target, cfg.rotations,
-                                      resolved.max_shift, cfg.input_noise)
+                                      resolved.max_shift, resolved.input_noise)
                 callbacks.recalibrate_batch_norm(module, samples, batch, device, cfg.precision)
                 if ema:
                     ema.take_buffers(module)

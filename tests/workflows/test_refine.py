@@ -38,7 +38,7 @@ def test_refine_writes_checkpoints_settings_losses(subtomo_star, tmp_path):
                                        "drop_out": 0.3, "learning_rate": 4e-4, "lr_schedule": "constant",
                                        "ema_decay": 0.0,
                                        "fill_normalization": "subtomogram", "recalibrate_bn": False,
-                                       "preprocessing_ncpus": 0, "max_shift": 0}
+                                       "preprocessing_ncpus": 0, "max_shift": 0, "input_noise": 1.0}
     model = IsoNetModule.load_from_checkpoint(last, map_location="cpu")
     assert model.meta["cube_size"] == 16 and model.meta["crop_size"] == 24
     assert model.meta["normalization"] == "tomogram" and model.meta["normalize_percentile"] is True
@@ -289,6 +289,14 @@ def test_method_dependent_defaults(subtomo_star, n2n_model, caplog):
     assert "--max_shift 1 applies to --method n2n only" in caplog.text  # ignored for isonet, not silently
     with pytest.raises(InputError, match="--max_shift"):
         max_shift(RefineConfig(max_shift=(halves.crop - halves.cube) // 2 + 1), "n2n", halves)
+    from isonet_pl.training.setup import input_noise
+
+    assert (input_noise(cfg, "n2n"), input_noise(RefineConfig(input_noise=0.8), "n2n")) == (1.0, 0.8)
+    assert (input_noise(cfg, "isonet"), input_noise(RefineConfig(input_noise=0.8), "isonet")) == (1.0, 1.0)
+    assert "--input_noise 0.8 applies to --method n2n only" in caplog.text
+    for bad in (0.5, 1.2, float("nan")):
+        with pytest.raises(ValueError):
+            RefineConfig(input_noise=bad)
     from isonet_pl.training.setup import frequency_power
 
     assert (frequency_power(RefineConfig(frequency_power=1), "n2n"), frequency_power(cfg, "n2n")) == (1.0, 0.0)
@@ -310,6 +318,9 @@ def test_a_run_saved_before_a_setting_existed_resumes_as_it_began(tmp_path):
     old = {k: v for k, v in settings.items() if k != "max_shift"}
     (tmp_path / "refine_iter01.json").write_text(json.dumps({"iteration": 1, "settings": old}))
     assert saved_run(RefineConfig(continue_from=str(tmp_path)))[0].max_shift == 0
+    old.pop("input_noise")
+    (tmp_path / "refine_iter01.json").write_text(json.dumps({"iteration": 1, "settings": old}))
+    assert saved_run(RefineConfig(continue_from=str(tmp_path)))[0].input_noise == 1.0  # the halves, as then
     (tmp_path / "refine_iter02.json").write_text(json.dumps({"iteration": 2, "settings": settings}))
     assert saved_run(RefineConfig(continue_from=str(tmp_path)))[0].max_shift == 2
 
