@@ -314,7 +314,7 @@ class RefineConfig(Section):
                                                                    "whose target grows noisier as the input grows "
                                                                    "cleaner), so training also sees inputs nearer "
                                                                    "the noise of the average (0.5) that predict runs "
-                                                                   "on; 1: the halves themselves. Unset: 1 "
+                                                                   "on; 1: the halves themselves. Unset: 0.6 "
                                                                    "(bench/RESULTS.md).")
     ema_decay: float | None = Field(None, ge=0, lt=1, description="Exponential moving average of the weights, "
                                                                  "updated every step: the averaged weights are "

@@ -107,13 +107,13 @@ def max_shift(cfg: RefineConfig, method: str, subs: Subtomograms) -> int:
 
 
 def input_noise(cfg: RefineConfig, method: str) -> float:
-    """``--input_noise`` for ``n2n``, unset: 1 (the halves themselves, bench/RESULTS.md); 1 for ``isonet``."""
+    """``--input_noise`` for ``n2n``, unset: 0.6 (recorrupted pairs, bench/RESULTS.md); 1 for ``isonet``."""
     if method != "n2n":
         if cfg.input_noise is not None and cfg.input_noise != 1:
             logger.warning("--input_noise %g applies to --method n2n only; isonet's inputs carry the tomogram's "
                            "own noise (and the noise it adds)", cfg.input_noise)
         return 1.0
-    return 1.0 if cfg.input_noise is None else cfg.input_noise
+    return 0.6 if cfg.input_noise is None else cfg.input_noise
 
 
 @dataclass(frozen=True)

@@ -291,7 +291,7 @@ def test_method_dependent_defaults(subtomo_star, n2n_model, caplog):
         max_shift(RefineConfig(max_shift=(halves.crop - halves.cube) // 2 + 1), "n2n", halves)
     from isonet_pl.training.setup import input_noise
 
-    assert (input_noise(cfg, "n2n"), input_noise(RefineConfig(input_noise=0.8), "n2n")) == (1.0, 0.8)
+    assert (input_noise(cfg, "n2n"), input_noise(RefineConfig(input_noise=0.8), "n2n")) == (0.6, 0.8)
     assert (input_noise(cfg, "isonet"), input_noise(RefineConfig(input_noise=0.8), "isonet")) == (1.0, 1.0)
     assert "--input_noise 0.8 applies to --method n2n only" in caplog.text
     for bad in (0.5, 1.2, float("nan")):
