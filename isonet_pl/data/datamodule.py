@@ -90,12 +90,10 @@ class PairDataset(Dataset):
             m = self.max_shift
             offset = tuple(int(v) for v in rng.integers(-m, m + 1, 3)) if m else (0, 0, 0)
             alpha = 1.0
-            if self.input_noise < 1:  # drawn only then, so runs without it draw as before
+            if self.input_noise < 1:  # drawn only then, so runs without it draw as before; v < 1 so alpha < 1
                 alpha = float(np.sqrt(2 * rng.uniform(self.input_noise, 1.0) - 1))
             inp, target, regions, *wedge = make_n2n_pair(self.filled[i], rotation, swap, tilt, self.cube,
                                                          self.wedge_target, offset, alpha)
-            if self.input_noise < 1 and alpha == 1.0:  # the same keys in every sample of a batch
-                wedge = wedge or [target]
             sample = {"input": torch.from_numpy(inp)[None], "target": torch.from_numpy(target)[None],
                       "regions": torch.from_numpy(regions)}
             if wedge:
