@@ -14,7 +14,8 @@ correlation of:
   the wedge weighted by 2·FSC / (1 + FSC) of the two half outputs — the label-free Wiener weight of a sum of
   two maps with independent noise (RELION's post-processing) — and the same weights on ``average``;
 * ``flips 2`` / ``flips 4``: the mean of the network's outputs over flips that keep the tilt geometry (identity
-  and Y; also Z with X and all three), then ``--denoise`` (test-time augmentation);
+  and Y; also Z with X and all three), then ``--denoise`` (test-time augmentation, here on the whole volume's
+  output; predict's ``--flips`` flips each tile);
 * with ``--tiles 16:8,32:0,...`` instead: the network on the average through tiles of core:halo voxels (the
   default plan first), then ``--denoise``, and for the default plan the best filter of the network's output
   that is linear per shell and region (``oracle``: each shell's gain fitted against the truth; an upper bound
@@ -47,12 +48,11 @@ from isonet_pl.demo import BAND  # noqa: E402
 from isonet_pl.evaluate import wedge_correlations  # noqa: E402
 from isonet_pl.io.mrc import read_mrc  # noqa: E402
 from isonet_pl.normalization import Normalization  # noqa: E402
+from isonet_pl.predict.predictor import FLIPS  # noqa: E402
 from isonet_pl.preprocess.spectral import wiener_denoise  # noqa: E402
 from isonet_pl.workflows.predict import load_model  # noqa: E402
 
 SHELLS = 32
-#: flips (axes of a ZYX volume) that map a tilt series about Y onto itself, for any tilt range
-FLIPS = ((), (1,), (0, 2), (0, 1, 2))
 
 
 def shell_gains(first: np.ndarray, second: np.ndarray, measured: np.ndarray, gain, default: float) -> np.ndarray:

@@ -28,6 +28,10 @@ AUTOCAST = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 #: (on a GPU at most half of its free memory): tiles as large as fit, so that the context around each core
 #: costs little (bench/RESULTS.md).
 TILE_MEMORY = {"cpu": 6 << 30, "cuda": 16 << 30}
+#: Axes (of a ZYX block) of the flips that map a single-axis tilt series about Y onto itself for any tilt range:
+#: none, Y (ky → −ky), Z with X ((kz, kx) → (−kz, −kx), the same line through the origin) and all three.
+#: predict's --flips N averages the network's outputs over the first N.
+FLIPS = ((), (1,), (0, 2), (0, 1, 2))
 #: Largest and smallest default tile core edges (voxels).
 TILE_CORE_RANGE = (64, 512)
 #: Peak memory of a forward pass in bytes per voxel and per first-level channel (float32 activations of the
@@ -212,14 +216,26 @@ def run_network(module, batch: np.ndarray, device="cpu", precision: str = "32") 
         return module(x)[:, 0, : shape[0], : shape[1], : shape[2]].float().cpu().numpy()
 
 
+def run_flipped(module, block: np.ndarray, device="cpu", precision: str = "32", flips: int = 1) -> np.ndarray:
+    """:func:`run_network` on one normalised block (shape (z, y, x)), averaged over the first ``flips`` of
+    :data:`FLIPS` (test-time augmentation: each flip applied to the input and undone on the output)."""
+    out = None
+    for axes in FLIPS[:flips]:
+        x = np.ascontiguousarray(np.flip(block, axes)) if axes else block
+        y = run_network(module, x[None], device, precision)[0]
+        y = np.flip(y, axes) if axes else y
+        out = y if out is None else out + y
+    return out if flips == 1 else np.ascontiguousarray(out / flips, dtype=np.float32)
+
+
 def predict_block(block: np.ndarray, module, norm: Normalization, device: str = "cpu",
-                  precision: str = "32") -> np.ndarray:
+                  precision: str = "32", flips: int = 1) -> np.ndarray:
     """Predict one block (shape (z, y, x), stored contrast) and return it in the same units.
 
-    The block is normalised as in training (``norm.apply``), run (:func:`run_network`) and mapped
+    The block is normalised as in training (``norm.apply``), run (:func:`run_flipped`) and mapped
     back (``norm.invert``).
     """
-    return norm.invert(run_network(module, norm.apply(block)[None], device, precision)[0])
+    return norm.invert(run_flipped(module, norm.apply(block), device, precision, flips))
 
 
 def read_reflected(source, lo: tuple[int, ...], hi: tuple[int, ...]) -> np.ndarray:
@@ -236,26 +252,27 @@ def read_reflected(source, lo: tuple[int, ...], hi: tuple[int, ...]) -> np.ndarr
 class _Replicas:
     """One copy of the network per device, each used by one thread at a time (tiles go round-robin)."""
 
-    def __init__(self, module, devices: list[str], precision: str = "32"):
+    def __init__(self, module, devices: list[str], precision: str = "32", flips: int = 1):
         import copy
         import threading
 
         self.precision = precision
+        self.flips = flips
         self.devices = list(devices)
         self.modules = [module.to(d) if i == 0 else copy.deepcopy(module).to(d) for i, d in enumerate(self.devices)]
         self.locks = [threading.Lock() for _ in self.devices]
 
     def __reduce__(self):  # sent to dask.distributed workers: rebuilt there (locks are not picklable)
-        return (_Replicas, (self.modules[0], self.devices, self.precision))
+        return (_Replicas, (self.modules[0], self.devices, self.precision, self.flips))
 
     def run(self, index: int, block: np.ndarray, norm: Normalization) -> np.ndarray:
         """Predict one tile on its device; only the network call holds the device's lock, so with two threads per
         device the next tile is read and normalised (and the last one mapped back and written) meanwhile."""
         k = index % len(self.devices)
-        x = norm.apply(block)[None]
+        x = norm.apply(block)
         with self.locks[k]:
-            y = run_network(self.modules[k], x, self.devices[k], self.precision)
-        return norm.invert(y[0])
+            y = run_flipped(self.modules[k], x, self.devices[k], self.precision, self.flips)
+        return norm.invert(y)
 
 
 def tile_region(loc, halo: tuple[int, ...], shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -279,7 +296,7 @@ def _predict_core(source, replicas: _Replicas, norm: Normalization, halo: tuple[
 
 
 def predict_tomogram(arr, module, norm: Normalization, chunk: int = 64, halo: int = 16,
-                     device: str | list[str] = "cpu", precision: str = "32") -> da.Array:
+                     device: str | list[str] = "cpu", precision: str = "32", flips: int = 1) -> da.Array:
     """Lazily predict a whole tomogram (shape (nz, ny, nx)) with ``module`` in eval mode.
 
     For a numpy or Zarr array every output block is an independent task that reads its own
@@ -303,16 +320,20 @@ def predict_tomogram(arr, module, norm: Normalization, chunk: int = 64, halo: in
         network and the tiles are shared among them (run with as many dask threads).
     precision : str
         ``32``, ``bf16-mixed`` or ``16-mixed`` (see :data:`AUTOCAST`).
+    flips : int
+        1, 2 or 4: the mean of the network's outputs over that many of :data:`FLIPS` (test-time augmentation).
     """
+    if flips not in (1, 2, 4):
+        raise ValueError(f"flips must be 1, 2 or 4, got {flips}")
     module.eval()
     if not isinstance(arr, da.Array):
         margins = tuple(min(halo, n - 1) for n in arr.shape)
         chunks = da.core.normalize_chunks(tuple(min(chunk, n) for n in arr.shape), arr.shape)
-        replicas = _Replicas(module, [device] if isinstance(device, str) else device, precision)
+        replicas = _Replicas(module, [device] if isinstance(device, str) else device, precision, flips)
         return da.map_blocks(_predict_core, arr, replicas, norm, margins, dtype=np.float32,
                              chunks=chunks, meta=np.empty((0, 0, 0), np.float32))
     arr = arr.astype(np.float32).rechunk(tuple(min(chunk, n) for n in arr.shape))
     depth = {i: min(halo, n - 1) for i, n in enumerate(arr.shape)}
     device = device if isinstance(device, str) else device[0]
     return arr.map_overlap(predict_block, depth=depth, boundary="reflect", trim=True, dtype=np.float32,
-                           module=module, norm=norm, device=device, precision=precision)
+                           module=module, norm=norm, device=device, precision=precision, flips=flips)

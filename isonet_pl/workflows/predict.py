@@ -94,8 +94,9 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
     precision = fastest_precision(module, devices[0]) if cfg.precision == "auto" else \
         card.settings.get("precision", "32") if cfg.precision in (None, "model") else cfg.precision
     cube, halo = tile_plan(module.net, devices[0], cfg.cube_size, cfg.crop_size)
-    logger.info("tiles: core %d³ with %d voxels of context (the network's receptive radius is %d); precision %s",
-                cube, halo, module.net.receptive_radius, precision)
+    logger.info("tiles: core %d³ with %d voxels of context (the network's receptive radius is %d); precision %s%s",
+                cube, halo, module.net.receptive_radius, precision,
+                f"; each tile averaged over {cfg.flips} flips" if cfg.flips > 1 else "")
     table = read_tomogram_star(star_file)
     rows = tomograms(table, io, tomo_idx)
     check_writable(table, io)
@@ -133,7 +134,7 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
                                      "(--precision 32 if it ran in 16-mixed)") from None
 
         predictions = [predict_tomogram(a, module, norm, chunk=cube, halo=halo, device=devices,
-                                        precision=precision) for a in inputs]
+                                        precision=precision, flips=cfg.flips) for a in inputs]
         if len(predictions) == 1:
             run(predictions[0], out_zarr)
         elif not cfg.disagreement_map:  # each block predicts both halves and keeps the mean

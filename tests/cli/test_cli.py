@@ -187,6 +187,8 @@ def test_invalid_option_value(run_cli, tomo_folder, tmp_path):
     assert_clean_error(code, err, "pixel_size")
     code, _, err = run_cli(["prepare_star", tomo_folder, "--tilt_min", "50", "--tilt_max", "40"])
     assert_clean_error(code, err, "Error: tilt_min (50.0) must be below tilt_max (40.0)")
+    code, _, err = run_cli(["predict", tmp_path / "t.star", tmp_path / "m.ckpt", "--flips", "3"])
+    assert_clean_error(code, err, "flips must be 1, 2 or 4, got 3")
 
 
 def test_debug_shows_the_traceback(run_cli, tmp_path):

@@ -209,3 +209,42 @@ def test_auto_precision_is_measured_once_per_machine_and_network(monkeypatch, tm
     monkeypatch.setattr(system.Path, "home", classmethod(lambda cls: (_ for _ in ()).throw(RuntimeError("no home"))))
     assert system.cache_dir() is None
     assert predictor.fastest_precision(module, "cpu", edge=16) in ("32", "bf16-mixed") and len(calls) == 48
+
+
+def test_the_flips_keep_every_tilt_geometry():
+    """Each of FLIPS maps the measured region of any (also asymmetric) tilt range about Y onto itself."""
+    from isonet_pl.data.wedge import measured_region
+    from isonet_pl.predict.predictor import FLIPS
+
+    shape = (20, 12, 26)
+    for tilt in ((-60, 60), (-50, 70), (-45, 60)):
+        mask = np.broadcast_to(measured_region(shape, *tilt), shape)
+        for axes in FLIPS[1:]:  # a flip along axis a maps frequency index i to (-i) mod n along a
+            flipped = np.roll(np.flip(mask, axes), 1, axis=axes)
+            np.testing.assert_array_equal(flipped, mask, err_msg=f"flip {axes} of {tilt}")
+    # and a flip of Z alone does not, on an asymmetric range
+    mask = np.broadcast_to(measured_region(shape, -50, 70), shape)
+    assert not np.array_equal(np.roll(np.flip(mask, 0), 1, axis=0), mask)
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_flips_average_the_network_over_flipped_inputs(lazy):
+    """--flips 4: each tile's output is the mean of the network on the four flipped inputs, each flipped back
+    (checked against that mean computed by hand on the whole volume), and so the result commutes with the flips."""
+    from isonet_pl.predict.predictor import FLIPS, predict_block
+
+    torch.set_num_threads(1)
+    module = _tiny_unet()
+    vol = np.random.default_rng(4).normal(size=(16, 24, 32)).astype(np.float32)
+    by_hand = sum(np.flip(predict_block(np.ascontiguousarray(np.flip(vol, a)), module, UNIT), a) for a in FLIPS) / 4
+    one = predict_block(vol, module, UNIT)
+    src = da.from_array(vol, chunks=64) if lazy else vol
+    with dask.config.set(scheduler="synchronous"):
+        four = predict_tomogram(src, module, UNIT, chunk=64, halo=0, flips=4).compute()
+        flipped = predict_tomogram(np.ascontiguousarray(np.flip(vol, (0, 2))), module, UNIT, chunk=64, halo=0,
+                                   flips=4).compute()
+    np.testing.assert_allclose(four, by_hand, rtol=1e-5, atol=1e-5)
+    assert np.abs(four - one).max() > 1e-2  # the flips changed the output: the network is not symmetric
+    np.testing.assert_allclose(np.flip(flipped, (0, 2)), four, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="flips must be 1, 2 or 4"):
+        predict_tomogram(vol, module, UNIT, flips=3)
