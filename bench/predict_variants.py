@@ -20,6 +20,9 @@ correlation of:
   default plan first), then ``--denoise``, and for the default plan the best filter of the network's output
   that is linear per shell and region (``oracle``: each shell's gain fitted against the truth; an upper bound
   for any label-free post-filter of that form, such as ``--denoise``);
+* with ``--face_pad 0,z16,m16`` instead: the tomogram's Z faces padded before predict's tiles (none: the
+  network's own zero padding, predict's way; N slices of a constant, the normalised mean; N mirrored slices),
+  cropped back after the network, then ``--denoise``, with the Z profile's correlation;
 * with ``--snapshots 2,3,6`` instead of the above: each checkpoint from ``--iteration`` − 5 to ``--iteration``
   on the average, and the mean of the last k checkpoints' outputs (a snapshot ensemble), then ``--denoise``;
   also the correlation of the Z profile (the mean of each Z slice, the slab profile) with the truth's.
@@ -136,6 +139,29 @@ def snapshots(out: Path, result: str, average: np.ndarray, truth: np.ndarray, ti
         show(f"mean of last {k}", sum(outputs[it] for it in range(last - k + 1, last + 1)) / k)
 
 
+def face_pads(out: Path, result: str, average: np.ndarray, truth: np.ndarray, tilt: tuple[float, float],
+              iteration: int, pads: list[str]) -> None:
+    """Print the scores of the checkpoint's output with the tomogram's Z faces padded before predict's tiles:
+    ``0`` none (predict: the network's own zero padding at the faces), ``zN`` N slices of the normalised mean
+    (a constant input, 0 in the network's units), ``mN`` N slices mirrored; cropped back after the network, then
+    ``--denoise``; also the Z profile's correlation with the truth's."""
+    module = load_model(out / result / f"model_iter{iteration:02d}.ckpt")
+    precision = module.meta.get("settings", {}).get("precision", "32")
+    norm = Normalization.of_volume(average, bool(module.meta.get("normalize_percentile", True)))
+    neutral = float(norm.invert(np.zeros((1, 1, 1), np.float32))[0, 0, 0])
+    for pad in pads:
+        n = int(pad[1:]) if pad[0] in "zm" else int(pad)
+        width = ((n, n), (0, 0), (0, 0))
+        padded = average if n == 0 else np.pad(average, width, mode="symmetric") if pad[0] == "m" else \
+            np.pad(average, width, constant_values=neutral)
+        volume = as_predict(module, np.ascontiguousarray(padded), precision, norm)[n:average.shape[0] + n]
+        volume = wiener_denoise(np.ascontiguousarray(volume), tilt, corrected=True)[0].compute()
+        s = wedge_correlations(volume, truth, *tilt, **BAND)
+        z = float(np.corrcoef(volume.mean(axis=(1, 2)), truth.mean(axis=(1, 2)))[0, 1])
+        print(f"{out.name}/{result:24s} faces {pad:4s} {s['overall']:.3f} / {s['in_wedge']:.3f} / {s['measured']:.3f}"
+              f"  Z profile {z:.3f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("runs", nargs="+", help="pairs OUT_DIR RESULT")
@@ -145,6 +171,8 @@ def main() -> None:
                         help="comma-separated core:halo tile plans to score instead (the default plan first)")
     parser.add_argument("--snapshots", default=None,
                         help="comma-separated k: score the mean of the last k checkpoints' outputs instead")
+    parser.add_argument("--face_pad", default=None,
+                        help="comma-separated pads of the Z faces to score instead: 0, zN (constant), mN (mirrored)")
     args = parser.parse_args()
     if len(args.runs) % 2:
         parser.error("give OUT_DIR RESULT pairs")
@@ -159,6 +187,9 @@ def main() -> None:
         if args.tiles:
             tiles(out, result, average, truth, tilt, args.iteration,
                   [tuple(int(v) for v in p.split(":")) for p in args.tiles.split(",")])
+            continue
+        if args.face_pad:
+            face_pads(out, result, average, truth, tilt, args.iteration, args.face_pad.split(","))
             continue
         if args.snapshots:
             snapshots(out, result, average, truth, tilt, args.iteration,
