@@ -228,9 +228,9 @@ class ExtractConfig(Compute):
     use_deconv_tomo: bool = Field(True, description="Extract from the deconvolved tomogram when it exists.")
     seed: int = Field(0, ge=0, description="Random seed of the centres.")
     background_share: float = Field(0.1, ge=0, lt=1, description="Share of the centres drawn anywhere in the "
-                                    "tomogram, inside or outside the mask and up to its faces (the crop mirrored "
-                                    "beyond them), so that training also sees the background and faces that predict "
-                                    "corrects; 0: all inside the mask, at least crop/2 from the faces (IsoNet 0.2).")
+                                    "tomogram where the crop fits, inside or outside the mask, so that training also "
+                                    "sees the background above and below the specimen that predict corrects; 0: all "
+                                    "inside the mask. Every centre is at least crop/2 from the faces (IsoNet 0.2).")
 
     @model_validator(mode="after")
     def _crop_not_below_cube(self):

@@ -35,8 +35,10 @@ def count_valid(mask: da.Array | None, shape: tuple[int, int, int], crop: int) -
 def sample_centres(mask: da.Array | None, shape: tuple[int, int, int], crop: int, n: int,
                    rng: np.random.Generator, background_share: float = 0.0) -> np.ndarray:
     """Draw ``n`` centres uniformly from the valid voxels, without replacement when there are enough; of them
-    ``round(background_share * n)`` uniformly from the whole volume instead (any voxel, mask or not: their
-    crops are read mirrored beyond the faces, :func:`crop_around`).
+    ``round(background_share * n)`` uniformly from the whole valid box instead (any voxel whose crop fits inside
+    the volume, mask or not). Their crops are real data: mirrored content beyond the faces is never what
+    predict sees there (it meets the faces with the network's own padding) and, for an asymmetric tilt range,
+    mirroring along Z alone does not even keep the missing wedge's geometry (bench/RESULTS.md).
 
     Out of core: one pass counts the valid voxels per chunk, a second reads only the
     chunks that hold a chosen voxel.
@@ -53,8 +55,8 @@ def sample_centres(mask: da.Array | None, shape: tuple[int, int, int], crop: int
         Number of centres.
     rng : numpy.random.Generator
     background_share : float
-        In [0, 1): the share of centres drawn anywhere (the background, the faces), so that training sees
-        what predict corrects there; 0: IsoNet 0.2's rule only.
+        In [0, 1): the share of centres drawn anywhere in the valid box (the background above and below the
+        specimen too), so that training sees what predict corrects there; 0: IsoNet 0.2's rule only.
 
     Returns
     -------
@@ -68,8 +70,7 @@ def sample_centres(mask: da.Array | None, shape: tuple[int, int, int], crop: int
     """
     anywhere = min(int(round(background_share * n)), n - 1, int(np.prod(shape)))
     if anywhere > 0:
-        picks = rng.choice(int(np.prod(shape)), size=anywhere, replace=False)
-        outside = np.stack(np.unravel_index(picks, shape), axis=1).astype(np.int64)
+        outside = sample_centres(None, shape, crop, anywhere, rng).astype(np.int64)
         inside = sample_centres(mask, shape, crop, n - anywhere, rng)
         return np.concatenate([outside, inside])[rng.permutation(n)]
     box = valid_box(shape, crop)
@@ -106,8 +107,8 @@ def sample_centres(mask: da.Array | None, shape: tuple[int, int, int], crop: int
 
 
 def crop_around(volume, centre: np.ndarray, crop: int) -> np.ndarray:
-    """The ``crop``³ box around ``centre`` from a numpy or Zarr volume (float32), mirrored beyond the faces as
-    predict reads its tiles (:func:`isonet_pl.predict.predictor.read_reflected`)."""
+    """The ``crop``³ box around ``centre`` from a numpy or Zarr volume (float32), mirrored beyond the faces
+    (:func:`isonet_pl.predict.predictor.read_reflected`; :func:`sample_centres` keeps every box inside)."""
     from isonet_pl.predict.predictor import read_reflected
 
     start = tuple(int(c) - crop // 2 for c in centre)

@@ -43,7 +43,7 @@ SUBTOMO_HALF_COLUMNS = (Col.IMAGE_HALF1, Col.IMAGE_HALF2)
 def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfig | None = None,
             tomo_idx: str | None = None) -> Path:
     """Extract ``_rlnNumberSubtomo`` subtomograms per selected tomogram, centres drawn inside its mask
-    (``cfg.background_share`` of them anywhere in it).
+    (``cfg.background_share`` of them anywhere in it where the crop fits).
 
     Reads tomograms and masks lazily from their Zarr copies; writes
     ``<subtomo_folder>/<tomogram stem>_NNNNNN.mrc`` (crop_size³ float32, with the voxel size)

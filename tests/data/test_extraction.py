@@ -28,15 +28,19 @@ def test_without_background_share_every_centre_is_inside_the_mask_and_the_valid_
     assert c.shape == (60, 3) and _inside(c, mask, shape, crop).all()
 
 
-def test_the_background_share_is_drawn_from_the_whole_volume_and_the_rest_from_the_mask():
+def test_the_background_share_is_drawn_from_the_whole_valid_box_and_the_rest_from_the_mask():
+    """The background centres lie anywhere, mask or not, but never so near a face that the crop would need
+    mirrored content (the valid box)."""
     shape, crop, n = (48, 40, 40), 16, 200
     mask = _slab_mask(shape)
     c = sample_centres(mask, shape, crop, n, np.random.default_rng(1), background_share=0.25)
-    assert c.shape == (n, 3) and (c >= 0).all() and (c < np.array(shape)).all()
+    box = valid_box(shape, crop)
+    assert c.shape == (n, 3) and all(((c[:, a] >= lo) & (c[:, a] < hi)).all() for a, (lo, hi) in enumerate(box))
+    assert all(c[:, a].min() - crop // 2 >= 0 and c[:, a].max() + crop - crop // 2 <= shape[a] for a in range(3))
     inside = _inside(c, mask, shape, crop)
-    # 150 from the mask; of the 50 drawn anywhere about a third falls in the slab's valid part
-    assert 150 <= inside.sum() < 190
-    assert (~inside).sum() >= 20 and (c[~inside, 0] < 16).any() and (c[~inside, 0] >= 32).any()
+    # 150 from the mask; of the 50 drawn anywhere in the box about half falls in the slab (z 16-31 of 8-40)
+    assert 160 <= inside.sum() < 190
+    assert (~inside).sum() >= 10 and (c[~inside, 0] < 16).any() and (c[~inside, 0] >= 32).any()
     again = sample_centres(mask, shape, crop, n, np.random.default_rng(1), background_share=0.25)
     np.testing.assert_array_equal(c, again)
 
