@@ -161,6 +161,7 @@ def curve(args) -> None:
     methods = (args.methods or "n2n,isonet").split(",")
     overrides = dict(kv.split("=", 1) for kv in args.set)
     overrides = {k: _value(v) for k, v in overrides.items()}
+    extract_overrides = {k: _value(v) for k, v in (kv.split("=", 1) for kv in args.extract_set)}
     # refine's own default batch on one device unless given (the command used 8)
     batch = args.batch_size or derived_settings(IsoNetConfig().refine, 1, 1)[0]
     steps = max(1, round(args.samples / (args.iterations * args.epochs * batch)))
@@ -174,7 +175,8 @@ def curve(args) -> None:
                                                    "defocus": 0.0, **phantom(kind)})
             cfg = base.model_copy(update={
                 "simulate": sim,
-                "extract": base.extract.model_copy(update={"cube_size": 32, "crop_size": args.crop}),
+                "extract": type(base.extract).model_validate({**base.extract.model_dump(), "cube_size": 32,
+                                                              "crop_size": args.crop, **extract_overrides}),
                 # validated (model_copy would not parse "0.05,0.1" or check the overrides)
                 "refine": type(base.refine).model_validate({**base.refine.model_dump(), **{
                     "iterations": args.iterations, "epochs": args.epochs, "steps_per_epoch": steps,
@@ -275,6 +277,9 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=2, help="fixed-budget mode: score every N-th iteration")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", action="append", default=[], help="fixed-budget mode: refine override KEY=VALUE")
+    parser.add_argument("--extract_set", action="append", default=[],
+                        help="fixed-budget mode: extract override KEY=VALUE (needs its own --out: the extraction "
+                             "there is reused)")
     parser.add_argument("--tag", default="", help="fixed-budget mode: suffix of the result folders")
     parser.add_argument("--out", default="bench/out/quality")
     parser.add_argument("--config", default=None, help="settings (default: the demo preset)")
