@@ -1,6 +1,6 @@
 """Where the simulated phantom's power lies, and what that caps: the ceilings of the quality scores.
 
-Run: ``.venv/bin/python bench/phantom.py [--shape 96,256,256] [--seed 0] [--tilt -60,60]``
+Run: ``.venv/bin/python bench/phantom.py [--shape 96,256,256] [--seed 0] [--tilt -60,60] [--membrane_tilt 10]``
 
 For the phantom of ``isonet-pl simulate`` (the one ``bench/quality.py`` scores against) and the same
 phantom without its flat membrane sheets (``simulate --membranes 0``), reports for each object class
@@ -36,16 +36,18 @@ def power_shares(volume: np.ndarray, wedge: np.ndarray, low: np.ndarray) -> tupl
     return total, float(power[wedge].sum() / total), float(power[low].sum() / total)
 
 
-def report(shape: tuple[int, int, int], seed: int, tilt: tuple[float, float], membranes: int | None) -> None:
-    """Print the table for one phantom (``membranes`` None = the simulator's default count)."""
-    full = make_phantom(shape, seed, n_membranes=membranes)
+def report(shape: tuple[int, int, int], seed: int, tilt: tuple[float, float], membranes: int | None,
+           membrane_tilt: float = 10.0) -> None:
+    """Print the table for one phantom (``membranes`` None = the simulator's default count; ``membrane_tilt``:
+    the sheets' largest tilt from the slab plane, degrees, ``simulate --membrane_tilt``)."""
+    full = make_phantom(shape, seed, n_membranes=membranes, membrane_tilt=membrane_tilt)
     measured = np.broadcast_to(measured_region(shape, *tilt), shape)
     wedge = ~measured
     k = np.sqrt(sum(np.fft.fftfreq(n)[tuple(slice(None) if a == i else None for a in range(3))] ** 2
                     for i, n in enumerate(shape)))
     low = k < 0.05  # 10 % of Nyquist
     title = "default phantom" if membranes is None else f"phantom with {membranes} sheets"
-    print(f"\n{title} {shape}, seed {seed}, tilt {tilt[0]:g}..{tilt[1]:g}")
+    print(f"\n{title} {shape}, seed {seed}, tilt {tilt[0]:g}..{tilt[1]:g}, sheets tilted up to {membrane_tilt:g}°")
     total_all, w_all, l_all = power_shares(full, wedge, low)
     print(f"{'class':10s} {'share of power':>15s} {'in the wedge':>13s} {'below 10 % Nyq':>15s}")
     # Objects are drawn in the order sheets, vesicles, filaments, blobs from one generator, so a
@@ -56,7 +58,7 @@ def report(shape: tuple[int, int, int], seed: int, tilt: tuple[float, float], me
     for name in CLASSES:
         key = f"n_{name}"
         counts[key] = None if not (name == "membranes" and membranes is not None) else membranes
-        upto = make_phantom(shape, seed, **counts)
+        upto = make_phantom(shape, seed, membrane_tilt=membrane_tilt, **counts)
         parts[name] = upto - previous
         previous = upto
     assert np.allclose(previous, full, atol=1e-4), "class decomposition does not add up"
@@ -79,10 +81,11 @@ def main() -> None:
     parser.add_argument("--shape", default="96,256,256")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tilt", default="-60,60")
+    parser.add_argument("--membrane_tilt", type=float, default=10.0, help="sheets' largest tilt (simulate's)")
     args = parser.parse_args()
     shape = tuple(int(v) for v in args.shape.split(","))
     tilt = tuple(float(v) for v in args.tilt.split(","))
-    report(shape, args.seed, tilt, None)
+    report(shape, args.seed, tilt, None, args.membrane_tilt)
     report(shape, args.seed, tilt, 0)
 
 

@@ -70,6 +70,9 @@ PHANTOMS = {
     "snr1": {"snr": 1.0},
     "asym": {"tilt_min": -45.0, "tilt_max": 60.0},  # asymmetric and wider: a 75° wedge
     "shift": {"tilt_min": -50.0, "tilt_max": 70.0},  # asymmetric, the same 60° wedge (a lamella's pretilt)
+    # sheets tilted up to 60° from the slab plane: some cross the slab and are partly measured, so a network can
+    # learn them and fill the flat ones (the flat sheets of "sheets" hold 94 % of their power in the wedge)
+    "tiltsheets": {"membrane_tilt": 60.0},
 }
 
 

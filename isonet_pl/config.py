@@ -139,9 +139,15 @@ class SimulateConfig(TiltRange):
     halves: bool = Field(False, description="Also write even/odd half tomograms with independent noise.")
     slab_fraction: float = Field(0.6, gt=0, le=1, description="Ice thickness as a fraction of the tomogram's z "
                                                               "size; outside the slab the density is 0.")
-    membranes: int | None = Field(None, ge=0, description="Flat membrane sheets nearly parallel to the slab "
-                                                         "(their power lies almost all in the missing wedge); "
-                                                         "unset: 2 per 256x256 voxels of 10 A.")
+    membranes: int | None = Field(None, ge=0, description="Membrane sheets, nearly parallel to the slab at the "
+                                                         "default membrane_tilt (their power then lies almost "
+                                                         "all in the missing wedge); unset: 2 per 256x256 "
+                                                         "voxels of 10 A.")
+    membrane_tilt: float = Field(10.0, ge=0, le=60, description="Largest tilt of the membrane sheets from the "
+                                                                "slab plane (degrees; each drawn uniformly up to "
+                                                                "it). 10: nearly flat, almost all in the wedge; "
+                                                                "larger: some sheets cross the slab, partly "
+                                                                "measured, so a network can learn them.")
     number_subtomos: int = Field(100, ge=1, description="Subtomograms per tomogram written to the STAR file.")
     seed: int = Field(0, ge=0, description="Random seed.")
 

@@ -3,9 +3,9 @@
 The phantom is a density map (protein/lipid positive, background 0) in ZYX order: a slab along
 Z (the ice layer, ``slab_fraction·nz`` thick and centred) that contains
 
-* flat-ish membrane sheets, tilted a little from the XY plane, gently undulating and ending
-  along a random line (a "cell edge") — their Fourier power lies close to the k_z axis, i.e.
-  mostly inside the missing wedge;
+* membrane sheets, tilted from the XY plane by up to ``membrane_tilt`` (10° by default: flat-ish),
+  gently undulating and ending along a random line (a "cell edge") — at 10° their Fourier power
+  lies close to the k_z axis, i.e. mostly inside the missing wedge;
 * vesicles: spherical shells with a bilayer-like profile (two leaflets 4 nm apart), radius
   5–20 nm;
 * filaments: straight actin-like tubes (7 nm diameter) along random directions, most of them
@@ -81,10 +81,11 @@ def _default_counts(shape_zyx, slab_fraction, pixel_size) -> dict[str, int]:
     }
 
 
-def _add_sheet(vol, rng, z_low, z_high, pixel_size, sigma_a) -> None:
-    """A tilted, undulating membrane sheet that ends along a random in-plane line."""
+def _add_sheet(vol, rng, z_low, z_high, pixel_size, sigma_a, max_tilt=10.0) -> None:
+    """A tilted, undulating membrane sheet that ends along a random in-plane line; its tilt from the XY plane
+    is drawn uniformly in [0, max_tilt] degrees (a height field in Z, so at most 60°)."""
     nz, ny, nx = vol.shape
-    tilt = np.deg2rad(rng.uniform(0.0, 10.0))
+    tilt = np.deg2rad(rng.uniform(0.0, max_tilt))
     azimuth = rng.uniform(0.0, 2 * np.pi)
     slope_y, slope_x = np.tan(tilt) * np.sin(azimuth), np.tan(tilt) * np.cos(azimuth)
     cos_tilt = np.cos(tilt)
@@ -243,6 +244,7 @@ def make_phantom(
     n_filaments: int | None = None,
     n_blobs: int | None = None,
     pixel_size: float = 10.0,
+    membrane_tilt: float = 10.0,
 ) -> np.ndarray:
     """Build a seeded cell-like density phantom.
 
@@ -260,6 +262,10 @@ def make_phantom(
         16 filaments and 300 blobs, small volumes at least 1, 1, 2 and 3.
     pixel_size : float, default 10.0
         Voxel size in Å; object sizes are physical (see the module docstring).
+    membrane_tilt : float, default 10.0
+        Largest tilt of the membrane sheets from the XY plane in degrees (0–60), each drawn uniformly
+        up to it. At 10 the sheets' Fourier power lies almost all in a ±60° missing wedge; at 60 a
+        sheet can cross the slab and much of its power is measured.
 
     Returns
     -------
@@ -273,6 +279,8 @@ def make_phantom(
         raise ValueError(f"slab_fraction must be in (0, 1], got {slab_fraction}")
     if pixel_size <= 0:
         raise ValueError(f"pixel_size must be positive, got {pixel_size}")
+    if not 0.0 <= membrane_tilt <= 60.0:
+        raise ValueError(f"membrane_tilt must be in [0, 60] degrees, got {membrane_tilt}")
     rng = np.random.default_rng(rng)
     shape = tuple(int(n) for n in shape_zyx)
     counts = _default_counts(shape, slab_fraction, pixel_size)
@@ -290,7 +298,7 @@ def make_phantom(
     sigma_a = _edge_sigma(pixel_size)
     vol = np.zeros(shape, dtype=np.float32)
     for _ in range(counts["membranes"]):
-        _add_sheet(vol, rng, z_low, z_high, pixel_size, sigma_a)
+        _add_sheet(vol, rng, z_low, z_high, pixel_size, sigma_a, membrane_tilt)
     _add_vesicles(vol, rng, counts["vesicles"], z_low, z_high, pixel_size, sigma_a, placed=[])
     for _ in range(counts["filaments"]):
         _add_filament(vol, rng, z_low, z_high, pixel_size, sigma_a)

@@ -297,6 +297,7 @@ def simulate_tomogram(
     seed: int | None = 0,
     slab_fraction: float = 0.6,
     n_membranes: int | None = None,
+    membrane_tilt: float = 10.0,
     phantom: np.ndarray | None = None,
 ) -> dict[str, np.ndarray | float]:
     """Simulate a noisy, missing-wedge-affected cryo-ET reconstruction of a phantom.
@@ -334,6 +335,8 @@ def simulate_tomogram(
         Ice thickness as a fraction of nz (passed to :func:`make_phantom`).
     n_membranes : int, optional
         Number of flat membrane sheets (passed to :func:`make_phantom`; default scaled to the area).
+    membrane_tilt : float, default 10.0
+        Largest tilt of the sheets from the XY plane, degrees (passed to :func:`make_phantom`).
     phantom : ndarray, shape (nz, ny, nx), optional
         Use this density instead of a random phantom (``shape_zyx`` is then ignored).
 
@@ -350,7 +353,7 @@ def simulate_tomogram(
     rng = np.random.default_rng(seed)
     if phantom is None:
         density = make_phantom(shape_zyx, rng, slab_fraction=slab_fraction, n_membranes=n_membranes,
-                               pixel_size=pixel_size)
+                               pixel_size=pixel_size, membrane_tilt=membrane_tilt)
     else:
         density = np.asarray(phantom, dtype=np.float32)
         if density.ndim != 3:

@@ -44,7 +44,7 @@ def simulate(out_dir: str | Path, cfg: SimulateConfig | None = None) -> Path:
             shape_zyx=cfg.shape, tilt_min=cfg.tilt_min, tilt_max=cfg.tilt_max, tilt_step=cfg.tilt_step,
             pixel_size=cfg.pixel_size, snr=cfg.snr, defocus_angstrom=cfg.defocus,
             microscope=Microscope(cfg.voltage, cfg.cs), halves=cfg.halves, slab_fraction=cfg.slab_fraction,
-            n_membranes=cfg.membranes,
+            n_membranes=cfg.membranes, membrane_tilt=cfg.membrane_tilt,
             seed=cfg.seed + i)
         for key, sub in folders.items():
             path = out / sub / f"sim_{i:02d}.mrc"
