@@ -28,17 +28,27 @@ logger = logging.getLogger(__name__)
 HEADER_BYTES = 1024
 #: The command that writes files now (set by the CLI), recorded in each MRC file's labels as IMOD does.
 PROVENANCE = {"command": ""}
+#: Labels an MRC header holds.
+MAX_LABELS = 10
+
+
+def label_text(text: str) -> str:
+    """``text`` as MRC labels allow it (printable ASCII): other characters escaped (``ü`` -> ``\\xfc``,
+    a tab -> ``\\t``), so a file or folder name of any kind never breaks a write."""
+    return "".join(c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def provenance_labels() -> list[str]:
-    """MRC header labels (80 characters each) naming isonet-pl, its version, the date and the command."""
+    """MRC header labels (80 printable ASCII characters each) naming isonet-pl, its version, the date and the
+    command (escaped by :func:`label_text`)."""
     import time
 
     from isonet_pl import __version__
 
-    first = f"isonet-pl {__version__}  {time.strftime('%d-%b-%y %H:%M:%S')}"
-    command = PROVENANCE["command"]
-    return [first[:80]] + ([command[i:i + 80] for i in range(0, min(len(command), 80 * 9), 80)] if command else [])
+    first = label_text(f"isonet-pl {__version__}  {time.strftime('%d-%b-%y %H:%M:%S')}")
+    command = label_text(PROVENANCE["command"])
+    lines = [command[i:i + 80] for i in range(0, len(command), 80)]
+    return [first[:80]] + lines[:MAX_LABELS - 2]  # mrcfile's own label comes first
 
 
 @dataclass(frozen=True)

@@ -238,7 +238,7 @@ class StarTable:
         if len(set(keys)) < len(keys):
             counts = {k: keys.count(k) for k in keys}
             keys = [f"{k}_{self.df['rlnIndex'].iloc[r]}" if counts[k] > 1 else k for r, k in enumerate(keys)]
-        return keys
+        return _unique_keys(keys)
 
     def tilt_range(self, row: int) -> tuple[float, float]:
         """(tilt_min, tilt_max) of a row in degrees; -60/+60 when the columns are absent."""
@@ -358,6 +358,24 @@ def table_lock(path: str | Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None
 def _safe_name(text: str) -> str:
     """``text`` usable as (part of) a file name: characters other than letters, digits, ``.-_`` become ``_``."""
     return re.sub(r"[^\w.-]", "_", text.strip()).strip(".") or "tomogram"
+
+
+def _unique_keys(keys: list[str]) -> list[str]:
+    """``keys`` made unique by construction, also where case is ignored (macOS, Windows): a key already taken
+    by an earlier row, or one that a renaming pass made equal to another row's, gets ``-2``, ``-3``... (the
+    first free one) after it. Keys that are unique already are kept."""
+    folded = [k.casefold() for k in keys]
+    used: set[str] = set()
+    out = []
+    for key, fold in zip(keys, folded, strict=True):
+        candidate, n = key, 1
+        while candidate.casefold() in used or (n > 1 and candidate.casefold() in folded):
+            n += 1
+            candidate = f"{key}-{n}"
+        used.add(candidate.casefold())
+        out.append(candidate)
+    assert len({k.casefold() for k in out}) == len(out), out  # unique by construction
+    return out
 
 
 def _check_rows(table: StarTable) -> None:

@@ -6,11 +6,10 @@ import json
 import logging
 from pathlib import Path
 
-import torch
-
 from isonet_pl.config import RefineConfig
 from isonet_pl.errors import InputError
 from isonet_pl.io.paths import atomic_path
+from isonet_pl.model.checkpoint import read_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +90,11 @@ def epoch_checkpoint(state: Path, it: int, epochs: int) -> Path | None:
     if not path.exists():
         return None
     try:
-        epoch = int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
-    except Exception:
+        epoch = int(read_checkpoint(path)["epoch"])
+    except InputError as exc:  # a crafted or damaged file: never loaded, the iteration restarts from its start
+        logger.warning("%s; iteration %d starts again from its beginning", exc, it)
+        return None
+    except (KeyError, TypeError, ValueError):
         return None
     if (it - 1) * epochs <= epoch < it * epochs:
         logger.info("resuming iteration %d from its epoch checkpoint (epoch %d)", it, epoch + 1)

@@ -13,6 +13,7 @@ from isonet_pl.compute import usable_cpus
 from isonet_pl.config import RefineConfig
 from isonet_pl.errors import InputError
 from isonet_pl.model.card import ModelCard
+from isonet_pl.model.checkpoint import read_checkpoint
 from isonet_pl.training.subtomograms import Subtomograms
 
 logger = logging.getLogger(__name__)
@@ -188,13 +189,13 @@ def load_pretrained(module, path: str | Path) -> None:
         When the file is not one of our checkpoints, or its network differs in shape from this run's.
     """
     path = Path(path)
+    fix = "give a model_iterNN.ckpt made by isonet-pl refine"
+    checkpoint = read_checkpoint(path, fix)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         weights = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
         theirs = checkpoint["hyper_parameters"]["net"]
     except Exception as exc:
-        raise InputError(f"not an isonet-pl checkpoint ({exc.__class__.__name__})", path,
-                         "give a model_iterNN.ckpt made by isonet-pl refine") from None
+        raise InputError(f"not an isonet-pl checkpoint ({exc.__class__.__name__})", path, fix) from None
     ours = module.hparams["net"]
     own = module.net.state_dict()
     differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k) and k != "dropout")

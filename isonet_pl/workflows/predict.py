@@ -22,6 +22,7 @@ from isonet_pl.io.zarr_store import (
     write_tomogram,
 )
 from isonet_pl.model.card import check_tomogram, read_card
+from isonet_pl.model.checkpoint import load_module
 from isonet_pl.normalization import Normalization
 from isonet_pl.predict.adapt import adapt_batch_norm, batch_norms
 from isonet_pl.predict.predictor import fastest_precision, predict_tomogram, tile_plan
@@ -33,14 +34,8 @@ logger = logging.getLogger(__name__)
 
 def load_model(path: str | Path):
     """An IsoNetModule from one of our checkpoints, with a clear error for anything else."""
-    from isonet_pl.model.module import IsoNetModule
-
     path = check_readable_file(path, what="model checkpoint")
-    try:
-        module = IsoNetModule.load_from_checkpoint(path, map_location="cpu")
-    except Exception as exc:
-        raise InputError(f"not an isonet-pl checkpoint ({exc.__class__.__name__})", path,
-                         "give a model_iterNN.ckpt written by isonet-pl refine") from None
+    module = load_module(path)
     bad = [name for name, value in module.state_dict().items()
            if value.is_floating_point() and not bool(torch.isfinite(value).all())]
     if bad:

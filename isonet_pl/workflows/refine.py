@@ -37,6 +37,7 @@ from isonet_pl.data.pairs import noise_schedule
 from isonet_pl.errors import InputError, Interrupted
 from isonet_pl.heap import reused_heap
 from isonet_pl.io.paths import check_output_dir
+from isonet_pl.model.checkpoint import WEIGHTS_ONLY, load_module
 from isonet_pl.training import callbacks, devices, estimates, progress, resume, setup, subtomograms
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,6 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
     from pytorch_lightning.callbacks import ModelCheckpoint
 
     from isonet_pl.data.datamodule import IsoNetDataModule, PairDataset
-    from isonet_pl.model.module import IsoNetModule
 
     done = 0
     if cfg.continue_from:
@@ -109,8 +109,10 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
 
     if done:
         try:
-            module = IsoNetModule.load_from_checkpoint(result_dir / f"model_iter{done:02d}.ckpt", map_location="cpu")
+            module = load_module(result_dir / f"model_iter{done:02d}.ckpt")
             current = np.load(state / f"estimates_iter{done:02d}.npy")
+        except InputError:
+            raise
         except Exception as exc:
             raise InputError(f"cannot resume after iteration {done} ({exc.__class__.__name__}: {exc})", result_dir,
                              "the checkpoint or the saved estimates are damaged; resume from an earlier "
@@ -161,7 +163,7 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
                                  default_root_dir=result_dir, deterministic=False)
             resume_from = resume.epoch_checkpoint(state, it, cfg.epochs) or previous
             try:
-                trainer.fit(module, datamodule=dm, ckpt_path=resume_from)
+                trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=WEIGHTS_ONLY)
             except SystemExit:  # Lightning ends a Ctrl-C with exit(1)
                 if not trainer.interrupted:
                     raise
