@@ -367,7 +367,7 @@ def _unique_keys(keys: list[str]) -> list[str]:
     folded = [k.casefold() for k in keys]
     used: set[str] = set()
     out = []
-    for key, fold in zip(keys, folded, strict=True):
+    for key in keys:
         candidate, n = key, 1
         while candidate.casefold() in used or (n > 1 and candidate.casefold() in folded):
             n += 1

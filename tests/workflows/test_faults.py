@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from isonet_pl.config import ExtractConfig, IOConfig, RefineConfig
+from isonet_pl.config import RefineConfig
 from isonet_pl.errors import InputError
 
 ONE = dict(iterations=1, epochs=1, steps_per_epoch=2, batch_size=2, filter_base=4, unet_depth=2, convs_per_depth=1,
