@@ -1,10 +1,10 @@
 """The U-Net's CPU throughput: what channels-last memory, oneDNN, threads, bf16 and torch.compile give.
 
-Run: ``.venv/bin/python bench/cpu_conv.py [--edge 96 | --shape 128 208 208] [--repeats 3] [--compile]
+Run: ``.venv/bin/python bench/perf/cpu_conv.py [--edge 96 | --shape 128 208 208] [--repeats 3] [--compile]
 [--networks bench,cpu,small]``
 
 For the networks chosen — the quality bench's (depth 3, 16 base channels, 3 convolutions per level), the CPU
-presets' (2 convolutions per level) and the small one of ``bench/predict.py`` — times one eval-mode forward of
+presets' (2 convolutions per level) and the small one of ``bench/perf/predict.py`` — times one eval-mode forward of
 an ``edge``³ block (or ``--shape``, e.g. one of predict's tiles) after warm-up, per variant, and reports seconds
 per million voxels, the kernel (system) time of the process during the timed calls, the convolutions' GFLOP/s
 (multiply-adds × 2, counted with hooks) and that as a fraction of this CPU's float32 matmul peak measured in the
@@ -26,12 +26,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from predict import conv_flops_per_voxel, peak_matmul_flops  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: _common, perf, quality, studies
 
 from isonet_pl.heap import reused_heap  # noqa: E402
 from isonet_pl.model.module import IsoNetModule  # noqa: E402
+from perf.predict import conv_flops_per_voxel, peak_matmul_flops  # noqa: E402
 
 NETWORKS = {
     "bench": ("bench (depth 3, 16 ch, 3 conv)", {"depth": 3, "base_channels": 16, "convs_per_level": 3}),

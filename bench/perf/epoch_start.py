@@ -1,6 +1,6 @@
 """First-batch latency of each training epoch: DataLoader workers kept across epochs (refine's) vs started anew.
 
-Run: ``OMP_NUM_THREADS=1 python bench/epoch_start.py [--start fork|spawn]``. The data are 64 random subtomograms
+Run: ``OMP_NUM_THREADS=1 python bench/perf/epoch_start.py [--start fork|spawn]``. The data are 64 random subtomograms
 of 80³ (IsoNet's default crop; 131 MiB), cube 64, batch 4, 3 steps per epoch, one worker; spawn is the
 default start method on macOS and Windows (each new worker imports torch and receives the subtomograms).
 """

@@ -2,7 +2,7 @@
 
 Run on a machine with a GPU (one script, its own time limits; about 8 minutes):
 
-    .venv/bin/python bench/gpu.py --out bench/out/gpu
+    .venv/bin/python bench/perf/gpu.py --out bench/out/gpu
 
 ``--dry-run`` runs every section with tiny sizes on whatever device there is (the CPU here), to check the
 script before spending GPU time. Results go to ``OUT/gpu.json`` and are printed; copy them to

@@ -5,23 +5,25 @@
 ``heap``: freed memory kept for reuse for the whole prediction (``reused_heap``: never returned, the heap
 fragments and its peak grows with the tomogram; why predict does not use it).
 
-Run: ``.venv/bin/python bench/heap_rss.py plain|4k|heap WORKERS`` after writing the input, e.g.
+Run: ``.venv/bin/python bench/perf/heap_rss.py plain|4k|heap WORKERS`` after writing the input, e.g.
 ``.venv/bin/python -c "import dask.array as da, numpy as np; from isonet_pl.io.zarr_store import write_tomogram;
 write_tomogram(da.random.default_rng(0).standard_normal((128, 1024, 1024), dtype=np.float32, chunks=(64, 256,
 1024)), '/tmp/rss_in.zarr', (10.0,) * 3, chunks=(64, 64, 64))"``. Predicts /tmp/rss_in.zarr to /tmp/rss_out.zarr
-(remove it between runs) with ``bench/predict.py``'s small network, blocks 128³ + 8, and prints the wall time
+(remove it between runs) with ``bench/perf/predict.py``'s small network, blocks 128³ + 8, and prints the wall time
 and the peak RSS (VmHWM) of this process.
 """
 
 import os
 import sys
+from pathlib import Path
 
 from isonet_pl.heap import share_one_arena, use_huge_pages
 
 share_one_arena()  # as the command line does
 if sys.argv[1] == "4k":
-    os.environ["THP_MEM_ALLOC_ENABLE"] = "0"  # (bench/predict.py, imported below, asks for huge pages)
+    os.environ["THP_MEM_ALLOC_ENABLE"] = "0"  # (bench/perf/predict.py, imported below, asks for huge pages)
 use_huge_pages()
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: _common, perf, quality, studies
 
 import contextlib  # noqa: E402
 import time  # noqa: E402
@@ -29,11 +31,11 @@ import time  # noqa: E402
 import dask  # noqa: E402
 import torch  # noqa: E402
 from _common import peak_rss_mib  # noqa: E402
-from predict import UNIT, small_module  # noqa: E402
 
 from isonet_pl.heap import reused_heap  # noqa: E402
 from isonet_pl.io.zarr_store import open_tomogram, write_tomogram  # noqa: E402
 from isonet_pl.predict.predictor import predict_tomogram  # noqa: E402
+from perf.predict import UNIT, small_module  # noqa: E402
 
 torch.set_num_threads(2)
 store = open_tomogram("/tmp/rss_in.zarr")

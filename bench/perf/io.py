@@ -1,6 +1,6 @@
 """I/O benchmark: MRC -> Zarr conversion of a large tomogram, and the choice of chunk shape.
 
-Run: ``.venv/bin/python bench/io.py [--gib 2] [--out bench/out]``
+Run: ``.venv/bin/python bench/perf/io.py [--gib 2] [--out bench/out]``
 
 1. Chunk shapes, on a 256x512x512 float32 tomogram: conversion time, reading 40 random
    80^3 boxes (what extract/training read), one XY and one XZ slice (what a viewer reads).
@@ -22,10 +22,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import peak_rss_mib
 
-from isonet_pl.io.mrc import MrcWriter, read_mrc_info
-from isonet_pl.io.zarr_store import DEFAULT_CHUNKS, mrc_to_zarr, open_tomogram
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: _common, perf, quality, studies
+
+from _common import peak_rss_mib  # noqa: E402
+
+from isonet_pl.io.mrc import MrcWriter, read_mrc_info  # noqa: E402
+from isonet_pl.io.zarr_store import DEFAULT_CHUNKS, mrc_to_zarr, open_tomogram  # noqa: E402
 
 CANDIDATES = [(32, 32, 32), (64, 64, 64), (128, 128, 128), (32, 256, 256), (64, 128, 128)]
 
@@ -45,7 +48,7 @@ def make_tomogram(path: Path, shape: tuple[int, int, int], seed: int = 0) -> Non
 
 
 def run_child(args: list[str]) -> tuple[float, float, str]:
-    """Run ``python bench/io.py <args>`` in a fresh process: (wall s, its peak RSS MiB, stdout)."""
+    """Run ``python bench/perf/io.py <args>`` in a fresh process: (wall s, its peak RSS MiB, stdout)."""
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True, check=True).stdout
     wall = time.perf_counter() - t0

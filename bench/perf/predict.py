@@ -1,7 +1,7 @@
 # ruff: noqa: E402  (the allocator is set before the imports, one of which starts a thread)
 """Prediction benchmark: predict against the raw network, memory on a large tomogram, network throughput.
 
-Run: ``.venv/bin/python bench/predict.py [--gib 2] [--threads 2]`` (``--tiles-only``: only part 0;
+Run: ``.venv/bin/python bench/perf/predict.py [--gib 2] [--threads 2]`` (``--tiles-only``: only part 0;
 ``--shapes 64x192x192``: part 0 on that tomogram only)
 
 0. The ``predict`` command (MRC in, Zarr copy, normalisation, tiles, MRC out; ``--denoise false``) for the CPU
@@ -13,7 +13,7 @@ Run: ``.venv/bin/python bench/predict.py [--gib 2] [--threads 2]`` (``--tiles-on
    a user's first predict does; the timed runs then read it, as every later predict does.
 1. The same network's throughput on one of predict's CPU tiles (128x208x208) in float32 and bf16, as
    predict runs it: seconds per million voxels and the convolutions' FLOP rate as a
-   fraction of this CPU's measured float32 peak (a large matrix multiply); ``bench/cpu_conv.py`` has the
+   fraction of this CPU's measured float32 peak (a large matrix multiply); ``bench/perf/cpu_conv.py`` has the
    variants.
 2. Peak RSS (VmHWM, fresh process) while predicting a ``--gib`` GiB tomogram from Zarr to Zarr with a small
    network (depth 2, 8 base channels, 1 convolution; blocks 128³ + 8): the memory does not grow with the
@@ -39,6 +39,9 @@ import dask
 import dask.array as da
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: _common, perf, quality, studies
+
 from _common import peak_rss_mib
 
 from isonet_pl.normalization import Normalization

@@ -1,6 +1,6 @@
 """Preprocessing benchmark: chunked vs whole-volume deconvolution, and make_mask, on a large tomogram.
 
-Run: ``.venv/bin/python bench/preprocess.py [--gib 2] [--threads 2] [--out bench/out]``
+Run: ``.venv/bin/python bench/perf/preprocess.py [--gib 2] [--threads 2] [--out bench/out]``
 
 A synthetic tomogram of ``--gib`` GiB (512x1024x1024 float32 for 2 GiB: a simulated
 128x256x256 tomogram tiled with random flips) is converted to Zarr once; then, each in a
@@ -28,11 +28,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import peak_rss_mib
 
-from isonet_pl.config import DeconvConfig, IOConfig
-from isonet_pl.io.mrc import MrcWriter
-from isonet_pl.io.zarr_store import mrc_to_zarr, open_tomogram
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: _common, perf, quality, studies
+
+from _common import peak_rss_mib  # noqa: E402
+
+from isonet_pl.config import DeconvConfig, IOConfig  # noqa: E402
+from isonet_pl.io.mrc import MrcWriter  # noqa: E402
+from isonet_pl.io.zarr_store import mrc_to_zarr, open_tomogram  # noqa: E402
 
 PARAMS = {"pixel_size": 10.0, "defocus": 30000.0}
 

@@ -1,6 +1,6 @@
 """How much context a tile needs: tiled prediction against one whole-volume forward, by halo.
 
-Run: ``.venv/bin/python bench/tiles.py [--threads 1]``
+Run: ``.venv/bin/python bench/perf/tiles.py [--threads 1]``
 
 For each network layout (without the residual connection, which would hide the network's own output),
 random weights in eval mode and the same network after a short training (300 Adam steps of 32³ crops,

@@ -1,6 +1,6 @@
 """Training-throughput benchmark: can the on-the-fly pairs keep up with the training step?
 
-Run: ``.venv/bin/python bench/train.py [--steps 2] [--workers N]``
+Run: ``.venv/bin/python bench/perf/train.py [--steps 2] [--workers N]``
 
 On subtomograms extracted from a simulated tomogram (crop 80, cube 64), in one run:
 

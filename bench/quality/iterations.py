@@ -1,13 +1,13 @@
-"""Score every saved iteration of a refine run of ``bench/quality.py``: how steady training is.
+"""Score every saved iteration of a refine run of ``bench/quality/quality.py``: how steady training is.
 
-Run: ``.venv/bin/python bench/iterations.py OUT_DIR [--method n2n] [--every 2]``
+Run: ``.venv/bin/python bench/quality/iterations.py OUT_DIR [--method n2n] [--every 2]``
 
-OUT_DIR is a ``bench/quality.py --out`` folder (it holds ``ground_truth/``, ``tomos/``, maybe
+OUT_DIR is a ``bench/quality/quality.py --out`` folder (it holds ``ground_truth/``, ``tomos/``, maybe
 ``deconv/`` and ``results_<method>/model_iterNN.ckpt``). Each checkpoint predicts the whole
 tomogram in memory (the deconvolved one when there is one, as ``predict`` does; through predict's own
 tile plan, :func:`as_predict`; normalised with the tomogram's own statistics, as ``predict`` does; the
 checkpoint's training precision and batch-norm statistics, i.e. ``predict --batch_norm_statistics model``),
-and the result is scored against the ground truth as in ``bench/quality.py`` (overall / in-wedge /
+and the result is scored against the ground truth as in ``bench/quality/quality.py`` (overall / in-wedge /
 measured region). Also scores the weights averaged over the last
 ``--average`` checkpoints. About 25 s per checkpoint for the bench's small U-Net in bf16 on two cores.
 """
@@ -78,7 +78,7 @@ def averaged(paths: list[Path]):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("out", help="a bench/quality.py --out folder")
+    parser.add_argument("out", help="a bench/quality/quality.py --out folder")
     parser.add_argument("--method", default="n2n")
     parser.add_argument("--every", type=int, default=1, help="score every N-th iteration (the last always)")
     parser.add_argument("--average", type=int, default=4, help="also score the mean weights of the last N (0: no)")

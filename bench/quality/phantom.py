@@ -1,8 +1,8 @@
 """Where the simulated phantom's power lies, and what that caps: the ceilings of the quality scores.
 
-Run: ``.venv/bin/python bench/phantom.py [--shape 96,256,256] [--seed 0] [--tilt -60,60] [--membrane_tilt 10]``
+Run: ``.venv/bin/python bench/quality/phantom.py [--shape 96,256,256] [--seed 0] [--tilt -60,60] [--membrane_tilt 10]``
 
-For the phantom of ``isonet-pl simulate`` (the one ``bench/quality.py`` scores against) and the same
+For the phantom of ``isonet-pl simulate`` (the one ``bench/quality/quality.py`` scores against) and the same
 phantom without its flat membrane sheets (``simulate --membranes 0``), reports for each object class
 the share of the total power (DC excluded), the share of its own power inside the missing wedge and
 below 10 % of Nyquist, and the overall correlation with the ground truth of two ideal volumes:

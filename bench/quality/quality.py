@@ -1,6 +1,6 @@
 """Quality benchmark: missing-wedge correction measured against the ground truth of a simulation.
 
-Run: ``.venv/bin/python bench/quality.py [--out bench/out/quality] [--config conf/demo.yaml]
+Run: ``.venv/bin/python bench/quality/quality.py [--out bench/out/quality] [--config conf/demo.yaml]
 [--methods isonet,n2n] [--seed N]``
 
 Runs the inputs of ``make demo`` once (simulate, deconv when the simulation has a CTF,
@@ -20,14 +20,14 @@ issue's command used 27 steps x batch 8) with the refine defaults (only the
 budget, the network size and ``--set`` overrides given), and score the checkpoint of every
 ``--every``-th iteration on the whole average tomogram: a learning curve (validation loss, overall and
 in-wedge correlation against samples seen) per method, side by side. E.g.
-``bench/quality.py --phantoms sheets,nosheets,ctf,snr1,asym --seeds 0,1 --samples 4320``; kinds combine with
+``bench/quality/quality.py --phantoms sheets,nosheets,ctf,snr1,asym --seeds 0,1 --samples 4320``; kinds combine with
 ``+`` (``nosheets+asym``: no sheets and the asymmetric tilt range −45°…+60°, a 75° wedge; ``shift``: −50°…+70°,
 asymmetric with the 60° wedge of ±60°).
 Methods there: ``n2n`` (on the halves), ``isonet`` (the same simulation as single-tomogram data, i.e. without
 its half columns: deconv Wiener-filters it when it has no CTF, the new default) and ``isonet-raw`` (IsoNet
 0.2's single-tomogram path: no filter without a CTF; skipped with a CTF, where it equals ``isonet``). Every
 scored checkpoint is reported as the network's output (IsoNet 0.2's predict), computed through predict's
-own tiling (``bench/iterations.as_predict``; before 2026-12-02 a mirrored whole-volume forward, which scored
+own tiling (``bench/quality/iterations.as_predict``; before 2026-12-02 a mirrored whole-volume forward, which scored
 lower, bench/RESULTS.md) with the checkpoint's batch-norm statistics, and after predict's ``--denoise`` (the
 default); the final line also scores ``predict``'s own output with its defaults on the last checkpoint (its
 ``--batch_norm_statistics`` log line and time); the references are the raw
@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import scipy.ndimage as ndi
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: _common, perf, quality, studies
 
 from isonet_pl.config import load_config
 from isonet_pl.data.wedge import apply_wedge, measured_region
@@ -153,12 +153,12 @@ def predicted(star: Path, result_dir: Path, iterations: int, cfg, truth: np.ndar
 def curve(args) -> None:
     """The fixed-budget learning curves (see the module docstring)."""
     import torch
-    from iterations import score
 
     from isonet_pl.config import IsoNetConfig
     from isonet_pl.io.star import read_tomogram_star
     from isonet_pl.training.setup import derived_settings
     from isonet_pl.workflows.predict import load_model
+    from quality.iterations import score
 
     torch.set_num_threads(args.threads)
     methods = (args.methods or "n2n,isonet").split(",")

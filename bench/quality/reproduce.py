@@ -1,6 +1,6 @@
 """Same seed, same inputs, two versions of the code: do they train and predict the same, bit for bit?
 
-Run: ``.venv/bin/python bench/reproduce.py --against COMMIT [--out /tmp/reproduce]``
+Run: ``.venv/bin/python bench/quality/reproduce.py --against COMMIT [--out /tmp/reproduce]``
 
 Checks out COMMIT in a git worktree, then runs, once with that code and once with the working tree's (each
 in its own process, ``PYTHONPATH`` first), a small deterministic workflow: simulate a 48×96×96 tomogram with
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--against", required=True, help="the commit to compare the working tree with")
     parser.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "reproduce"))
     args = parser.parse_args()
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     out = Path(args.out)
     worktree = out / "worktree"
     subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(worktree)], capture_output=True)

@@ -1,10 +1,10 @@
-"""The phantom-set table of the even/odd issue from ``bench/quality.py``'s fixed-budget results.
+"""The phantom-set table of the even/odd issue from ``bench/quality/quality.py``'s fixed-budget results.
 
-Run: ``.venv/bin/python bench/set_table.py /tmp/qD/curve_*.json /tmp/qE/curve_*.json [--method n2n_bgin]
+Run: ``.venv/bin/python bench/quality/set_table.py OUT1/curve_*.json OUT2/curve_*.json [--method n2n_bgin]
 [--goal 0.86,0.65]``
 
-Reads the ``curve*.json`` files that ``bench/quality.py --phantoms`` writes (one per phantom kind and seed list),
-and prints, as Markdown:
+Reads the ``curve*.json`` files that ``bench/quality/quality.py --phantoms`` writes (one per phantom kind and seed
+list), and prints, as Markdown:
 
 * one row per run: the references of the simulation (raw average, best gaussian low-pass, the ground truth
   without its wedge) and the method's scores as ``predict`` writes them (overall / in-wedge / measured region:
@@ -85,7 +85,7 @@ def table(runs: list[dict], goal: tuple[float, float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("files", nargs="+", type=Path, help="curve*.json files of bench/quality.py --phantoms")
+    parser.add_argument("files", nargs="+", type=Path, help="curve*.json files of bench/quality/quality.py --phantoms")
     parser.add_argument("--method", default=None, help="result key, e.g. n2n_bgin (method + tag); default: all")
     parser.add_argument("--goal", default="0.86,0.65", help="overall,in-wedge goals (the issue's: 0.86,0.65)")
     args = parser.parse_args()

@@ -1,10 +1,10 @@
 """Where a corrected tomogram's overall correlation is won or lost: per Fourier shell and region.
 
-Run: ``.venv/bin/python bench/shells.py OUT_DIR RUN [RUN ...] [--iteration N] [--threads 1]``
+Run: ``.venv/bin/python bench/quality/shells.py OUT_DIR RUN [RUN ...] [--iteration N] [--threads 1]``
 
-OUT_DIR is a ``bench/quality.py --out`` folder of one phantom (it holds ``simulation.json``,
+OUT_DIR is a ``bench/quality/quality.py --out`` folder of one phantom (it holds ``simulation.json``,
 ``ground_truth/``, ``tomos/``, maybe ``deconv/``, and ``RUN/model_iterNN.ckpt``, e.g. ``results_n2n_b4d0``).
-The checkpoint of iteration N (default: the last) predicts the whole tomogram as ``bench/iterations.py``
+The checkpoint of iteration N (default: the last) predicts the whole tomogram as ``bench/quality/iterations.py``
 does (the network's output, no ``--denoise``), and the prediction is split against the ground truth with
 :func:`isonet_pl.evaluate.shell_correlations`: for each shell of |k| (fractions of Nyquist) and region
 (the input's missing wedge / the measured region) the ground truth's and the prediction's share of
@@ -28,13 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from iterations import as_predict  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: _common, perf, quality, studies
 
 from isonet_pl.evaluate import shell_correlations, z_profile_correlation  # noqa: E402
 from isonet_pl.io.mrc import read_mrc  # noqa: E402
 from isonet_pl.workflows.predict import load_model  # noqa: E402
+from quality.iterations import as_predict  # noqa: E402
 
 
 def prediction(out: Path, run: str, iteration: int | None, volume: np.ndarray) -> tuple[np.ndarray, str]:
@@ -77,13 +76,13 @@ def flat_outside(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float] | N
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("out", help="a bench/quality.py --out folder of one phantom")
+    parser.add_argument("out", help="a bench/quality/quality.py --out folder of one phantom")
     parser.add_argument("runs", nargs="+", help="results folders in it, e.g. results_n2n_b4d0")
     parser.add_argument("--iteration", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--input", default=None,
                         help="the tomogram the runs were trained on, relative to OUT_DIR (default: deconv/sim_00.mrc "
-                             "if there, else tomos/sim_00.mrc; the single-tomogram runs of bench/quality.py: "
+                             "if there, else tomos/sim_00.mrc; the single-tomogram runs of bench/quality/quality.py: "
                              "deconv_single/sim_00.mrc)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

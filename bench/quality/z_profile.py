@@ -1,8 +1,8 @@
 """Where a prediction's error lies at the lowest frequencies, and whether the empty slices can correct it.
 
-Run: ``.venv/bin/python bench/z_profile.py OUT_DIR RESULT [OUT_DIR RESULT ...]`` on ``bench/quality.py`` run
-folders (``ground_truth/``, ``simulation.json``, ``RESULT/predicted/sim_00_corrected.mrc``, what ``predict``
-wrote). No network runs: about 10 s per run.
+Run: ``.venv/bin/python bench/quality/z_profile.py OUT_DIR RESULT [OUT_DIR RESULT ...]`` on
+``bench/quality/quality.py`` run folders (``ground_truth/``, ``simulation.json``,
+``RESULT/predicted/sim_00_corrected.mrc``, what ``predict`` wrote). No network runs: about 10 s per run.
 
 For each run it prints
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: isonet_pl without installing
 
 from isonet_pl.demo import BAND  # noqa: E402
 from isonet_pl.evaluate import wedge_correlations  # noqa: E402

@@ -1,9 +1,9 @@
 """Which inputs the batch-norm statistics of a trained even/odd model should come from (no training).
 
-Run: ``.venv/bin/python bench/bn_adapt.py OUT_DIR RESULT [OUT_DIR RESULT ...] [--iteration 10] [--plan CORE:HALO]
-[--bn_cube N]``
+Run: ``.venv/bin/python bench/studies/bn_adapt.py OUT_DIR RESULT [OUT_DIR RESULT ...] [--iteration 10]
+[--plan CORE:HALO] [--bn_cube N]``
 
-OUT_DIR is a ``bench/quality.py --out`` run folder and RESULT the name of its refine folder (e.g.
+OUT_DIR is a ``bench/quality/quality.py --out`` run folder and RESULT the name of its refine folder (e.g.
 ``results_n2n_bg``). ``refine --recalibrate_bn`` sets the saved model's running statistics from 128 training
 inputs: rotated *half* subtomograms, wedge-filled, with the wedge imposed again. ``predict`` runs the model on
 the *average* tomogram, which has half the noise variance of a half in the same normalised units, so its
@@ -39,9 +39,9 @@ import numpy as np
 import starfile
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: _common, perf, quality, studies
 
-from iterations import as_predict  # noqa: E402
+from quality.iterations import as_predict  # noqa: E402
 
 from isonet_pl.demo import BAND  # noqa: E402
 from isonet_pl.evaluate import wedge_correlations  # noqa: E402

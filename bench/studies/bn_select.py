@@ -1,8 +1,8 @@
 """Can predict tell, without the ground truth, which batch-norm statistics suit a trained even/odd model?
 
-Run: ``.venv/bin/python bench/bn_select.py OUT_DIR [OUT_DIR ...] [--result results_n2n_bg] [--iteration 10]``
+Run: ``.venv/bin/python bench/studies/bn_select.py OUT_DIR [OUT_DIR ...] [--result results_n2n_bg] [--iteration 10]``
 
-OUT_DIR is a ``bench/quality.py --out`` run folder with halves. For the checkpoint's statistics (``model``) and
+OUT_DIR is a ``bench/quality/quality.py --out`` run folder with halves. For the checkpoint's statistics (``model``) and
 those measured on the halves through predict's tiles (``halves``, :func:`isonet_pl.predict.adapt.adapt_batch_norm`)
 this computes, through predict's tiles and with the average tomogram's normalisation:
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: _common, perf, quality, studies
 
 from isonet_pl.demo import BAND
 from isonet_pl.evaluate import wedge_correlations
@@ -41,7 +41,7 @@ from isonet_pl.workflows.predict import load_model
 def main() -> None:
     import starfile
     import torch
-    from iterations import as_predict
+    from quality.iterations import as_predict
 
     from isonet_pl.preprocess.spectral import NoEmptyRegion, wiener_denoise
 

@@ -1,10 +1,10 @@
 """Batch-norm running statistics of refine checkpoints against the batch statistics of the same inputs (issue #19).
 
-Run: ``.venv/bin/python bench/bn_stats.py RESULT_DIR ITER [ITER ...]`` (RESULT_DIR inside a ``bench/quality.py
---out`` folder, its subtomo.star one level up). Feeds the first 16 half subtomograms (centre 32³) through each
-checkpoint and prints the mean relative error of the running variance, the mean offset of the running mean (in
-batch standard deviations), and the correlation of the eval-mode output with the output of the same weights on
-batch statistics (dropout off).
+Run: ``.venv/bin/python bench/studies/bn_stats.py RESULT_DIR ITER [ITER ...]`` (RESULT_DIR inside a
+``bench/quality/quality.py --out`` folder, its subtomo.star one level up). Feeds the first 16 half subtomograms
+(centre 32³) through each checkpoint and prints the mean relative error of the running variance, the mean offset of
+the running mean (in batch standard deviations), and the correlation of the eval-mode output with the output of the
+same weights on batch statistics (dropout off).
 """
 
 from __future__ import annotations

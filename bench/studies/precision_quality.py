@@ -1,31 +1,28 @@
 """Does bf16 inference change the scores? The same checkpoints predicted in float32 and bf16, side by side.
 
-Run: ``.venv/bin/python bench/precision_quality.py DIR [--methods n2n,isonet] [--iteration 10]`` where DIR is one
-phantom folder of ``bench/quality.py --phantoms`` (e.g. ``bench/out/quality/nosheets_seed0``) holding
+Run: ``.venv/bin/python bench/studies/precision_quality.py DIR [--methods n2n,isonet] [--iteration 10]`` where DIR is
+one phantom folder of ``bench/quality/quality.py --phantoms`` (e.g. ``bench/out/quality/nosheets_seed0``) holding
 ``results_<method>/model_iterNN.ckpt``. Prints, per model and precision, the time of the whole-tomogram
 prediction and its overall / in-wedge / measured-region correlation with the ground truth (scored as
-``bench/iterations.py`` does), and how far the two outputs are apart.
+``bench/quality/iterations.py`` does), and how far the two outputs are apart.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from isonet_pl.demo import BAND  # noqa: E402
-from isonet_pl.evaluate import wedge_correlations  # noqa: E402
-from isonet_pl.heap import reused_heap  # noqa: E402
-from isonet_pl.io.mrc import read_mrc  # noqa: E402
-from isonet_pl.normalization import Normalization  # noqa: E402
-from isonet_pl.predict.predictor import predict_block  # noqa: E402
-from isonet_pl.workflows.predict import load_model  # noqa: E402
+from isonet_pl.demo import BAND
+from isonet_pl.evaluate import wedge_correlations
+from isonet_pl.heap import reused_heap
+from isonet_pl.io.mrc import read_mrc
+from isonet_pl.normalization import Normalization
+from isonet_pl.predict.predictor import predict_block
+from isonet_pl.workflows.predict import load_model
 
 PAD = 16  # voxels mirrored beyond the faces: the outputs of two precisions are compared, not scored as predict
 

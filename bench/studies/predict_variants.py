@@ -1,10 +1,10 @@
 """Ways to apply a trained even/odd model to a tomogram, scored against the ground truth (no training).
 
-Run: ``.venv/bin/python bench/predict_variants.py OUT_DIR RESULT [OUT_DIR RESULT ...] [--iteration 10]``
+Run: ``.venv/bin/python bench/studies/predict_variants.py OUT_DIR RESULT [OUT_DIR RESULT ...] [--iteration 10]``
 
-OUT_DIR is a ``bench/quality.py --out`` run folder (``ground_truth/``, ``tomos/``, ``even/``, ``odd/``, maybe
+OUT_DIR is a ``bench/quality/quality.py --out`` run folder (``ground_truth/``, ``tomos/``, ``even/``, ``odd/``, maybe
 ``deconv/``) and RESULT the name of its refine folder (e.g. ``results_n2n_bg``). For the checkpoint of
-``--iteration`` it predicts the whole tomogram in memory as ``bench/iterations.py`` does (predict's tiles,
+``--iteration`` it predicts the whole tomogram in memory as ``bench/quality/iterations.py`` does (predict's tiles,
 the average tomogram's normalisation, the training precision) and prints overall / in-wedge / measured-region
 correlation of:
 
@@ -42,9 +42,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: _common, perf, quality, studies
 
-from iterations import as_predict  # noqa: E402
+from quality.iterations import as_predict  # noqa: E402
 
 from isonet_pl.data.wedge import measured_region  # noqa: E402
 from isonet_pl.demo import BAND  # noqa: E402

@@ -1,23 +1,27 @@
 """Score a refine checkpoint after recalibrating its batch-norm statistics (issue #19).
 
-Run: ``.venv/bin/python bench/recalibrate_checkpoint.py OUT ITER RESULTS`` (OUT a ``bench/quality.py --out``
-phantom folder, RESULTS the results folder in it): recalibrates on the halves of 64 subtomograms (centre 32³)
-and scores as bench/iterations.py does.
+Run: ``.venv/bin/python bench/studies/recalibrate_checkpoint.py OUT ITER RESULTS`` (OUT a ``bench/quality/quality.py
+--out`` phantom folder, RESULTS the results folder in it): recalibrates on the halves of 64 subtomograms (centre
+32³) and scores as bench/quality/iterations.py does.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
-from iterations import score
 
-from isonet_pl.data.pairs import centre_crop
-from isonet_pl.io.mrc import read_mrc
-from isonet_pl.training.callbacks import recalibrate_batch_norm
-from isonet_pl.training.subtomograms import load_subtomograms
-from isonet_pl.workflows.predict import load_model
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: _common, perf, quality, studies
+
+from quality.iterations import score  # noqa: E402
+
+from isonet_pl.data.pairs import centre_crop  # noqa: E402
+from isonet_pl.io.mrc import read_mrc  # noqa: E402
+from isonet_pl.training.callbacks import recalibrate_batch_norm  # noqa: E402
+from isonet_pl.training.subtomograms import load_subtomograms  # noqa: E402
+from isonet_pl.workflows.predict import load_model  # noqa: E402
 
 
 class Inputs:

@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks: I/O, preprocessing, training throughput, prediction, CPU kernels, GPU."""
