@@ -224,8 +224,9 @@ class MaskConfig(Compute):
 class ExtractConfig(Compute):
     """extract: subtomograms for training, drawn inside the masks (and a share anywhere: the background)."""
 
-    subtomo_folder: str = Field("subtomo", description="Output folder of the subtomograms (replaced if it "
-                                                       "exists).")
+    subtomo_folder: str = Field("subtomo", description="Output folder of the subtomograms (an earlier "
+                                                       "extract's is replaced; a folder holding anything else is "
+                                                       "refused).")
     subtomo_star: str = Field("subtomo.star", description="Output subtomogram STAR file.")
     cube_size: int = Field(64, ge=8, description="Edge of the training cubes (voxels); a multiple of "
                                                  "2^unet_depth.")

@@ -9,17 +9,19 @@ Workflows take rows from :func:`tomograms` and import no other workflow.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from isonet_pl.config import IOConfig, PrepareStarConfig
 from isonet_pl.errors import InputError
-from isonet_pl.io.paths import check_output_dir, check_output_file
+from isonet_pl.io.paths import check_not_input, check_output_dir, check_output_file
 from isonet_pl.io.star import (
     DECONV_COLUMN,
     DECONV_HALF_COLUMNS,
     HALF_COLUMNS,
     MASK_COLUMN,
+    PATH_COLUMNS,
     TOMOGRAM_COLUMN,
     TOMOGRAM_COLUMNS,
     Col,
@@ -38,7 +40,7 @@ from isonet_pl.io.zarr_store import (
 )
 
 __all__ = ["Tomogram", "tomograms", "tomogram_table", "zarr_cache", "check_inputs", "check_writable",
-           "VOLUME_COLUMNS", "PREPARE_STAR_COLUMNS"]
+           "referenced_files", "VOLUME_COLUMNS", "PREPARE_STAR_COLUMNS"]
 
 #: Columns prepare_star writes, in IsoNet's order, followed by the tilt range.
 PREPARE_STAR_COLUMNS = (Col.INDEX, Col.TOMOGRAM, Col.PIXEL_SIZE, Col.DEFOCUS, Col.NUMBER_SUBTOMO,
@@ -51,6 +53,16 @@ def zarr_cache(table: StarTable, io: IOConfig) -> Path:
     """The folder of the Zarr copies: ``io.zarr_folder``, relative to the STAR file's folder."""
     folder = Path(io.zarr_folder)
     return folder if folder.is_absolute() else table.folder / folder
+
+
+def referenced_files(table: StarTable, io: IOConfig | None = None) -> list[Path]:
+    """Every file a table names (any path column of any row, set or not yet existing), the table itself and,
+    with ``io``, its Zarr cache folder: what no output may replace."""
+    found = [table.path]
+    for column in table.df.columns:
+        if column in PATH_COLUMNS or column in (*DECONV_HALF_COLUMNS, *HALF_COLUMNS):
+            found += [p for p in map(table.resolve, table.df[column]) if p is not None]
+    return found + ([zarr_cache(table, io)] if io is not None else [])
 
 
 def check_inputs(table: StarTable, rows: list[int], columns: tuple[str, ...] = ()) -> None:
@@ -186,6 +198,21 @@ class Tomogram:
         return arrays
 
     # ---------------------------------------------------------------- outputs
+    def output_file(self, folder: Path, name: str, column: str | None, option: str) -> Path:
+        """``folder/name``, checked before any work: it may replace this row's own earlier output in ``column``
+        but no other file the table names (a tomogram, a half, another row's output, the table itself).
+
+        Raises
+        ------
+        InputError
+            Naming the output, the file it would replace and ``option``.
+        """
+        out = Path(folder) / name
+        own = self.path(column) if column is not None else None
+        mine = None if own is None else os.path.realpath(own)
+        check_not_input(out, [p for p in referenced_files(self.table) if os.path.realpath(p) != mine], option)
+        return out
+
     def output_zarr(self, out_mrc: Path) -> Path:
         """Where the Zarr store of the output ``out_mrc`` goes (its folder made)."""
         path = cached_zarr_path(out_mrc, zarr_cache(self.table, self.io))

@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from isonet_pl.errors import InputError
@@ -63,6 +63,53 @@ def check_output_file(path: str | Path, option: str | None = None) -> Path:
     except InputError as exc:
         raise InputError(f"cannot write here: {exc.problem}", path, hint) from None
     return path
+
+
+def check_not_input(output: str | Path, inputs: Iterable[str | Path], option: str, folder: bool = False) -> Path:
+    """Refuse an output that is one of the ``inputs`` (links resolved) or, for an output ``folder`` that is
+    replaced as a whole, one that holds an input or the current folder.
+
+    Raises
+    ------
+    InputError
+        Naming the output, the input it would replace, and the option to change.
+    """
+    output = Path(output)
+    real = Path(os.path.realpath(output))
+    for path in inputs:
+        other = Path(os.path.realpath(path))
+        if other == real or (folder and other.is_relative_to(real)):
+            what = "is" if other == real else "holds"
+            raise InputError(f"{option} {what} an input of this command ({path}); it would be replaced", output,
+                             f"choose another {option}")
+    if folder and Path(os.path.realpath(".")).is_relative_to(real):
+        raise InputError(f"{option} holds the current folder; it would be replaced", output,
+                         f"choose another {option}")
+    return output
+
+
+def check_replaceable_folder(folder: str | Path, own: Callable[[Path], bool], option: str) -> Path:
+    """Check that a folder a command replaces as a whole holds nothing but that command's earlier outputs
+    (``own(path relative to the folder)`` true for every file and subfolder in it); missing or empty is fine.
+
+    Raises
+    ------
+    InputError
+        Naming the first file the command did not write.
+    """
+    folder = Path(folder)
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise InputError(f"{option} is {'a link' if folder.is_symlink() else 'a file'}, not a folder this command "
+                         "wrote", folder, f"choose another {option}")
+    if not folder.exists():
+        return folder
+    for root, dirs, files in os.walk(folder):
+        for name in (*dirs, *files):
+            rel = (Path(root) / name).relative_to(folder)
+            if not own(rel) or (Path(root) / name).is_symlink():
+                raise InputError(f"{option} holds files this command did not write (e.g. {rel}); it would replace "
+                                 "the whole folder", folder, f"choose another {option}, or move those files away")
+    return folder
 
 
 _TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]{8}$")

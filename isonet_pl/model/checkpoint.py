@@ -28,7 +28,7 @@ _REFUSED = ("it holds Python objects besides weights and plain values (a checkpo
 
 
 def _refusal(exc: Exception, path: Path, fix: str) -> InputError:
-    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc).lower():
+    if isinstance(exc, pickle.UnpicklingError) and "global" in str(exc).lower():  # an object to build: refused
         return InputError(_REFUSED, path, fix)
     return InputError(f"not an isonet-pl checkpoint ({exc.__class__.__name__})", path, fix)
 

@@ -134,14 +134,23 @@ def deconvolve_store(store: TomogramStore, params: DeconvParams, out_zarr: Path,
     return f"chunked ({chunk}^3 blocks, overlap {cfg.overlap_rate:g})"
 
 
+def _outputs(tomo: Tomogram, out_dir: Path) -> list[tuple[str, str, Path]]:
+    """(source column, output column, output file) of a row: the tomogram, then its even/odd halves when the
+    table has them (same filter, own sub-folders), each checked by :meth:`Tomogram.output_file`."""
+    jobs = [(TOMOGRAM_COLUMN, DECONV_COLUMN, out_dir)]
+    jobs += [(half, deconv_half, out_dir / sub) for half, deconv_half, sub in zip(
+        HALF_COLUMNS, DECONV_HALF_COLUMNS, ("half1", "half2"), strict=False) if tomo.path(half) is not None]
+    return [(column, out_column, tomo.output_file(folder, f"{tomo.key}{tomo.path(column, required=True).suffix}",
+                                                  out_column, "--deconv_folder"))
+            for column, out_column, folder in jobs]
+
+
 def _noise_filter_row(tomo: Tomogram, out_dir: Path, cfg: DeconvConfig, io: IOConfig) -> None:
     """A row without a CTF: write its Wiener-filtered tomogram (weights from its own empty slices, measured region
     only: :mod:`isonet_pl.preprocess.spectral`) as its deconvolved tomogram; skip it, with a warning, when it has
     no empty slices."""
     source = tomo.tomogram
-    out_mrc = out_dir / f"{tomo.key}{source.suffix}"
-    if out_mrc.resolve() == source.resolve():
-        raise InputError("the filtered tomogram would overwrite its source", out_mrc, "choose another --deconv_folder")
+    out_mrc = tomo.output_file(out_dir, f"{tomo.key}{source.suffix}", DECONV_COLUMN, "--deconv_folder")
     t0 = time.perf_counter()
     store = tomo.store()
     with dask_context(cfg.ncpu, cfg.dask_scheduler):
@@ -187,6 +196,8 @@ def deconv(star_file: str | Path, cfg: DeconvConfig | None = None, io: IOConfig 
     table.ensure_column(Col.SNR_FALLOFF, 1.0)
     table.ensure_column(Col.DECONV_STRENGTH, 1.0)
     table.ensure_column(DECONV_COLUMN, "None")
+    for tomo in rows:  # before any work: no output replaces a file the table names
+        _outputs(tomo, out_dir)
     for tomo in rows:
         row = tomo.row
         if cfg.snrfalloff is not None:
@@ -202,16 +213,9 @@ def deconv(star_file: str | Path, cfg: DeconvConfig | None = None, io: IOConfig 
                 logger.warning("row %d: defocus is 0, no CTF to deconvolve: skipped (%s)", row + 1,
                                "the even/odd mode denoises from its halves" if halves else "--noise_filter false")
             continue
-        # the tomogram, then its even/odd halves when the table has them (same filter, own sub-folders)
-        jobs = [(TOMOGRAM_COLUMN, DECONV_COLUMN, out_dir)]
-        jobs += [(half, deconv_half, out_dir / sub) for half, deconv_half, sub in zip(
-            HALF_COLUMNS, DECONV_HALF_COLUMNS, ("half1", "half2"), strict=False) if tomo.path(half) is not None]
-        for column, out_column, folder in jobs:
+        for column, out_column, out_mrc in _outputs(tomo, out_dir):
             source = tomo.path(column, required=True)
-            out_mrc = check_output_dir(folder) / f"{tomo.key}{source.suffix}"
-            if out_mrc.resolve() == source.resolve():
-                raise InputError("the deconvolved tomogram would overwrite its source", out_mrc,
-                                 "choose another --deconv_folder")
+            check_output_dir(out_mrc.parent)
             t0 = time.perf_counter()
             store = tomo.store(column)
             out_zarr = tomo.output_zarr(out_mrc)

@@ -4,6 +4,8 @@ with an IsoNet-style subtomo.star."""
 from __future__ import annotations
 
 import logging
+import os
+import re
 import time
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from isonet_pl.config import ExtractConfig, IOConfig
 from isonet_pl.data.extraction import count_valid, crop_around, sample_centres
 from isonet_pl.errors import InputError
 from isonet_pl.io.mrc import write_mrc
-from isonet_pl.io.paths import atomic_path, check_output_file
+from isonet_pl.io.paths import atomic_path, check_not_input, check_output_file, check_replaceable_folder
 from isonet_pl.io.star import (
     DECONV_COLUMN,
     MASK_COLUMN,
@@ -22,11 +24,12 @@ from isonet_pl.io.star import (
     TOMOGRAM_COLUMN,
     Col,
     new_table,
+    read_star,
     read_tomogram_star,
     relative_to,
 )
 from isonet_pl.normalization import STAT_COLUMNS, Normalization
-from isonet_pl.project import tomograms
+from isonet_pl.project import referenced_files, tomograms
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +41,34 @@ EXTRA_COLUMNS = {Col.TOMOGRAM: "None", Col.X: 0.0, Col.Y: 0.0, Col.Z: 0.0,
 
 #: Our columns of the even/odd half subtomograms (same centres as rlnImageName).
 SUBTOMO_HALF_COLUMNS = (Col.IMAGE_HALF1, Col.IMAGE_HALF2)
+
+
+#: The file that marks a folder of subtomograms as extract's own output (a later extract may replace it).
+MARKER = ".isonet_subtomo"
+_SUBTOMOGRAM = re.compile(r"[\w.-]+_\d{6}\.mrc")
+
+
+def _own_subtomogram_file(rel: Path) -> bool:
+    """Whether a path inside a subtomogram folder is one extract writes: its marker, ``<key>_NNNNNN.mrc`` and
+    the same in ``half1/`` and ``half2/``."""
+    parts = rel.parts
+    if len(parts) == 1:
+        return parts[0] in (MARKER, "half1", "half2") or bool(_SUBTOMOGRAM.fullmatch(parts[0]))
+    return len(parts) == 2 and parts[0] in ("half1", "half2") and bool(_SUBTOMOGRAM.fullmatch(parts[1]))
+
+
+def _check_subtomo_star_replaceable(path: Path) -> None:
+    """An existing ``--subtomo_star`` is replaced only when it is a subtomogram table (not a tomogram table or
+    any other file)."""
+    if not path.exists():
+        return
+    try:
+        columns = set(read_star(path).df.columns)
+    except InputError:
+        columns = set()
+    if Col.IMAGE not in columns or Col.TOMOGRAM in columns - set(EXTRA_COLUMNS):
+        raise InputError("exists and is not a subtomogram table; extract replaces only its own earlier output",
+                         path, "choose another --subtomo_star")
 
 
 def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfig | None = None,
@@ -60,16 +91,24 @@ def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfi
     """
     cfg = cfg or ExtractConfig()
     io = io or IOConfig()
-    rows = tomograms(read_tomogram_star(star_file), io, tomo_idx, (MASK_COLUMN,))
+    table = read_tomogram_star(star_file)
+    rows = tomograms(table, io, tomo_idx, (MASK_COLUMN,))
     crop = cfg.crop_size or cfg.cube_size + 16
-    out_star = check_output_file(cfg.subtomo_star, option="--subtomo_star")
-    folder = Path(cfg.subtomo_folder)
+    inputs = referenced_files(table, io)
+    out_star = check_not_input(check_output_file(cfg.subtomo_star, option="--subtomo_star"), inputs,
+                               "--subtomo_star")
+    _check_subtomo_star_replaceable(out_star)
+    folder = check_not_input(cfg.subtomo_folder, inputs, "--subtomo_folder", folder=True)
+    star_files = {os.path.realpath(p) for p in (out_star, out_star.with_name(f".{out_star.name}.lock"))}
+    check_replaceable_folder(folder, lambda rel: _own_subtomogram_file(rel) or
+                             os.path.realpath(folder / rel) in star_files, "--subtomo_folder")
     if folder.exists():
-        logger.warning("%s exists; it will be replaced by the new subtomograms", folder)
+        logger.info("%s holds the subtomograms of an earlier extract; they will be replaced", folder)
     rng = np.random.default_rng(cfg.seed)
     records: list[dict] = []
     with atomic_path(folder) as tmp, dask_context(cfg.ncpu, cfg.dask_scheduler):
         tmp.mkdir(parents=True)
+        (tmp / MARKER).write_text(f"subtomograms written by isonet-pl extract from {table.path}\n")
         for tomo in rows:
             t0 = time.perf_counter()
             column = tomo.source_column(cfg.use_deconv_tomo)

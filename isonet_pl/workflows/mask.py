@@ -51,6 +51,8 @@ def make_mask(star_file: str | Path, cfg: MaskConfig | None = None, io: IOConfig
     table.ensure_column(Col.MASK_STD, 50.0)
     table.ensure_column(MASK_COLUMN, "None")
     table.ensure_column(Col.MASK_BOUNDARY, "None")
+    outputs = {tomo.row: tomo.output_file(out_dir, f"{tomo.key}_mask.mrc", MASK_COLUMN, "--mask_folder")
+               for tomo in rows}  # before any work
     for tomo in rows:
         row = tomo.row
         if cfg.density_percentage is not None:
@@ -68,7 +70,7 @@ def make_mask(star_file: str | Path, cfg: MaskConfig | None = None, io: IOConfig
         points = read_boundary_points(table.get_path(row, Col.MASK_BOUNDARY)) if boundary_path else None
         column = tomo.source_column(cfg.use_deconv_tomo)
         source = tomo.path(column, required=True)
-        out_mrc = out_dir / f"{tomo.key}_mask.mrc"
+        out_mrc = outputs[row]
         t0 = time.perf_counter()
         store = tomo.store(column)
         out_zarr = tomo.output_zarr(out_mrc)

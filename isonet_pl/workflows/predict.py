@@ -98,6 +98,7 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
     trained = copy.deepcopy(module.state_dict()) if batch_norms(module) else None
     out_dir = check_output_dir(cfg.output_dir, option="--output_dir")
     table.ensure_column(CORRECTED_COLUMN, "None")
+    outputs = {tomo.row: _output_files(tomo, out_dir, cfg) for tomo in rows}  # before any work
     for number, tomo in enumerate(rows, 1):
         column = tomo.source_column(cfg.use_deconv_tomo)
         source = tomo.path(column, required=True)
@@ -108,7 +109,7 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
             raise InputError(f"tomogram {'x'.join(map(str, store.shape))} is smaller than one tile", source,
                              "predict on a larger tomogram")
         norm = Normalization.of_store(store, percentile)
-        out_mrc = out_dir / f"{tomo.key}_corrected.mrc"
+        out_mrc = outputs[tomo.row]
         out_zarr = tomo.output_zarr(out_mrc)
         inputs = _inputs(tomo, column, store, cfg)
         _batch_norm_statistics(module, trained, tomo, column, store, inputs, cfg, norm, (cube, halo),
@@ -149,6 +150,14 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
         tomo.record_output(out_zarr, out_mrc, CORRECTED_COLUMN)
         logger.info("corrected %s -> %s in %.1f s", source.name, out_mrc, time.perf_counter() - t0)
     return table.path
+
+
+def _output_files(tomo: Tomogram, out_dir: Path, cfg: PredictConfig) -> Path:
+    """The corrected tomogram's file (and the disagreement map's, checked), refused where they would replace a
+    file the table names."""
+    if cfg.disagreement_map:
+        tomo.output_file(out_dir, f"{tomo.key}_disagreement.mrc", None, "--output_dir")
+    return tomo.output_file(out_dir, f"{tomo.key}_corrected.mrc", CORRECTED_COLUMN, "--output_dir")
 
 
 def _inputs(tomo: Tomogram, column: str, store, cfg: PredictConfig) -> list:

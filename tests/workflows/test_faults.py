@@ -135,3 +135,104 @@ def test_provenance_labels_never_break_a_write(tmp_path, monkeypatch, command):
     ours = [i for i, x in enumerate(labels) if x.startswith("isonet-pl ")]
     assert ours and all(len(x) <= 80 and x.isprintable() for x in labels)
     assert any(e in labels[ours[0] + 1] for e in ("\\x", "\\t", "\\u"))
+
+
+# ------------------------------------------------------------ 1. nothing replaced that a command did not make
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A simulated project (tomograms.star, tomos/sim_00.mrc) in ``tmp_path/p``, the current folder."""
+    from isonet_pl.config import SimulateConfig
+    from isonet_pl.workflows.simulate import simulate
+
+    torch.set_num_threads(1)
+    star = simulate(tmp_path / "p", SimulateConfig(shape=(40, 64, 64), number_subtomos=4, seed=1))
+    monkeypatch.chdir(star.parent)
+    return star
+
+
+def _extract(star, **options):
+    from isonet_pl.config import ExtractConfig, IOConfig
+    from isonet_pl.workflows.extract import extract
+
+    cfg = ExtractConfig(cube_size=16, crop_size=24, use_deconv_tomo=False, **options)
+    return extract(star, cfg, IOConfig(zarr_chunks=(32, 32, 32), zarr_levels=1))
+
+
+@pytest.mark.parametrize("folder, says", [
+    ("tomos", "--subtomo_folder holds an input"),  # it deleted the raw tomograms (exit 0)
+    ("..", "--subtomo_folder holds an input"),  # the whole project
+    (".", "--subtomo_folder holds an input"),
+    ("tomos/sim_00.mrc", "--subtomo_folder is an input"),
+    ("ground_truth", "holds files this command did not write .*sim_00.mrc"),
+])
+def test_extract_never_replaces_a_folder_it_did_not_write(project, folder, says):
+    before = snapshot(project.parent.parent)
+    with pytest.raises(InputError, match=says):
+        _extract(project, subtomo_folder=folder)
+    assert_untouched(before, snapshot(project.parent.parent))
+
+
+def test_extract_replaces_its_own_earlier_output_only(project):
+    """A rerun replaces the folder of an earlier extract (also one written before the marker existed); a file
+    added to it by hand makes it refused; a link is never followed."""
+    from isonet_pl.workflows.extract import MARKER
+
+    _extract(project, subtomo_folder="sub")
+    _extract(project, subtomo_folder="sub", seed=1)  # its own: replaced
+    (Path("sub") / MARKER).unlink()  # an earlier version's folder: subtomograms only
+    _extract(project, subtomo_folder="sub", subtomo_star="sub/sub.star")  # the STAR inside it is its own too
+    _extract(project, subtomo_folder="sub", subtomo_star="sub/sub.star")
+    (Path("sub") / "notes.txt").write_text("mine")
+    before = snapshot(project.parent)
+    with pytest.raises(InputError, match="did not write .*notes.txt"):
+        _extract(project, subtomo_folder="sub", subtomo_star="sub/sub.star")
+    Path("elsewhere").mkdir()
+    Path("link").symlink_to("elsewhere")
+    with pytest.raises(InputError, match="is a link"):
+        _extract(project, subtomo_folder="link")
+    assert_untouched(before, snapshot(project.parent))
+
+
+@pytest.mark.parametrize("name", ["tomograms.star", "./tomograms.star", "alias.star", "other_tomograms.star",
+                                  "tomos/sim_00.mrc"])
+def test_extract_subtomo_star_never_replaces_a_table_it_did_not_write(project, name):
+    """--subtomo_star tomograms.star overwrote the tomogram table; through a link, or another tomogram
+    table, or any other file, the same."""
+    import shutil
+
+    Path("alias.star").symlink_to("tomograms.star")
+    shutil.copy("tomograms.star", "other_tomograms.star")
+    before = snapshot(project.parent)
+    with pytest.raises(InputError, match="--subtomo_star is an input|not a subtomogram table"):
+        _extract(project, subtomo_folder="sub", subtomo_star=name)
+    assert_untouched(before, snapshot(project.parent))
+    assert not Path("sub").exists()
+
+
+def test_outputs_never_replace_a_file_the_table_names(project, n2n_model):
+    """make_mask, deconv, predict: an output named as a tomogram of the table is refused before any work."""
+    import shutil
+
+    import pandas as pd
+    import starfile
+
+    from isonet_pl.config import DeconvConfig, IOConfig, MaskConfig, PredictConfig
+    from isonet_pl.workflows.deconv import deconv
+    from isonet_pl.workflows.mask import make_mask
+    from isonet_pl.workflows.predict import predict
+
+    one = starfile.read("tomograms.star")
+    before = snapshot(project.parent)
+    with pytest.raises(InputError, match=r"--deconv_folder is an input of this command \(.*sim_00.mrc\)"):
+        deconv(project, DeconvConfig(deconv_folder="tomos"), IOConfig(zarr_levels=1))
+    for suffix in ("mask", "corrected"):
+        shutil.copy("tomos/sim_00.mrc", f"tomos/sim_00_{suffix}.mrc")
+    rows = [one.assign(rlnIndex=i + 1, rlnMicrographName=f"tomos/{name}.mrc")
+            for i, name in enumerate(("sim_00", "sim_00_mask", "sim_00_corrected"))]
+    starfile.write(pd.concat(rows, ignore_index=True), "tomograms.star", overwrite=True)
+    before = snapshot(project.parent)
+    with pytest.raises(InputError, match=r"--mask_folder is an input of this command \(.*sim_00_mask.mrc\)"):
+        make_mask(project, MaskConfig(mask_folder="tomos"), IOConfig(zarr_levels=1))
+    with pytest.raises(InputError, match=r"--output_dir is an input of this command \(.*sim_00_corrected.mrc\)"):
+        predict(project, n2n_model[1], PredictConfig(output_dir="tomos"), IOConfig(zarr_levels=1))
+    assert_untouched(before, snapshot(project.parent))
