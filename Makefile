@@ -25,7 +25,7 @@ demo: venv
 	$(BIN)/isonet-pl demo demo_out
 
 bench: venv
-	$(BIN)/python bench/io.py
+	$(BIN)/python bench/perf/io.py
 
 clean:
 	rm -rf $(VENV) demo_out bench/out *.egg-info

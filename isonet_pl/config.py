@@ -101,7 +101,7 @@ class PrepareStarConfig(TiltRange):
                                                              "headers (which must give one).")
     defocus: float = Field(0.0, ge=0, description="Defocus at 0° tilt (Å, underfocus positive); 0 = no CTF "
                                                   "deconvolution (e.g. phase plate).")
-    number_subtomos: int = Field(100, ge=1, description="Subtomograms to extract per tomogram.")
+    number_subtomos: int = Field(100, ge=1, le=100_000, description="Subtomograms to extract per tomogram.")
     even: str | None = Field(None, description="Folder of even half tomograms, paired with --odd by name (identical, "
                                                "or <name>_EVN*/<name>_ODD*, <name>_even*/<name>_odd*); FOLDER_NAME "
                                                "then receives their averages where missing.")
@@ -148,7 +148,8 @@ class SimulateConfig(TiltRange):
                                                                 "it). 10: nearly flat, almost all in the wedge; "
                                                                 "larger: some sheets cross the slab, partly "
                                                                 "measured, so a network can learn them.")
-    number_subtomos: int = Field(100, ge=1, description="Subtomograms per tomogram written to the STAR file.")
+    number_subtomos: int = Field(100, ge=1, le=100_000, description="Subtomograms per tomogram written to the STAR "
+                                                                     "file.")
     seed: int = Field(0, ge=0, description="Random seed.")
 
     _split = field_validator("shape", mode="before")(_split_ints)
@@ -252,6 +253,10 @@ def _split_floats(value: Any) -> Any:
     if isinstance(value, (int, float)):
         return (value,)
     return value
+
+
+#: The largest noise std refine adds (normalised units): far above any useful level, far below an overflow.
+MAX_NOISE_LEVEL = 5.0
 
 
 class RefineConfig(Section):
@@ -380,6 +385,10 @@ class RefineConfig(Section):
                              f"({len(self.noise_start_iter)} values) must have the same length")
         if self.kernel % 2 == 0:
             raise ValueError(f"kernel must be odd, got {self.kernel}")
+        bad = [v for v in self.noise_level if not 0 <= v <= MAX_NOISE_LEVEL]
+        if bad:
+            raise ValueError(f"noise_level {bad[0]:g} is outside 0..{MAX_NOISE_LEVEL:g} (the std of the added noise "
+                             "in units of the normalised subtomograms; IsoNet uses 0.05 to 0.2)")
         return self
 
 

@@ -20,7 +20,7 @@ from isonet_pl.config import IsoNetConfig, load_config
 
 logger = logging.getLogger(__name__)
 
-#: Band of the in-wedge correlation (fractions of Nyquist); see bench/quality.py.
+#: Band of the in-wedge correlation (fractions of Nyquist); see bench/quality/quality.py.
 BAND = {"min_resolution_fraction": 0.1, "max_resolution_fraction": 0.5}
 
 

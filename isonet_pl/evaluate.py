@@ -55,7 +55,7 @@ def z_profile_correlation(a, b) -> float:
     profile along the beam (the Fourier line k_x = k_y = 0, inside every missing wedge).
 
     Needs no ground truth when ``b`` is the input of a correction: weighted back-projection of a finite slab
-    leaks its profile into the tomogram (0.95-0.97 correlation with the truth's on bench/quality.py's phantoms),
+    leaks its profile into the tomogram (0.95-0.97 correlation with the truth's on bench/quality/quality.py's phantoms),
     so a corrected tomogram whose profile disagrees with its input's has lost or bent the slab.
 
     Parameters

@@ -4,7 +4,7 @@ glibc gives every allocation above 32 MiB its own fresh mapping from the kernel 
 ``free``, so each large tensor of a forward pass is zero-filled page by page anew. For predict's tiles
 (hundreds of MiB per activation) that is most of the time: a 128x208x208 float32 forward of the CPU
 presets' U-Net took 15.5 s, 6.4 s of them in the kernel, against 10.0 s with freed memory reused
-(``bench/cpu_conv.py``, bench/RESULTS.md). Inside :func:`reused_heap` allocations come from the heap and
+(``bench/perf/cpu_conv.py``, bench/RESULTS.md). Inside :func:`reused_heap` allocations come from the heap and
 freed memory stays there for the next tile; on leaving, glibc's default thresholds are set back and the
 free memory is returned to the system.
 
@@ -13,7 +13,7 @@ written), and a heap kept for the whole prediction fragmented until its peak gre
 (predicting 0.5 GiB from Zarr to Zarr: 2.8 GiB peak RSS against 1.3 GiB; 2 GiB: 5.5 GiB); kept during each
 tile's network call only, the peak still rose to 2.1–2.3 GiB. predict gets most of the gain from
 :func:`use_huge_pages` instead (torch maps its large tensors in 2 MiB pages: 512× fewer faults) at no cost in
-memory: 54 s and 1.3 GiB there against 92 s without (bench/heap_rss.py, bench/RESULTS.md). refine keeps
+memory: 54 s and 1.3 GiB there against 92 s without (bench/perf/heap_rss.py, bench/RESULTS.md). refine keeps
 the heap throughout (its arrays are a fixed set of sizes held in memory anyway).
 
 Only the main arena can hold large blocks (the other arenas' heaps are 64 MiB at most: their large blocks

@@ -9,8 +9,9 @@ Workflows take rows from :func:`tomograms` and import no other workflow.
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from isonet_pl.config import IOConfig, PrepareStarConfig
@@ -41,6 +42,10 @@ from isonet_pl.io.zarr_store import (
 
 __all__ = ["Tomogram", "tomograms", "tomogram_table", "zarr_cache", "check_inputs", "check_writable",
            "referenced_files", "VOLUME_COLUMNS", "PREPARE_STAR_COLUMNS"]
+
+logger = logging.getLogger(__name__)
+#: (file, STAR pixel size) pairs whose voxel size was already warned about in this process.
+_VOXEL_NOTES: set[tuple[str, float]] = set()
 
 #: Columns prepare_star writes, in IsoNet's order, followed by the tilt range.
 PREPARE_STAR_COLUMNS = (Col.INDEX, Col.TOMOGRAM, Col.PIXEL_SIZE, Col.DEFOCUS, Col.NUMBER_SUBTOMO,
@@ -175,7 +180,27 @@ class Tomogram:
                             levels=self.io.zarr_levels, compression_level=self.io.compression_level)
         if column != MASK_COLUMN:
             check_values(store, source)
-        return store
+        used = self.voxel_size(store.voxel_size, source)
+        return store if used == tuple(store.voxel_size) else replace(store, voxel_size=used)
+
+    def voxel_size(self, header: tuple[float, float, float], source: Path) -> tuple[float, float, float]:
+        """The voxel size (z, y, x) in Å that this row's work and outputs use: one rule for every command, the
+        table's ``_rlnPixelSize`` when set, else the MRC header's. A header that disagrees by more than 1 %
+        is warned with both values (once per file); one that gives none (0, or IMOD's unset 1) is logged."""
+        given = self.pixel_size
+        if given is None:
+            return tuple(float(v) for v in header)
+        seen = (str(source), given)
+        if seen not in _VOXEL_NOTES:
+            _VOXEL_NOTES.add(seen)
+            if all(v > 0 and abs(v - 1.0) > 1e-6 for v in header):
+                if any(abs(v - given) > 0.01 * given for v in header):
+                    logger.warning("%s: the MRC header gives a voxel size of %s Å, the STAR file %g Å; %g Å is used "
+                                   "and written to the outputs (fix _rlnPixelSize of row %d if the header is right)",
+                                   source, "x".join(f"{v:g}" for v in header[::-1]), given, given, self.number)
+            else:
+                logger.info("%s: no voxel size in the MRC header; the STAR file's %g Å is used", source, given)
+        return (given, given, given)
 
     def half_arrays(self, deconvolved: bool, shape: tuple[int, int, int]) -> list:
         """The even/odd halves as Zarr arrays (the deconvolved ones when ``deconvolved``), or [] without them.

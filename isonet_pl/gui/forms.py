@@ -27,6 +27,10 @@ _SECTION_OF = {"convert": "io"}
 
 #: Commands whose STAR argument they write rather than read.
 _MAKES_ITS_STAR = ("prepare_star", "simulate")
+#: Arguments and options naming what a job writes (or rewrites: a tomogram table): they must lie inside the
+#: project folder, links resolved, as the page's own writes do.
+WRITTEN = ("star_file", "out_dir", "output_star", "subtomo_folder", "subtomo_star", "deconv_folder", "mask_folder",
+           "result_dir", "output_dir", "continue_from")
 
 
 class FormError(Exception):
@@ -137,12 +141,16 @@ def command_line(name: str, arguments: dict[str, Any], options: dict[str, Any],
             if not (folder / text).is_file():
                 raise FormError(f"Error: {arg['name'].upper()} {text} does not exist in {folder}; choose an "
                                 "existing file (or run the step that makes it first)")
+        if folder is not None and arg["name"] in WRITTEN:
+            _check_inside(folder, arg["name"].upper(), text)
         argv.append(text)
     for opt_name, value in options.items():
         text = _text(value)
         if text is None:
             continue
         text = _checked_value(known[opt_name], text)
+        if folder is not None and opt_name in WRITTEN:
+            _check_inside(folder, f"--{opt_name}", text)
         if opt_name == "tomo_idx":
             try:
                 parse_tomo_idx(text)
@@ -152,6 +160,18 @@ def command_line(name: str, arguments: dict[str, Any], options: dict[str, Any],
             argv.append(f"--{opt_name}={text}")  # one word: a value can never become an option
     validate(argv)
     return argv
+
+
+def _check_inside(folder: Path, name: str, text: str) -> None:
+    """Refuse a path a job would write outside ``folder`` (``..``, an absolute path, or a link leading out)."""
+    import os
+
+    path = os.path.join(os.path.abspath(folder), text)
+    for candidate, root in ((os.path.normpath(path), os.path.abspath(folder)),
+                            (os.path.realpath(path), os.path.realpath(folder))):
+        if os.path.commonpath([candidate, root]) != root:
+            raise FormError(f"Error: {name} {text} is outside the project folder {folder}; jobs started from the "
+                            "GUI write only there")
 
 
 def _check_text(name: str, text: str) -> None:

@@ -119,7 +119,8 @@ class JobQueue:
         self._wake = threading.Condition()
         self._stopped = False
         self._on_finish = on_finish
-        self._load()
+        with self._wake:  # finishing an adopted job that ended meanwhile notifies waiters
+            self._load()
         self._worker = threading.Thread(target=self._run_forever, name="isonet-gui-jobs", daemon=True)
         self._worker.start()
 

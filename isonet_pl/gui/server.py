@@ -138,7 +138,8 @@ class GuiServer(ThreadingHTTPServer):
         return f"isonet_gui_{self.port}"
 
     def path(self, text: str | None, what: str = "path") -> Path:
-        """A path from the page, relative to the project folder; it must lie inside it (403 otherwise).
+        """A path from the page, relative to the project folder; it must lie inside it, also once links are
+        resolved (403 otherwise).
 
         ``..`` and absolute paths are accepted only when they stay inside the project;
         ``~`` is not expanded.
@@ -149,6 +150,9 @@ class GuiServer(ThreadingHTTPServer):
         if not path.is_relative_to(self.project):
             raise Refused(HTTPStatus.FORBIDDEN, f"Error: {text} is outside the project folder {self.project}; "
                                                 "the GUI reads and writes only there")
+        if not Path(os.path.realpath(path)).is_relative_to(os.path.realpath(self.project)):
+            raise Refused(HTTPStatus.FORBIDDEN, f"Error: {text} is a link that leads outside the project folder; "
+                                                "the GUI reads there only the volumes a STAR file names")
         return path
 
     def readable(self, text: str | None, star: Path | None, what: str = "volume") -> Path:
@@ -212,11 +216,14 @@ class Handler(BaseHTTPRequestHandler):
         """(token valid, token came in the query)."""
         token = self.server.token
         given = query.get("token", [""])[0]
-        if given and secrets.compare_digest(given, token):
+        if given and _same_secret(given, token):
             return True, True
-        cookie = http.cookies.SimpleCookie(self.headers.get("Cookie", ""))
+        try:
+            cookie = http.cookies.SimpleCookie(self.headers.get("Cookie", ""))
+        except http.cookies.CookieError:  # a malformed Cookie header: no session cookie
+            return False, False
         morsel = cookie.get(self.server.cookie_name)
-        return bool(morsel and secrets.compare_digest(morsel.value, token)), False
+        return bool(morsel and _same_secret(morsel.value, token)), False
 
     def _send(self, status: int, body: bytes, content_type: str, set_cookie: bool = False,
               close: bool = False) -> None:
@@ -329,7 +336,7 @@ class Handler(BaseHTTPRequestHandler):
             if ctype != "application/json":
                 raise Refused(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "415: POST requests must be application/json")
             given = self.headers.get(CSRF_HEADER, "")
-            if not (given and secrets.compare_digest(given, self.server.csrf)):
+            if not (given and _same_secret(given, self.server.csrf)):
                 raise Refused(HTTPStatus.FORBIDDEN, f"403: missing or wrong {CSRF_HEADER} header (reload the page)")
         if length:
             self._raw = self.rfile.read(length)
@@ -364,15 +371,16 @@ class Handler(BaseHTTPRequestHandler):
         elif route == "columns":
             self._json({"columns": tables.star_columns(srv.path(q.get("path"), "STAR file"))})
         elif route == "star" and method == "POST":
-            path = srv.writable_star(body.get("path"))
-            tables.save_table(path, list(body.get("columns") or []), list(body.get("rows") or []),
-                              srv.project / ".isonet_gui")
-            self._json({"saved": str(path)})
+            path = srv.writable_star(_field(body, "path", str))
+            taken = tables.save_table(path, _field(body, "columns", list, str), _field(body, "rows", list, dict),
+                                      srv.project / ".isonet_gui", _field(body, "version", str),
+                                      _field(body, "base", list, dict))
+            self._json({"saved": str(path), "merged": taken})
         elif route == "jobs" and method == "GET":
             self._json([job_json(srv.jobs, j) for j in srv.jobs.jobs()])
         elif route == "jobs" and method == "POST":
-            argv = forms.command_line(str(body.get("command")), dict(body.get("arguments") or {}),
-                                      dict(body.get("options") or {}), srv.project)
+            argv = forms.command_line(str(_field(body, "command", str)), _field(body, "arguments", dict) or {},
+                                      _field(body, "options", dict) or {}, srv.project)
             self._json(job_json(srv.jobs, srv.jobs.submit(argv)))
         elif job_match:
             self._job(job_match.group(1), bool(job_match.group(2)) and method == "POST", q)
@@ -401,8 +409,9 @@ class Handler(BaseHTTPRequestHandler):
                                    window, int(slab))
             self._send(HTTPStatus.OK, png, "image/png")
         elif route == "3dmod" and method == "POST":
-            star = srv.path(body["star"], "STAR file") if body.get("star") else None
-            self._json({"started": open_3dmod(srv.project, [srv.readable(p, star) for p in body.get("paths") or []])})
+            star = srv.path(_field(body, "star", str), "STAR file") if body.get("star") else None
+            paths = _field(body, "paths", list, str) or []
+            self._json({"started": open_3dmod(srv.project, [srv.readable(p, star) for p in paths])})
         else:
             self._error(HTTPStatus.NOT_FOUND, f"Error: no API {method} /api/{route}")
 
@@ -417,6 +426,29 @@ class Handler(BaseHTTPRequestHandler):
             raise IsoNetError(f"Error: log offset {offset!r} is not a whole number")
         text, offset = jobs.read_log(job_id, int(offset))
         self._json({**job_json(jobs, job), "log": text, "offset": offset})
+
+
+def _same_secret(given: str, secret: str) -> bool:
+    """A constant-time comparison that takes any text (``compare_digest`` refuses non-ASCII strings)."""
+    return secrets.compare_digest(given.encode("utf-8", "surrogateescape"), secret.encode())
+
+
+def _field(body: dict[str, Any], name: str, kind: type, item: type | None = None) -> Any:
+    """``body[name]`` checked to be a ``kind`` (of ``item`` values for a list); None when absent.
+
+    Raises
+    ------
+    IsoNetError
+        A clear 400 for a value of another type (a malformed request, not a server error).
+    """
+    value = body.get(name)
+    if value is None:
+        return [] if kind is list and name in ("columns", "rows") else None
+    if not isinstance(value, kind) or (item is not None and not all(isinstance(v, item) for v in value)):
+        what = f"a list of {'objects' if item is dict else 'strings'}" if kind is list else \
+            {dict: "an object", str: "a string"}.get(kind, kind.__name__)
+        raise IsoNetError(f"Error: {name} in the request must be {what}")
+    return value
 
 
 def job_json(jobs: JobQueue, job) -> dict[str, Any]:

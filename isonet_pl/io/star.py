@@ -195,9 +195,18 @@ class StarTable:
 
     def set_value(self, row: int, column: str, value: object) -> None:
         """Set one cell, creating the column (``None`` elsewhere) if needed."""
-        key = _index_value(self.df["rlnIndex"].iloc[row]) if "rlnIndex" in self.df.columns else None
-        self.changes[(row if key is None else key, column)] = value
+        self.changes[(self.row_identity(row), column)] = value
         _set_cell(self.df, row, column, value)
+
+    def row_identity(self, row: int) -> str:
+        """What names a row whatever its position or ``_rlnIndex``: its tomogram file (resolved, links followed),
+        else (a row without one) its ``_rlnIndex``."""
+        value = self.df["rlnMicrographName"].iloc[row] if "rlnMicrographName" in self.df.columns else None
+        path = self.resolve(value)
+        if path is not None:
+            return f"file:{os.path.realpath(path)}"
+        index = _index_value(self.df["rlnIndex"].iloc[row]) if "rlnIndex" in self.df.columns else None
+        return f"index:{row + 1 if index is None else index}"
 
     def select(self, tomo_idx: str | None) -> list[int]:
         """Row positions selected by a ``tomo_idx`` string such as ``"1,3-4"`` (all if None).
@@ -263,7 +272,7 @@ class StarTable:
         :meth:`ensure_column`) are replayed on the file's current content, read under the lock:
         two commands updating one table at once (deconv and make_mask) keep each other's columns.
         """
-        target = Path(path) if path is not None else self.path
+        target = _through_links(Path(path) if path is not None else self.path)
         with table_lock(target):
             if path is None and (self.changes or self.added) and target.exists():
                 self.df = self._merged(target)
@@ -271,25 +280,27 @@ class StarTable:
         return target
 
     def _merged(self, target: Path) -> pd.DataFrame:
-        """The file's current table with this table's changes applied (rows matched by ``rlnIndex``)."""
+        """The file's current table with this table's changes applied, rows matched by :meth:`row_identity`
+        (their tomogram file): a table renumbered or reordered meanwhile (the GUI's Save) gets each change on
+        the row it belongs to; a change whose row is gone is not written (warned)."""
         try:
-            current = table_from_blocks(*read_blocks(target), required=("rlnMicrographName",)).df
+            current = table_from_blocks(*read_blocks(target), required=("rlnMicrographName",))
         except InputError:
             return self.df  # not a table (any more): ours replaces it
-        if len(current) != len(self.df) and "rlnIndex" not in current.columns:
-            return self.df
-        if "rlnIndex" not in current.columns:
-            current.insert(0, "rlnIndex", self.df["rlnIndex"].to_numpy())
+        current.roots = self.roots
+        if "rlnIndex" not in current.df.columns:
+            current.df.insert(0, "rlnIndex", np.arange(1, len(current.df) + 1))
         for column, default in self.added.items():
-            _ensure_column(current, column, default)
-        position = {_index_value(v): r for r, v in enumerate(current["rlnIndex"])}
+            _ensure_column(current.df, column, default)
+        position = {current.row_identity(r): r for r in range(len(current.df))}
         for (key, column), value in self.changes.items():
             if key not in position:
-                logger.warning("%s: row with _rlnIndex %s was removed by another program; its %s is not written",
-                               target, key, column)
+                logger.warning("%s: the row of %s was removed or renamed by another program since this command "
+                               "read the table; its %s (%s) is not recorded", target, key.split(":", 1)[1], column,
+                               value)
                 continue
-            _set_cell(current, position[key], column, value)
-        return current
+            _set_cell(current.df, position[key], column, value)
+        return current.df
 
 
 def _ensure_column(df: pd.DataFrame, column: str, default: object) -> None:
@@ -323,7 +334,7 @@ def table_lock(path: str | Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None
     """
     import fcntl
 
-    path = Path(path)
+    path = _through_links(Path(path))
     lock = path.with_name(f".{path.name}.lock")
     key = os.path.realpath(lock)
     held = _LOCKS.__dict__.setdefault("held", set())
@@ -353,6 +364,12 @@ def table_lock(path: str | Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None
         finally:
             held.discard(key)
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _through_links(path: Path) -> Path:
+    """The file a (possibly linked) STAR path stands for: a table reached through a link is locked and
+    rewritten where it lives, not replaced by a copy under the link's name."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
 def _safe_name(text: str) -> str:
@@ -439,8 +456,9 @@ def parse_tomo_idx(text: str | int) -> list[tuple[int, int]]:
 
 
 def read_blocks(path: str | Path, what: str = "STAR file") -> tuple[Path, dict]:
-    """(checked path, {block name: DataFrame or dict}) of any STAR file."""
-    path = check_readable_file(path, what=what)
+    """(checked path, {block name: DataFrame or dict}) of any STAR file; a file reached through a link is
+    the file it links to (its paths are relative to its own folder, and it is rewritten there)."""
+    path = _through_links(check_readable_file(path, what=what))
     try:
         return path, starfile.read(path, always_dict=True)
     except Exception as exc:
@@ -517,7 +535,7 @@ def read_subtomo_star(path: str | Path) -> StarTable:
     if len(table.df) == 0:
         raise InputError("the subtomogram table is empty", table.path, "run extract first")
     _check_numbers(table, ("rlnSubtomoIndex", "rlnCubeSize", "rlnCropSize", "rlnPixelSize", "rlnTiltMin",
-                           "rlnTiltMax"))
+                           "rlnTiltMax", "rlnTomoMean", "rlnTomoStd", "rlnTomoP4", "rlnTomoP96"))
     return table
 
 
@@ -527,7 +545,7 @@ COLUMN_RANGES: dict[str, tuple[float, float, bool]] = {
     "rlnSubtomoIndex": (0, np.inf, True),
     "rlnPixelSize": (0, np.inf, False),
     "rlnDefocus": (0, np.inf, True),
-    "rlnNumberSubtomo": (1, np.inf, True),
+    "rlnNumberSubtomo": (1, 100_000, True),
     "rlnSnrFalloff": (0, np.inf, False),
     "rlnDeconvStrength": (0, np.inf, False),
     "rlnMaskDensityPercentage": (0, 100, False),
@@ -540,6 +558,11 @@ COLUMN_RANGES: dict[str, tuple[float, float, bool]] = {
     "rlnSphericalAberration": (0, np.inf, True),
     "rlnAmplitudeContrast": (0, 0.999, True),
     "rlnPhaseShift": (-180, 180, True),
+    # a tomogram's statistics (any units, but finite and far from float32's overflow)
+    "rlnTomoMean": (-1e15, 1e15, True),
+    "rlnTomoStd": (0, 1e15, False),
+    "rlnTomoP4": (-1e15, 1e15, True),
+    "rlnTomoP96": (-1e15, 1e15, True),
 }
 
 
@@ -592,7 +615,7 @@ def write_star(df: pd.DataFrame, path: str | Path, block: str | None = None) -> 
     are, in their order and with their names, and the table replaces its own ``data_<block>``;
     without it the table replaces the file.
     """
-    path = check_output_file(path, option="output STAR file")
+    path = check_output_file(_through_links(Path(path)), option="output STAR file")
     out = df.copy()
     for col in out.columns:
         if col in INT_COLUMNS:

@@ -33,7 +33,7 @@ from isonet_pl.io.paths import atomic_path
 
 logger = logging.getLogger(__name__)
 
-#: Default chunk shape (ZYX); chosen with bench/io.py (see bench/RESULTS.md).
+#: Default chunk shape (ZYX); chosen with bench/perf/io.py (see bench/RESULTS.md).
 DEFAULT_CHUNKS = (64, 64, 64)
 #: Zstandard level: level 1 costs little time and still shrinks real tomograms.
 DEFAULT_COMPRESSION_LEVEL = 1

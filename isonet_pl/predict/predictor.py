@@ -39,7 +39,7 @@ TILE_CORE_RANGE = (64, 512)
 #: depth-3 network of 16 base channels on a 96³ block (peak RSS, this CPU).
 BYTES_PER_VOXEL_CHANNEL = 33
 #: Context on each side of a tile's core when --crop_size is unset, as a fraction of the network's receptive
-#: radius (rounded up to its input multiple): chosen with bench/tiles.py (bench/RESULTS.md).
+#: radius (rounded up to its input multiple): chosen with bench/perf/tiles.py (bench/RESULTS.md).
 CONTEXT_FRACTION = 0.25
 #: File in the machine's cache folder that keeps precision auto's measured choices (:func:`fastest_precision`).
 PRECISION_CACHE = "precision.json"

@@ -55,7 +55,7 @@ def _persist(arrays: dict[str, da.Array], extra: list[da.Array], workdir: Path):
         sources.append(arr)
         targets.append(target)
     # One z-row of chunks at a time: a single da.store over the whole graph lets the threaded
-    # scheduler read input chunks far ahead of the filters (bench/preprocess.py: 1.5 GiB peak for a
+    # scheduler read input chunks far ahead of the filters (bench/perf/preprocess.py: 1.5 GiB peak for a
     # 2 GiB tomogram); slabs keep the memory at a few rows of chunks.
     for arr, target in zip(sources, targets, strict=True):
         z0 = 0
@@ -211,7 +211,7 @@ def make_mask(
         if criteria:
             # One linear chain per store: the smoothed volume first, then each criterion from it.
             # A graph where both criteria (or a reduction) share the smoothing makes dask keep
-            # many smoothed chunks alive at once (bench/preprocess.py: 1.7 GiB for 2 GiB).
+            # many smoothed chunks alive at once (bench/perf/preprocess.py: 1.7 GiB for 2 GiB).
             if workdir is None:
                 stored, _ = _persist_in_memory(criteria, [])
             else:

@@ -49,11 +49,36 @@ def finite_guard(iteration: int, epochs: int):
                 fail(trainer, f"the training loss is {float(loss.detach()):g}")
 
         def on_train_epoch_end(self, trainer, pl_module):
-            for name, value in pl_module.named_parameters():
-                if not bool(torch.isfinite(value.detach()).all()):
-                    fail(trainer, f"the weights {name} hold NaN or infinite values")
+            bad = non_finite_state(pl_module)
+            if bad:
+                fail(trainer, f"{bad} holds NaN or infinite values")
 
     return FiniteGuard()
+
+
+def non_finite_state(module: torch.nn.Module) -> str | None:
+    """The first weight or buffer (batch-norm statistics included) of ``module`` holding NaN or infinite values,
+    named for a message ("the weights net.x" / "the buffer net.y"); None when all are finite."""
+    for kind, items in (("the weights", module.named_parameters()), ("the buffer", module.named_buffers())):
+        for name, value in items:
+            if value.is_floating_point() and not bool(torch.isfinite(value.detach()).all()):
+                return f"{kind} {name}"
+    return None
+
+
+def check_finite(module: torch.nn.Module, iteration: int) -> None:
+    """Refuse to keep a model whose weights or batch-norm statistics became non-finite after an iteration.
+
+    Raises
+    ------
+    TrainingDiverged
+        Naming the weight or buffer, and what to change.
+    """
+    bad = non_finite_state(module)
+    if bad:
+        raise TrainingDiverged(f"iteration {iteration}: {bad} holds NaN or infinite values after training (inputs far "
+                               "outside the normalised range overflow the batch-norm statistics); the last completed "
+                               "iteration's model_iterNN.ckpt is kept: lower --noise_level or --learning_rate")
 
 
 def warm_ema(average: torch.Tensor, current: torch.Tensor, n_averaged, decay: float) -> torch.Tensor:

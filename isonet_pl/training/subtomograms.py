@@ -78,7 +78,9 @@ def load_subtomograms(star_file: str | Path, percentile: bool = True) -> Subtomo
         norm = Normalization.from_row(df.iloc[row], percentile)
         per_tomogram &= norm is not None
         norm = norm or Normalization.of_volume(vol, percentile)
-        volumes.append(norm.apply(vol))
+        normed = norm.apply(vol)
+        _check_statistics(normed, vol, path, row)
+        volumes.append(normed)
         if with_halves:
             pair = [read_mrc(table.get_path(row, c))[0].astype(np.float32) for c in half_columns]
             if any(h.shape != vol.shape or not np.isfinite(h).all() for h in pair):
@@ -94,6 +96,29 @@ def load_subtomograms(star_file: str | Path, percentile: bool = True) -> Subtomo
         cube = int(crop / 1.5 + 1) // 16 * 16
     return Subtomograms(np.stack(volumes), np.asarray(tilts, dtype=np.float64), names, cube, crop, per_tomogram,
                         np.stack(halves) if with_halves else None, pixel_size)
+
+
+#: Normalised subtomograms whose std falls outside this range were normalised with statistics that are not
+#: their tomogram's (a table edited by hand, or a value such as 1e30): training on them would learn nothing.
+PLAUSIBLE_STD = (1e-4, 1e4)
+
+
+def _check_statistics(normed: np.ndarray, raw: np.ndarray, path: Path, row: int) -> None:
+    """Refuse a subtomogram that its row's statistics columns normalise to a non-finite or implausible scale.
+
+    Raises
+    ------
+    InputError
+        Naming the file, the row, the normalised std and the fix.
+    """
+    if float(raw.std()) == 0.0:
+        return  # a constant crop (a padded corner): nothing to compare
+    std = float(normed.std())
+    if not (np.isfinite(normed).all() and PLAUSIBLE_STD[0] < std < PLAUSIBLE_STD[1]):
+        raise InputError(f"row {row + 1}: its statistics columns (_rlnTomoMean, _rlnTomoStd, _rlnTomoP4, "
+                         f"_rlnTomoP96) normalise the subtomogram to a std of {std:.3g}, not near 1: they are not "
+                         "its tomogram's", path, "run extract again (or remove those columns to normalise each "
+                         "subtomogram on its own)")
 
 
 def split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

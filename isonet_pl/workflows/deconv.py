@@ -37,7 +37,7 @@ from isonet_pl.project import Tomogram, check_writable, tomograms
 logger = logging.getLogger(__name__)
 
 #: Bytes the whole-volume mode needs per voxel: input, spectrum, filter, output and FFT work space
-#: (bench/preprocess.py measured a peak of 11.4 GiB for a 2 GiB tomogram).
+#: (bench/perf/preprocess.py measured a peak of 11.4 GiB for a 2 GiB tomogram).
 WHOLE_VOLUME_BYTES_PER_VOXEL = 24
 DEFAULT_CHUNK = 256
 #: Our columns of the deconvolved even/odd halves (RELION-5 has none for them).

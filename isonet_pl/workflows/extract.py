@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -71,6 +72,24 @@ def _check_subtomo_star_replaceable(path: Path) -> None:
                          path, "choose another --subtomo_star")
 
 
+def _check_space(rows: list, crop: int, folder: Path) -> None:
+    """Refuse, before writing, subtomograms that would not fit on the disk of ``folder`` (with a margin).
+
+    Raises
+    ------
+    InputError
+        Naming the count, the size needed and the space free.
+    """
+    count = sum(int(tomo.value(Col.NUMBER_SUBTOMO, 100)) * (3 if tomo.has_halves else 1) for tomo in rows)
+    need = count * (crop ** 3 * 4 + 1024)
+    where = next((p for p in (folder, *folder.absolute().parents) if p.exists()), Path("."))
+    free = shutil.disk_usage(where).free
+    if need > 0.9 * free:
+        raise InputError(f"{count} subtomograms of {crop}^3 need {need / 1e9:.1f} GB, {free / 1e9:.1f} GB are free",
+                         folder, "lower --number_subtomos (or _rlnNumberSubtomo), or choose a --subtomo_folder on "
+                         "a larger disk")
+
+
 def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfig | None = None,
             tomo_idx: str | None = None) -> Path:
     """Extract ``_rlnNumberSubtomo`` subtomograms per selected tomogram, centres drawn inside its mask
@@ -104,6 +123,7 @@ def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfi
                              os.path.realpath(folder / rel) in star_files, "--subtomo_folder")
     if folder.exists():
         logger.info("%s holds the subtomograms of an earlier extract; they will be replaced", folder)
+    _check_space(rows, crop, folder)
     rng = np.random.default_rng(cfg.seed)
     records: list[dict] = []
     with atomic_path(folder) as tmp, dask_context(cfg.ncpu, cfg.dask_scheduler):

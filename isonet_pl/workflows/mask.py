@@ -22,7 +22,7 @@ from isonet_pl.project import check_writable, tomograms
 logger = logging.getLogger(__name__)
 
 #: Chunk edge of the full-resolution tomogram for the mask filters (64 on the binned grid):
-#: bench/preprocess.py measured 3x less time than Zarr's 64^3 chunks, at bounded memory.
+#: bench/perf/preprocess.py measured 3x less time than Zarr's 64^3 chunks, at bounded memory.
 MASK_CHUNK = 128
 
 

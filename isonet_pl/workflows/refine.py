@@ -179,6 +179,7 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
                 callbacks.recalibrate_batch_norm(module, samples, batch, device, cfg.precision)
                 if ema:
                     ema.take_buffers(module)
+            callbacks.check_finite(module, it)  # never saved otherwise: predict and a resume would take it
             ckpt = result_dir / f"model_iter{it:02d}.ckpt"
             trainer.save_checkpoint(ckpt)  # every rank calls it; Lightning writes from rank 0 only
             current = estimates.predict_all(module, estimates.originals(subs, method), batch, device, cfg.precision,

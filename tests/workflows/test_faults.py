@@ -236,3 +236,124 @@ def test_outputs_never_replace_a_file_the_table_names(project, n2n_model):
     with pytest.raises(InputError, match=r"--output_dir is an input of this command \(.*sim_00_corrected.mrc\)"):
         predict(project, n2n_model[1], PredictConfig(output_dir="tomos"), IOConfig(zarr_levels=1))
     assert_untouched(before, snapshot(project.parent))
+
+
+# ------------------------------------------------------------ 2. rows identified by their tomogram, not _rlnIndex
+def test_changes_land_on_their_row_after_the_table_was_renumbered(tmp_path):
+    """A command's results replayed under the lock onto a table renumbered and reordered meanwhile (the GUI's
+    Save renumbers 1..n) land on the row of the same tomogram: sim_01's output went to sim_00's row."""
+    import pandas as pd
+    import starfile
+
+    from isonet_pl.io.star import read_tomogram_star
+
+    star = tmp_path / "t.star"
+    names = ["tomos/sim_00.mrc", "tomos/sim_01.mrc", "tomos/sim_02.mrc"]
+    starfile.write(pd.DataFrame({"rlnIndex": [1, 2, 3], "rlnMicrographName": names}), star)
+    table = read_tomogram_star(star)  # a command reads the table...
+    starfile.write(pd.DataFrame({"rlnIndex": [1, 2], "rlnMicrographName": [names[1], names[0]]}), star,
+                   overwrite=True)  # ...the GUI deletes row 3, reorders and renumbers meanwhile...
+    table.ensure_column("rlnDeconvTomoName", "None")
+    table.set_value(1, "rlnDeconvTomoName", "deconv/sim_01.mrc")  # ...then the command records its results
+    table.set_value(2, "rlnDeconvTomoName", "deconv/sim_02.mrc")
+    table.write()
+    df = starfile.read(star)
+    assert dict(zip(df["rlnMicrographName"], df["rlnDeconvTomoName"], strict=True)) == {
+        names[1]: "deconv/sim_01.mrc", names[0]: "None"}  # sim_02's row is gone: its result is not misfiled
+
+
+def test_a_table_reached_through_a_link_is_updated_where_it_lives(tmp_path):
+    import pandas as pd
+    import starfile
+
+    from isonet_pl.io.star import read_tomogram_star
+
+    real = tmp_path / "real" / "t.star"
+    real.parent.mkdir()
+    starfile.write(pd.DataFrame({"rlnIndex": [1], "rlnMicrographName": ["a.mrc"]}), real)
+    link = tmp_path / "link.star"
+    link.symlink_to(real)
+    table = read_tomogram_star(link)
+    table.set_value(0, "rlnDefocus", 5000.0)
+    table.write()
+    assert link.is_symlink() and starfile.read(real)["rlnDefocus"].iloc[0] == 5000.0
+
+
+# ------------------------------------------------------------ 6. bounds, statistics, buffers, pixel sizes
+def test_counts_and_noise_levels_are_bounded():
+    from isonet_pl.config import ExtractConfig, PrepareStarConfig
+
+    with pytest.raises(Exception, match="less than or equal to 100000"):
+        PrepareStarConfig(number_subtomos=10_000_000)
+    with pytest.raises(Exception, match="noise_level 1e\\+30 is outside 0..5"):
+        RefineConfig(noise_level=(1e30,), noise_start_iter=(1,))
+    assert ExtractConfig().cube_size
+
+
+def test_extract_refuses_a_count_that_does_not_fit_the_disk(project, monkeypatch):
+    import shutil
+
+    import starfile
+
+    df = starfile.read("tomograms.star")
+    starfile.write(df.assign(rlnNumberSubtomo=10_000_000), "tomograms.star", overwrite=True)
+    with pytest.raises(InputError, match="_rlnNumberSubtomo of row 1 is '10000000', not a whole number >= 1 and "
+                                         "<= 100000"):
+        _extract(project, subtomo_folder="sub")
+    starfile.write(df.assign(rlnNumberSubtomo=50_000), "tomograms.star", overwrite=True)
+    usage = shutil.disk_usage(".")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=10**9))
+    with pytest.raises(InputError, match=r"50000 subtomograms of 24\^3 need 2.8 GB, 1.0 GB are free"):
+        _extract(project, subtomo_folder="sub")
+    assert not Path("sub").exists()
+
+
+@pytest.mark.parametrize("column, value, says", [("Std", "nan", "_rlnTomoStd of row 1 is 'nan'"),
+                                                 ("Std", "1e30", "_rlnTomoStd of row 1 is '1e\\+30'"),
+                                                 ("P96", "1e9", "normalise the subtomogram to a std of")])
+def test_subtomogram_statistics_that_are_not_the_tomograms_are_refused(subtomo_star, tmp_path, column, value, says):
+    """NaN or 1e30 statistics in a subtomogram table trained silently."""
+    import shutil
+
+    from isonet_pl.training.subtomograms import load_subtomograms
+
+    copy = tmp_path / "copy"
+    shutil.copytree(subtomo_star.parent, copy, ignore=shutil.ignore_patterns("zarr", "sim", "refine*"))
+    text = (copy / subtomo_star.name).read_text().splitlines()
+    header = [line for line in text if line.startswith("_rln")]
+    col = next(i for i, h in enumerate(header) if h.split()[0] == f"_rlnTomo{column}")
+    first = next(i for i, line in enumerate(text) if line.strip() and not line.startswith(("_", "#", "data", "loop")))
+    cells = text[first].split()
+    cells[col] = value
+    text[first] = "\t".join(cells)
+    (copy / subtomo_star.name).write_text("\n".join(text) + "\n")
+    with pytest.raises(InputError, match=says):
+        load_subtomograms(copy / subtomo_star.name)
+
+
+def test_non_finite_batch_norm_statistics_are_never_saved():
+    """--noise_level 1e30 saved checkpoints with infinite batch-norm variance (the guard read weights only)."""
+    from isonet_pl.model.module import IsoNetModule
+    from isonet_pl.training.callbacks import TrainingDiverged, check_finite, non_finite_state
+
+    module = IsoNetModule(net=dict(depth=1, base_channels=2, convs_per_level=1))
+    assert non_finite_state(module) is None
+    norm = next(m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+    norm.running_var.fill_(float("inf"))
+    assert non_finite_state(module).startswith("the buffer ")
+    with pytest.raises(TrainingDiverged, match="iteration 3: the buffer .*running_var holds NaN or infinite"):
+        check_finite(module, 3)
+
+
+def test_outputs_carry_the_pixel_size_used_when_the_header_has_none(project):
+    """A voxel size 0 in the header stayed 0 in the outputs; the STAR file's is used (and written) now."""
+    import mrcfile
+
+    from isonet_pl.config import IOConfig, MaskConfig
+    from isonet_pl.workflows.mask import make_mask
+
+    with mrcfile.open("tomos/sim_00.mrc", mode="r+") as f:
+        f.voxel_size = 0.0
+    make_mask(project, MaskConfig(mask_folder="mask"), IOConfig(zarr_levels=1))
+    with mrcfile.open("mask/sim_00_mask.mrc") as f:
+        assert float(f.voxel_size.x) == pytest.approx(10.0)

@@ -67,7 +67,7 @@ def sheets_star(tmp_path_factory):
 
 
 def _in_wedge(volumes: np.ndarray, truths: np.ndarray) -> float:
-    """Mean in-wedge correlation with the truths (10-50 % of Nyquist, as bench/quality.py scores)."""
+    """Mean in-wedge correlation with the truths (10-50 % of Nyquist, as bench/quality/quality.py scores)."""
     k = np.sqrt(sum(f**2 for f in np.meshgrid(np.fft.fftfreq(CROP), np.fft.fftfreq(CROP), np.fft.rfftfreq(CROP),
                                                indexing="ij")))
     weight = ~measured_region((CROP,) * 3, *TILT, rfft=True) & (k >= 0.05) & (k <= 0.25)

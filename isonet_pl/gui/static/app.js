@@ -209,6 +209,9 @@ async function loadTable() {
   let path = $("#star-path").value.trim();
   try {
     state.table = await api("star", {path});
+    // the rows as loaded: a save merges what a job recorded since (rows keep their position here as __base)
+    state.table.base = state.table.rows.map((r) => ({...r}));
+    state.table.rows.forEach((r, i) => { r.__base = i; });
     if (state.table.path !== path && state.table.path !== path.replace(/^\.\//, "")) {
       banner(`${path} is RELION-5's table; its isonet-pl table is ${state.table.path}`, "info");
       path = state.table.path;
@@ -227,8 +230,10 @@ async function loadTable() {
 async function saveTable() {
   const t = state.table;
   try {
-    await api("star", {}, {path: $("#star-path").value.trim(), columns: t.columns, rows: t.rows});
-    banner(`Saved ${$("#star-path").value.trim()}`, "info");
+    const res = await api("star", {}, {path: $("#star-path").value.trim(), columns: t.columns, rows: t.rows,
+                                       version: t.version ?? null, base: t.base ?? null});
+    const kept = res.merged && res.merged.length ? ` (kept what was recorded since you loaded it: ${res.merged.join("; ")})` : "";
+    banner(`Saved ${$("#star-path").value.trim()}${kept}`, "info");
     await loadTable();
     return true;
   } catch (e) {
@@ -284,6 +289,7 @@ function duplicateRows() {
   const picks = state.selected.size ? [...state.selected].sort((a, b) => a - b) : [t.rows.length - 1];
   for (const i of picks) {
     const copy = {...t.rows[i]};
+    delete copy.__base;  // a new row, not the loaded one
     for (const c of DERIVED) if (c in copy) copy[c] = "None";
     t.rows.push(copy);
   }
