@@ -106,6 +106,8 @@ class PrepareStarConfig(TiltRange):
                                                "or <name>_EVN*/<name>_ODD*, <name>_even*/<name>_odd*); FOLDER_NAME "
                                                "then receives their averages where missing.")
     odd: str | None = Field(None, description="Folder of odd half tomograms (see --even).")
+    overwrite: bool = Field(False, description="Replace an existing --output_star (the results recorded in its "
+                                               "rows are then lost from it).")
 
     @model_validator(mode="after")
     def _both_halves(self):

@@ -130,6 +130,9 @@ def prepare_star(folder_name: str | Path, cfg: PrepareStarConfig | None = None) 
         The STAR file written.
     """
     cfg = cfg or PrepareStarConfig()
+    if Path(cfg.output_star).exists() and not cfg.overwrite:
+        raise InputError("exists; prepare_star would replace it and the results recorded in its rows", cfg.output_star,
+                         "give --overwrite to replace it, or choose another --output_star")
     pairs = []
     if cfg.even is not None:
         pairs = pair_halves(cfg.even, cfg.odd)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from isonet_pl.config import PrepareStarConfig, SimulateConfig
+from isonet_pl.errors import InputError
 from isonet_pl.io.mrc import write_mrc
 from isonet_pl.io.paths import check_output_dir
 from isonet_pl.io.star import HALF_COLUMNS, relative_to
@@ -32,6 +33,9 @@ def simulate(out_dir: str | Path, cfg: SimulateConfig | None = None) -> Path:
     """
     cfg = cfg or SimulateConfig()
     out = check_output_dir(out_dir, option="OUT_DIR")
+    if (out / "tomograms.star").exists() and not (out / "simulation.json").exists():
+        raise InputError("holds a tomograms.star that simulate did not write; it would be replaced", out,
+                         "choose another OUT_DIR")
     folders = {"tomogram": "tomos", "ground_truth": "ground_truth"}
     if cfg.halves:
         folders.update(even="even", odd="odd")

@@ -357,3 +357,43 @@ def test_outputs_carry_the_pixel_size_used_when_the_header_has_none(project):
     make_mask(project, MaskConfig(mask_folder="mask"), IOConfig(zarr_levels=1))
     with mrcfile.open("mask/sim_00_mask.mrc") as f:
         assert float(f.voxel_size.x) == pytest.approx(10.0)
+
+
+def test_prepare_star_and_simulate_never_replace_a_table_they_did_not_write(project):
+    """prepare_star overwrote an existing tomograms.star (a user's IsoNet2 file included) without a word."""
+    from isonet_pl.config import PrepareStarConfig, SimulateConfig
+    from isonet_pl.workflows.prepare import prepare_star
+    from isonet_pl.workflows.simulate import simulate
+
+    before = snapshot(project.parent)
+    with pytest.raises(InputError, match="tomograms.star: exists; .*give --overwrite"):
+        prepare_star("tomos", PrepareStarConfig(output_star="tomograms.star", pixel_size=10))
+    Path("simulation.json").unlink()
+    before = snapshot(project.parent)
+    with pytest.raises(InputError, match="holds a tomograms.star that simulate did not write"):
+        simulate(".", SimulateConfig(shape=(40, 64, 64), seed=1))
+    assert_untouched(before, snapshot(project.parent))
+    assert prepare_star("tomos", PrepareStarConfig(output_star="tomograms.star", pixel_size=10, overwrite=True))
+
+
+def test_the_whole_pipeline_changes_no_file_it_did_not_make(project, tmp_path):
+    """deconv, make_mask, extract, refine and predict, run in a project: every file that was there before is
+    unchanged except the tomogram table, which the commands update as documented."""
+    from isonet_pl.config import DeconvConfig, IOConfig, MaskConfig, PredictConfig
+    from isonet_pl.workflows.deconv import deconv
+    from isonet_pl.workflows.mask import make_mask
+    from isonet_pl.workflows.predict import predict
+    from isonet_pl.workflows.refine import refine
+
+    (project.parent / "notes").mkdir()
+    (project.parent / "notes" / "a.txt").write_text("mine")
+    before = snapshot(project.parent)
+    io = IOConfig(zarr_chunks=(32, 32, 32), zarr_levels=1)
+    deconv(project, DeconvConfig(), io)
+    make_mask(project, MaskConfig(), io)
+    sub = _extract(project)
+    model = refine(sub, RefineConfig(result_dir="results", **ONE))
+    predict(project, model, PredictConfig(), io)
+    after = snapshot(project.parent)
+    assert after["tomograms.star"] != before.pop("tomograms.star")
+    assert_untouched(before, after)
