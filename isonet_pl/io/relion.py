@@ -11,7 +11,8 @@ turns that into our tomogram table:
   to ``isonet_averages/<TomoName>.mrc`` beside the STAR file on first use;
 - ``_rlnPixelSize``: tilt-series pixel size × tomogram binning (Å), else the MRC header's;
 - ``_rlnDefocus``: mean of DefocusU/V of the tilt image nearest 0° (Å), else 0 (no deconv);
-- ``_rlnTiltMin`` / ``_rlnTiltMax``: the extreme nominal tilt angles, else −60/60 with a warning;
+- ``_rlnTiltMin`` / ``_rlnTiltMax``: the extreme aligned tilts (``_rlnTomoYTilt``, what the reconstruction
+  used), else the nominal stage angles (warned), else −60/60 (warned);
 - ``_rlnVoltage``, ``_rlnSphericalAberration``, ``_rlnAmplitudeContrast``: as given, for deconv.
 
 RELION writes paths relative to its project folder; they are found from anywhere inside the
@@ -35,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 FULL_COLUMN = "rlnTomoReconstructedTomogram"
 TILT_ANGLE_COLUMN = "rlnTomoNominalStageTiltAngle"
+#: The tilt of each image as aligned, which RELION-5 reconstructs from (per tomogram, in its tilt-series file).
+ALIGNED_TILT_COLUMN = "rlnTomoYTilt"
 #: Microscope columns of ``data_global`` taken over per tomogram.
 MICROSCOPE = ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast")
 #: How many folders above the STAR file are searched for RELION's project-relative paths.
@@ -54,10 +57,14 @@ def average_halves(even: Path, odd: Path, out: Path) -> Path:
     return out
 
 
+def _has_tilts(df: pd.DataFrame) -> bool:
+    return TILT_ANGLE_COLUMN in df.columns or ALIGNED_TILT_COLUMN in df.columns
+
+
 def _tilt_images(blocks: dict, name: str, series_file: Path | None) -> pd.DataFrame | None:
     """The tilt images of one tilt series: a block named after it here, or its own STAR file."""
     df = blocks.get(name)
-    if isinstance(df, pd.DataFrame) and TILT_ANGLE_COLUMN in df.columns:
+    if isinstance(df, pd.DataFrame) and _has_tilts(df):
         return df
     if series_file is None or not series_file.exists():
         return None
@@ -65,7 +72,7 @@ def _tilt_images(blocks: dict, name: str, series_file: Path | None) -> pd.DataFr
         series = starfile.read(series_file, always_dict=True)
     except Exception:
         return None
-    tables = [t for t in series.values() if isinstance(t, pd.DataFrame) and TILT_ANGLE_COLUMN in t.columns]
+    tables = [t for t in series.values() if isinstance(t, pd.DataFrame) and _has_tilts(t)]
     return series.get(name) if isinstance(series.get(name), pd.DataFrame) else (tables[0] if tables else None)
 
 
@@ -77,19 +84,20 @@ def _pixel_size(row: pd.Series, tomogram: Path) -> float:
 
 
 def relion5_rows(path: Path, blocks: dict, global_df: pd.DataFrame) -> list[dict]:
-    """Our rows for a RELION-5 ``tomograms.star`` (writes the averages of split reconstructions when missing).
+    """Our rows for a RELION-5 ``tomograms.star``; a split reconstruction names the average of its halves to make
+    (``AVERAGE_OF``), written by :func:`~isonet_pl.io.formats.derived_table`.
 
     Raises
     ------
     InputError
         For a tomogram or half that cannot be found, naming the row and where it was looked for.
     """
-    from isonet_pl.io.formats import AVERAGE_FOLDER
+    from isonet_pl.io.formats import AVERAGE_FOLDER, AVERAGE_OF
     from isonet_pl.io.star import HALF_COLUMNS, StarTable, is_none, relative_to
 
     resolver = StarTable(df=global_df.reset_index(drop=True), path=path,
                          roots=tuple(path.resolve().parents[1:PROJECT_DEPTH + 1]))
-    rows, unseen = [], []
+    rows, unseen, nominal = [], [], []
     for i in range(len(resolver.df)):
         row = resolver.df.iloc[i]
         name = str(row["rlnTomoName"])
@@ -97,12 +105,10 @@ def relion5_rows(path: Path, blocks: dict, global_df: pd.DataFrame) -> list[dict
             if all(c in resolver.df.columns for c in HALF_COLUMNS) and not any(
                 is_none(row[c]) for c in HALF_COLUMNS) else []
         full = resolver.get_path(i, FULL_COLUMN, required=not halves) if FULL_COLUMN in resolver.df.columns else None
+        average = None
         if full is None:
             full = path.parent / AVERAGE_FOLDER / f"{name}.mrc"
-            if not full.exists():
-                full.parent.mkdir(parents=True, exist_ok=True)
-                logger.info("%s: writing the average of its halves to %s", name, full)
-                average_halves(halves[0], halves[1], full)
+            average = (halves[0], halves[1])
         series = resolver.get_path(i, "rlnTomoTiltSeriesStarFile", required=False) \
             if "rlnTomoTiltSeriesStarFile" in resolver.df.columns else None
         tilts = _tilt_images(blocks, name, series)
@@ -110,7 +116,10 @@ def relion5_rows(path: Path, blocks: dict, global_df: pd.DataFrame) -> list[dict
                   "rlnPixelSize": _pixel_size(row, full), "rlnTomoName": name}
         record.update({c: float(row[c]) for c in MICROSCOPE if c in row and not is_none(row[c])})
         if tilts is not None:
-            angles = tilts[TILT_ANGLE_COLUMN].to_numpy(float)
+            aligned = ALIGNED_TILT_COLUMN in tilts.columns
+            angles = tilts[ALIGNED_TILT_COLUMN if aligned else TILT_ANGLE_COLUMN].to_numpy(float)
+            if not aligned:
+                nominal.append(name)
             record.update(rlnTiltMin=float(angles.min()), rlnTiltMax=float(angles.max()))
             if "rlnDefocusU" in tilts.columns:
                 zero = int(np.argmin(np.abs(angles)))
@@ -121,7 +130,11 @@ def relion5_rows(path: Path, blocks: dict, global_df: pd.DataFrame) -> list[dict
             unseen.append(name)
         for column, half in zip(HALF_COLUMNS, halves, strict=False):
             record[column] = relative_to(half, path.parent)
-        rows.append(record)
+        rows.append({**record, AVERAGE_OF: average} if average else record)
+    if nominal:
+        logger.warning("%s: the tilt series of %s are not aligned (no _rlnTomoYTilt): their tilt range is taken from "
+                       "the nominal stage angles, which differ from the reconstruction's on a pre-tilted specimen; "
+                       "check _rlnTiltMin/Max in its table", path, ", ".join(nominal))
     if unseen:
         logger.warning("%s: no tilt images found for %s (_rlnTomoTiltSeriesStarFile); assuming tilts -60..60 and "
                        "no defocus for them: set _rlnTiltMin/Max and _rlnDefocus in its table", path,

@@ -460,10 +460,37 @@ def read_blocks(path: str | Path, what: str = "STAR file") -> tuple[Path, dict]:
     the file it links to (its paths are relative to its own folder, and it is rewritten there)."""
     path = _through_links(check_readable_file(path, what=what))
     try:
-        return path, starfile.read(path, always_dict=True)
+        data = starfile.read(path, always_dict=True)
     except Exception as exc:
-        raise InputError(f"not a readable STAR file ({exc.__class__.__name__}: {exc})", path,
-                         "check the file format") from None
+        try:  # RELION also accepts blank lines and comments between loop_ and the labels
+            data = _read_tidied(path)
+        except Exception:
+            raise InputError(f"not a readable STAR file ({exc.__class__.__name__}: {exc})", path,
+                             "check the file format") from None
+    # a one-row table written as key-value pairs (no loop_) is a table of one row
+    return path, {name: pd.DataFrame([block]) if isinstance(block, dict) else block for name, block in data.items()}
+
+
+def _read_tidied(path: Path) -> dict:
+    """``starfile.read`` of the file without comment lines and without blank lines inside loop headers."""
+    import tempfile
+
+    lines, in_header = [], False
+    for line in path.read_text(errors="replace").splitlines():
+        text = line.strip()
+        if text.startswith("#"):
+            continue
+        if text == "loop_":
+            in_header = True
+        elif in_header and not text:
+            continue
+        elif in_header and not text.startswith("_"):
+            in_header = False
+        lines.append(line)
+    with tempfile.TemporaryDirectory() as folder:
+        tidy = Path(folder) / path.name
+        tidy.write_text("\n".join(lines) + "\n")
+        return starfile.read(tidy, always_dict=True)
 
 
 def read_star(path: str | Path, required: tuple[str, ...] = (), what: str = "STAR file") -> StarTable:
@@ -644,8 +671,9 @@ def new_table(columns: dict[str, object], rows: list[dict], path: str | Path) ->
 
 
 def relative_to(path: str | Path, folder: str | Path) -> str:
-    """``path`` as written into a STAR file in ``folder``: relative when it lies below ``folder`` or beside
-    it (below its parent: ``../deconv/a.mrc``), so a copied project reads its own files; else absolute.
+    """``path`` as written into a STAR file in ``folder``: relative when it lies below ``folder``, beside
+    it (below its parent: ``../deconv/a.mrc``) or when both lie inside the current folder (a RELION project:
+    ``../../deconv/a.mrc`` from ``Tomograms/job010/``), so a copied project reads its own files; else absolute.
 
     Links are kept as given (a linked tomogram is recorded by its link, not its target); a
     path below ``folder`` only once links are resolved is still written relative.
@@ -659,4 +687,7 @@ def relative_to(path: str | Path, folder: str | Path) -> str:
     for candidate, root in ((plain, base), (real, real_base)):
         if len(root.parents) >= 2 and candidate.is_relative_to(root.parent):  # not beside a top-level folder
             return os.path.relpath(candidate, root)
+    project = Path(os.path.abspath("."))  # both inside the folder the commands run in (RELION's project)
+    if len(project.parents) >= 2 and plain.is_relative_to(project) and base.is_relative_to(project):
+        return os.path.relpath(plain, base)
     return str(plain)
