@@ -224,6 +224,12 @@ class MaskConfig(Compute):
                                                                  "bottom.")
 
 
+#: Training cubes are a multiple of this (2^unet_depth for refine's default depth 3).
+CUBE_MULTIPLE = 8
+#: An unset crop_size is cube_size plus this (room for the rotations and shifts of the training pairs).
+CROP_MARGIN = 16
+
+
 class ExtractConfig(Compute):
     """extract: subtomograms for training, drawn inside the masks (and a share anywhere: the background)."""
 
@@ -244,6 +250,10 @@ class ExtractConfig(Compute):
 
     @model_validator(mode="after")
     def _crop_not_below_cube(self):
+        if self.cube_size % CUBE_MULTIPLE:
+            lower = self.cube_size // CUBE_MULTIPLE * CUBE_MULTIPLE
+            raise ValueError(f"cube_size {self.cube_size} is not a multiple of {CUBE_MULTIPLE} (2^unet_depth with "
+                             f"refine's default depth 3): use {max(lower, CUBE_MULTIPLE)} or {lower + CUBE_MULTIPLE}")
         if self.crop_size is not None and self.crop_size < self.cube_size:
             raise ValueError(f"crop_size ({self.crop_size}) must not be below cube_size ({self.cube_size})")
         return self
