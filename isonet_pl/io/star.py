@@ -561,6 +561,10 @@ def read_subtomo_star(path: str | Path) -> StarTable:
     table = read_star(path, required=("rlnImageName",), what="subtomogram STAR file")
     if len(table.df) == 0:
         raise InputError("the subtomogram table is empty", table.path, "run extract first")
+    if "rlnTiltMin" not in table.df.columns or "rlnTiltMax" not in table.df.columns:
+        logger.warning("%s gives no tilt range (_rlnTiltMin/_rlnTiltMax, e.g. a Warp or RELION subtomogram table): "
+                       "assuming %g..%g degrees for every subtomogram; add the columns if the data were tilted "
+                       "otherwise", table.path, *DEFAULT_TILT_RANGE)
     _check_numbers(table, ("rlnSubtomoIndex", "rlnCubeSize", "rlnCropSize", "rlnPixelSize", "rlnTiltMin",
                            "rlnTiltMax", "rlnTomoMean", "rlnTomoStd", "rlnTomoP4", "rlnTomoP96"))
     return table

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from isonet_pl.compute import dask_context
-from isonet_pl.config import ExtractConfig, IOConfig
+from isonet_pl.config import CROP_MARGIN, CUBE_MULTIPLE, ExtractConfig, IOConfig
 from isonet_pl.data.extraction import count_valid, crop_around, sample_centres
 from isonet_pl.errors import InputError
-from isonet_pl.io.mrc import write_mrc
+from isonet_pl.io.mrc import read_mrc_info, write_mrc
 from isonet_pl.io.paths import atomic_path, check_not_input, check_output_file, check_replaceable_folder
 from isonet_pl.io.star import (
     DECONV_COLUMN,
@@ -72,6 +72,36 @@ def _check_subtomo_star_replaceable(path: Path) -> None:
                          path, "choose another --subtomo_star")
 
 
+def _source(tomo, cfg: ExtractConfig) -> str:
+    """The column extract crops from: the deconvolved tomogram when asked for and its file exists (IsoNet's
+    rule), else the tomogram."""
+    column = tomo.source_column(cfg.use_deconv_tomo)
+    return TOMOGRAM_COLUMN if column == DECONV_COLUMN and not tomo.deconvolved.exists() else column
+
+
+def _check_sizes(rows: list, cfg: ExtractConfig, crop: int) -> None:
+    """Before anything is written: the subtomograms fit every selected tomogram.
+
+    Raises
+    ------
+    InputError
+        Naming the thinnest tomogram and the largest --cube_size (a multiple of 8) that fits all of them.
+    """
+    shapes = {tomo.path(_source(tomo, cfg), required=True): read_mrc_info(tomo.path(_source(tomo, cfg))).shape
+              for tomo in rows}
+    path, shape = min(shapes.items(), key=lambda item: min(item[1]))
+    if min(shape) >= crop:
+        return
+    room = min(shape) - (0 if cfg.crop_size else CROP_MARGIN)
+    cube = room // CUBE_MULTIPLE * CUBE_MULTIPLE
+    fix = (f"use --cube_size {cube}" + ("" if not cfg.crop_size else f" --crop_size {min(shape)}")
+           if cube >= CUBE_MULTIPLE else "bin the tomogram less (it is too thin for any training cube)")
+    raise InputError(f"tomogram {'x'.join(map(str, shape))} (z, y, x) is thinner than the subtomograms ({crop} "
+                     f"voxels: --cube_size {cfg.cube_size}" + (f", --crop_size {cfg.crop_size})" if cfg.crop_size
+                                                                  else f" + {CROP_MARGIN})"), path,
+                     f"{fix}, the largest that fits every selected tomogram")
+
+
 def _check_space(rows: list, crop: int, folder: Path) -> None:
     """Refuse, before writing, subtomograms that would not fit on the disk of ``folder`` (with a margin).
 
@@ -112,7 +142,8 @@ def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfi
     io = io or IOConfig()
     table = read_tomogram_star(star_file)
     rows = tomograms(table, io, tomo_idx, (MASK_COLUMN,))
-    crop = cfg.crop_size or cfg.cube_size + 16
+    crop = cfg.crop_size or cfg.cube_size + CROP_MARGIN
+    _check_sizes(rows, cfg, crop)
     inputs = referenced_files(table, io)
     out_star = check_not_input(check_output_file(cfg.subtomo_star, option="--subtomo_star"), inputs,
                                "--subtomo_star")
@@ -131,15 +162,10 @@ def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfi
         (tmp / MARKER).write_text(f"subtomograms written by isonet-pl extract from {table.path}\n")
         for tomo in rows:
             t0 = time.perf_counter()
-            column = tomo.source_column(cfg.use_deconv_tomo)
-            if column == DECONV_COLUMN and not tomo.deconvolved.exists():
-                column = TOMOGRAM_COLUMN  # IsoNet's rule for extract: the deconvolved file must exist
+            column = _source(tomo, cfg)
             store = tomo.store(column)
             micrograph = tomo.tomogram
             shape = store.shape
-            if min(shape) < crop:
-                raise InputError(f"tomogram {'x'.join(map(str, shape))} (z, y, x) is thinner than crop_size {crop}",
-                                 micrograph, "use a smaller --cube_size/--crop_size or bin the tomogram less")
             mask = None
             if tomo.mask is not None:
                 mask_store = tomo.store(MASK_COLUMN)

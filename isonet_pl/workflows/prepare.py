@@ -40,9 +40,11 @@ def list_tomograms(folder: str | Path) -> list[Path]:
 def pair_halves(even: str | Path, odd: str | Path) -> list[tuple[str, Path, Path]]:
     """Even/odd half tomograms paired by name: ``(common name, even, odd)`` per pair, sorted.
 
-    Files pair when their names are identical, or when they differ only by the half tag:
-    ``<name>_EVN*`` / ``<name>_ODD*`` (AreTomo3, e.g. ``TS_01_EVN_Vol.mrc``), ``<name>_even*`` /
-    ``<name>_odd*`` or ``<name>_half1*`` / ``<name>_half2*``. The pairing is logged.
+    Files pair when both folders hold the same names (then paired as they are, even names that contain
+    "even" or "odd"), else when they differ only by the half tag: ``<name>_EVN*`` / ``<name>_ODD*``
+    (AreTomo3, e.g. ``TS_01_EVN_Vol.mrc``), ``<name>_even*`` / ``<name>_odd*`` or ``<name>_half1*`` /
+    ``<name>_half2*``. ``even`` and ``odd`` may be one folder (AreTomo3's output folder): its files tagged
+    as halves pair, the others (the full tomograms) are left out. The pairing is logged, a line per pair.
 
     Raises
     ------
@@ -50,12 +52,22 @@ def pair_halves(even: str | Path, odd: str | Path) -> list[tuple[str, Path, Path
         For files without a partner, names that pair ambiguously, or halves of unequal shape or
         voxel size.
     """
+    one_folder = os.path.realpath(even) == os.path.realpath(odd)
+    files = {side: list_tomograms(folder) for side, folder in (("even", even), ("odd", odd))}
+    identical = not one_folder and {p.stem for p in files["even"]} == {p.stem for p in files["odd"]}
     sides = {}
     for side, folder in (("even", even), ("odd", odd)):
         keyed: dict[str, list[Path]] = {}
-        for path in list_tomograms(folder):
+        for path in files[side]:
             tagged = half_key(path.stem)
-            key = tagged[0] if tagged is not None and tagged[1] == side else path.stem
+            if identical:  # the same names in both folders: paired as they are, whatever they contain
+                key = path.stem
+            elif tagged is not None and tagged[1] == side:
+                key = tagged[0]
+            elif one_folder:  # both halves (and the full tomograms) side by side: only this side's tag counts
+                continue
+            else:
+                key = path.stem
             keyed.setdefault(key, []).append(path)
         clashes = {k: v for k, v in keyed.items() if len(v) > 1}
         if clashes:
@@ -170,6 +182,9 @@ def prepare_subtomo_star(folder_name: str | Path, cfg: PrepareSubtomoStarConfig 
     or not below the edge, IsoNet's default (e.g. 96 -> 64).
     """
     cfg = cfg or PrepareSubtomoStarConfig()
+    if not {"tilt_min", "tilt_max"} & cfg.model_fields_set:
+        logger.warning("no --tilt_min/--tilt_max given: the subtomograms are taken as tilted %g..%g degrees",
+                       cfg.tilt_min, cfg.tilt_max)
     folder = Path(folder_name)
     if not folder.is_dir():
         raise InputError("folder does not exist" if not folder.exists() else "not a folder", folder,

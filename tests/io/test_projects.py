@@ -185,3 +185,34 @@ def test_a_one_row_key_value_table_and_blank_lines_after_loop_are_read(tmp_path)
                                      "_rlnPixelSize #2\na.mrc 10\n")
     table = read_tomogram_star(tmp_path / "c.star")
     assert list(table.df["rlnMicrographName"]) == ["a.mrc"]
+
+
+# ------------------------------------------------------------ halves paired as users keep them
+@pytest.mark.parametrize("names, pairs", [
+    (["TS_01_EVN_Vol.mrc", "TS_01_ODD_Vol.mrc", "TS_01_Vol.mrc", "TS_02_EVN_Vol.mrc", "TS_02_ODD_Vol.mrc"],
+     [("TS_01_EVN_Vol.mrc", "TS_01_ODD_Vol.mrc"), ("TS_02_EVN_Vol.mrc", "TS_02_ODD_Vol.mrc")]),  # AreTomo3's folder
+    (["a_half1.mrc", "a_half2.mrc", "b_half1.mrc", "b_half2.mrc"],
+     [("a_half1.mrc", "a_half2.mrc"), ("b_half1.mrc", "b_half2.mrc")]),
+])
+def test_halves_side_by_side_in_one_folder_pair_by_their_tags(tmp_path, caplog, names, pairs):
+    from isonet_pl.workflows.prepare import pair_halves
+
+    for i, name in enumerate(names):
+        _volume(tmp_path / "out" / name, i)
+    with caplog.at_level(logging.INFO):
+        found = pair_halves(tmp_path / "out", tmp_path / "out")
+    assert [(e.name, o.name) for _, e, o in found] == pairs
+    assert all(f"paired {e} with {o}" in caplog.text for e, o in pairs)
+
+
+def test_names_with_even_or_odd_in_them_pair_as_they_are(tmp_path):
+    """Identical names in the two folders pair as they are: 'odd_shape_TS_01' is not read as a tag."""
+    from isonet_pl.workflows.prepare import pair_halves
+
+    for side in ("e", "o"):
+        for i, name in enumerate(("cell_odd_shape.mrc", "cell_even_more.mrc")):
+            _volume(tmp_path / side / name, i)
+    found = pair_halves(tmp_path / "e", tmp_path / "o")
+    assert [(n, e.name, o.name) for n, e, o in found] == [
+        ("cell_even_more", "cell_even_more.mrc", "cell_even_more.mrc"),
+        ("cell_odd_shape", "cell_odd_shape.mrc", "cell_odd_shape.mrc")]

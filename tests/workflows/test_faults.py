@@ -397,3 +397,30 @@ def test_the_whole_pipeline_changes_no_file_it_did_not_make(project, tmp_path):
     after = snapshot(project.parent)
     assert after["tomograms.star"] != before.pop("tomograms.star")
     assert_untouched(before, after)
+
+
+# ------------------------------------------------------------ sizes from the data (issue 43)
+@pytest.mark.parametrize("options, says", [
+    ({"cube_size": 32}, r"thinner than the subtomograms \(48 voxels: --cube_size 32 \+ 16\).*use --cube_size 24, "
+                        "the largest that fits"),
+    ({"cube_size": 16, "crop_size": 48}, r"use --cube_size 40 --crop_size 40"),
+])
+def test_extract_checks_the_cube_against_every_tomogram_first(project, options, says):
+    """The README's extract --cube_size 64 failed on 64-slice tomograms with no suggested value."""
+    before = snapshot(project.parent)
+    from isonet_pl.config import ExtractConfig, IOConfig
+    from isonet_pl.workflows.extract import extract
+
+    with pytest.raises(InputError, match=says):
+        extract(project, ExtractConfig(use_deconv_tomo=False, subtomo_folder="sub", **options),
+                IOConfig(zarr_levels=1))
+    assert_untouched(before, snapshot(project.parent))
+    assert not Path("sub").exists() and not Path("zarr").exists()
+
+
+def test_a_cube_that_refine_cannot_use_is_refused_by_extract():
+    """--cube_size 30 passed extract and failed in refine."""
+    from isonet_pl.config import ExtractConfig
+
+    with pytest.raises(Exception, match="cube_size 30 is not a multiple of 8.*use 24 or 32"):
+        ExtractConfig(cube_size=30)
