@@ -36,7 +36,7 @@ QUEUED, RUNNING, STOPPING, DONE, FAILED, CANCELLED = "queued", "running", "stopp
 FINISHED = (DONE, FAILED, CANCELLED)
 #: Seconds between the polite stop (SIGINT, as Ctrl-C: refine saves and prints how to resume) and SIGKILL of a
 #: cancelled job; the job shows "stopping" meanwhile.
-KILL_AFTER = 30.0
+KILL_AFTER = 120.0
 _PERCENT = re.compile(r"(\d{1,3})(?:\.\d+)?%")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -302,12 +302,23 @@ class JobQueue:
         with self._wake:
             self._procs.pop(job.id, None)
             if job.id in self._cancelled:
-                self._finish(job, CANCELLED, code, None)
+                self._finish(job, CANCELLED, code, self._stopped_note(job, code))
             elif code == 0:
                 self._finish(job, DONE, code, None)
             else:
                 error = error_line(self.tail(job.id)) or f"Error: the command ended with exit code {code}"
                 self._finish(job, FAILED, code, error)
+
+    def _stopped_note(self, job: Job, code: int | None) -> str | None:
+        """What a stopped job tells the user: for refine, the command that resumes it (also written to its log
+        when the job had to be killed and could not print it itself)."""
+        resume = resume_command(job.argv)
+        if resume is None:
+            return None
+        if code == -signal.SIGKILL:
+            with open(self.log_path(job.id), "a") as log:
+                log.write(f"\nStopped by force after {KILL_AFTER:.0f} s. Resume with: {resume}\n")
+        return f"Stopped; resume with: {resume}"
 
     def _finish(self, job: Job, state: str, code: int | None, error: str | None) -> None:
         """Record the end of a job (call with the lock held) and wake waiters."""
@@ -317,6 +328,16 @@ class JobQueue:
         logger.info("job %s %s: isonet-pl %s%s", job.id, state, " ".join(job.argv), f" ({error})" if error else "")
         if self._on_finish is not None:
             self._on_finish(job)
+
+
+def resume_command(argv: list[str]) -> str | None:
+    """The command that resumes a stopped refine job (its STAR file and result folder), None for other jobs."""
+    if not argv or argv[0] != "refine":
+        return None
+    options = dict(a[2:].split("=", 1) for a in argv[1:] if a.startswith("--") and "=" in a)
+    star = next((a for a in argv[1:] if not a.startswith("--")), "subtomo.star")
+    folder = options.get("continue_from") or options.get("result_dir") or "results"
+    return f"isonet-pl refine {star} --continue_from {folder}"
 
 
 def _stop(pid: int, wait=None) -> None:

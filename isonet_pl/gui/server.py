@@ -27,6 +27,7 @@ API (paths in queries and bodies are relative to the project folder):
 GET      /api/info                   project folder, version, whether ``3dmod`` is installed
 GET      /api/schema                 the forms of the commands (:mod:`.forms`)
 GET      /api/files?kind=            STAR files, checkpoints, MRC files or folders
+GET      /api/models                 refine's models, newest first
 GET/POST /api/star?path=             the tomogram table (:mod:`.tables`)
 GET/POST /api/jobs                   the job list; submit ``{command, arguments, options}``
 GET      /api/jobs/ID?offset=        a job and its log from byte ``offset``
@@ -365,6 +366,8 @@ class Handler(BaseHTTPRequestHandler):
             self._json(forms.schema())
         elif route == "files":
             self._json(list_files(srv.project, q.get("kind", "star")))
+        elif route == "models":
+            self._json(finished_models(srv.project))
         elif route == "star" and method == "GET":
             table = tables.load_table(srv.path(q.get("path"), "STAR file"))
             self._json({**table, "path": relative_to(table["path"], srv.project)})
@@ -487,6 +490,22 @@ def list_files(project: Path, kind: str) -> list[str]:
 
     walk(project, 1)
     return sorted(found)
+
+
+_MODEL = re.compile(r"model_iter\d+\.ckpt")
+
+
+def finished_models(project: Path) -> list[dict[str, Any]]:
+    """The models refine wrote below the project (``model_iterNN.ckpt``), newest first by the time they were
+    written: ``{path (relative to the project), written (Unix time)}``. The Prediction form takes the first."""
+    found = []
+    for rel in list_files(project, "ckpt"):
+        if _MODEL.fullmatch(Path(rel).name):
+            try:
+                found.append({"path": rel, "written": (project / rel).stat().st_mtime})
+            except OSError:
+                continue
+    return sorted(found, key=lambda m: -m["written"])
 
 
 def open_3dmod(project: Path, paths: list[Path]) -> bool:

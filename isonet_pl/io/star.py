@@ -99,6 +99,7 @@ class Col:
     HALF2 = "rlnTomoReconstructedTomogramHalf2"
     DECONV_HALF1 = "rlnDeconvTomoHalf1"
     DECONV_HALF2 = "rlnDeconvTomoHalf2"
+    TOMOGRAM_STAR = "rlnTomogramStarFile"  # of a subtomogram row: the tomogram table it was extracted from
 
 
 #: The volume columns of a tomogram row: the tomogram, the deconvolved one, the mask, the corrected one.
@@ -113,8 +114,9 @@ MICROSCOPE_COLUMNS = {"rlnVoltage": "voltage_kv", "rlnSphericalAberration": "cs_
 INT_COLUMNS = {"rlnIndex", "rlnSubtomoIndex", "rlnNumberSubtomo", "rlnCubeSize", "rlnCropSize"}
 FLOAT_COLUMNS = {"rlnPixelSize", "rlnDefocus", "rlnSnrFalloff", "rlnDeconvStrength", "rlnMaskDensityPercentage",
                  "rlnMaskStdPercentage", "rlnTiltMin", "rlnTiltMax", *MICROSCOPE_COLUMNS}
-PATH_COLUMNS = {"rlnMicrographName", "rlnImageName", "rlnMaskBoundary", "rlnDeconvTomoName", "rlnMaskName",
-                "rlnCorrectedTomoName", "rlnTomoReconstructedTomogramHalf1", "rlnTomoReconstructedTomogramHalf2"}
+PATH_COLUMNS = {"rlnMicrographName", "rlnImageName", "rlnTomogramStarFile", "rlnMaskBoundary", "rlnDeconvTomoName",
+                "rlnMaskName", "rlnCorrectedTomoName", "rlnTomoReconstructedTomogramHalf1",
+                "rlnTomoReconstructedTomogramHalf2"}
 
 
 def is_none(value: object) -> bool:

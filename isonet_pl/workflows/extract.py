@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 #: Extra columns of our subtomo.star: the source tomogram, the centre (RELION's names, x y z in
 #: voxels) and the tomogram's intensity statistics, so that training and prediction normalise alike.
-EXTRA_COLUMNS = {Col.TOMOGRAM: "None", Col.X: 0.0, Col.Y: 0.0, Col.Z: 0.0,
+EXTRA_COLUMNS = {Col.TOMOGRAM: "None", Col.TOMOGRAM_STAR: "None", Col.X: 0.0, Col.Y: 0.0, Col.Z: 0.0,
                  **dict(zip(STAT_COLUMNS, (0.0, 1.0, 0.0, 1.0), strict=True))}
 
 
@@ -200,6 +200,7 @@ def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfi
                                 Col.CUBE_SIZE: cfg.cube_size, Col.CROP_SIZE: crop, Col.PIXEL_SIZE: pixel_size,
                                 Col.TILT_MIN: tilt_min, Col.TILT_MAX: tilt_max,
                                 Col.TOMOGRAM: relative_to(micrograph, out_star.parent),
+                                Col.TOMOGRAM_STAR: relative_to(table.path, out_star.parent),
                                 Col.X: float(centre[2]), Col.Y: float(centre[1]),
                                 Col.Z: float(centre[0]), **stats})
             logger.info("extracted %d subtomograms of %d^3 from %s (%s) in %.1f s", len(centres), crop,

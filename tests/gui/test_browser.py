@@ -244,3 +244,20 @@ def test_refine_form_shows_the_fields_of_the_method_that_will_run(browser, serve
     assert browser.execute_script("return getComputedStyle(document.querySelector('#loss-card')).position") == \
         "sticky"
     screenshot(browser, "refine_form_method_groups")
+
+
+def test_prediction_form_follows_the_newest_finished_refine(browser, server, project):
+    """The Prediction form kept an older run's model (remembered from the last predict) after a new refine
+    finished; it now takes the newest model and says which."""
+    import os
+
+    old, new = project / "results_b" / "model_iter09.ckpt", project / "results_a" / "model_iter02.ckpt"
+    for i, path in enumerate((old, new)):
+        path.parent.mkdir()
+        path.write_bytes(b"x")
+        os.utime(path, (1_700_000_000 + i * 1000,) * 2)
+    browser.get(server.url)
+    form = wait(browser, lambda d: d.find_elements("css selector", 'form[data-command="predict"]'))[0]
+    wait(browser, lambda d: form.find_element("name", "model").get_attribute("value") == "results_a/model_iter02.ckpt")
+    assert "newest finished refine" in form.find_element("css selector", "[data-role=model-hint]").get_attribute(
+        "textContent")

@@ -124,3 +124,33 @@ def test_the_gui_starts_after_an_adopted_job_ended_with_no_gui_running(project):
     finally:
         queue.shutdown()
 
+
+
+# ------------------------------------------------------------ issue 43: the Prediction form, cancel, resume
+def _models(project):
+    """Two models: the one named last alphabetically is the older."""
+    import os
+
+    old, new = project / "results_b" / "model_iter09.ckpt", project / "results_a" / "model_iter02.ckpt"
+    for i, path in enumerate((old, new)):
+        path.parent.mkdir()
+        path.write_bytes(b"x")
+        os.utime(path, (1_700_000_000 + i * 1000,) * 2)
+    return old, new
+
+
+def test_models_are_listed_newest_first(client, project):
+    """The Prediction form kept an older run's model after a new refine finished; it takes the first of these."""
+    _models(project)
+    (project / "results_a" / "other.ckpt").write_bytes(b"x")
+    assert [m["path"] for m in client.json("/api/models")] == ["results_a/model_iter02.ckpt",
+                                                               "results_b/model_iter09.ckpt"]
+
+
+def test_a_stopped_refine_says_how_to_resume():
+    from isonet_pl.gui.jobs import resume_command
+
+    assert resume_command(["refine", "sub.star", "--result_dir=r2", "--iterations=5"]) == \
+        "isonet-pl refine sub.star --continue_from r2"
+    assert resume_command(["refine", "sub.star"]) == "isonet-pl refine sub.star --continue_from results"
+    assert resume_command(["deconv", "t.star"]) is None

@@ -360,6 +360,19 @@ function onJobFinished(job) {
   refreshLists();
   if (state.page === "viewer") refreshViewer();
   if (command === "refine") refreshLosses();
+  if (command === "refine" && job.state === "done") followNewestModel(true);
+  if (command === "refine" && job.state === "cancelled") resumeLater(job);
+}
+
+/** A stopped refine resumes: its form gets --continue_from the run's folder (a rerun would be refused). */
+function resumeLater(job) {
+  const form = document.querySelector("#refine-forms form");
+  const dir = (job.argv.find((a) => a.startsWith("--result_dir=")) || "--result_dir=results").split("=")[1];
+  if (form && form.elements.continue_from) {
+    form.elements.continue_from.value = dir;
+    form.elements.continue_from.dispatchEvent(new Event("input", {bubbles: true}));
+  }
+  banner(`Refine #${job.id} stopped; Run refine again resumes it (continue_from is set to ${dir})`, "info");
 }
 
 function selectJob(id) {
@@ -415,16 +428,32 @@ async function refreshLists() {
     try {
       const files = await api("files", {kind});
       $(`#list-${kind}`).replaceChildren(...files.map((f) => el("option", {value: f})));
-      if (kind === "ckpt") suggestModel(files);
     } catch (e) { /* the lists are a convenience */ }
   }
 }
 
-/** An empty MODEL field gets the newest model_iterNN.ckpt of the project. */
-function suggestModel(files) {
+/** The Prediction form follows the newest finished refine: its MODEL field takes the newest model_iterNN.ckpt
+ * (by the time it was written) when the page opens and whenever a refine finishes, and says which it is. */
+async function followNewestModel(announce = false) {
   const form = document.querySelector("#predict-forms form");
-  const models = files.filter((f) => /model_iter\d+\.ckpt$/.test(f));
-  if (form && !form.elements.model.value && models.length) form.elements.model.value = models[models.length - 1];
+  if (!form) return;
+  let models = [];
+  try { models = await api("models"); } catch (e) { return; }
+  const field = form.elements.model;
+  let hint = form.querySelector("[data-role=model-hint]");
+  if (!hint) {
+    hint = el("div", {class: "help", "data-role": "model-hint"});
+    field.closest("label, div").after(hint);
+  }
+  if (!models.length) { hint.textContent = "No refine has finished in this project yet."; return; }
+  const newest = models[0];
+  const when = new Date(newest.written * 1000).toLocaleString();
+  if (field.value.trim() !== newest.path) {
+    field.value = newest.path;
+    field.dispatchEvent(new Event("input", {bubbles: true}));
+    if (announce) banner(`Prediction now uses ${newest.path}, the model of the refine that just finished`, "info");
+  }
+  hint.textContent = `Model: ${newest.path} — the newest finished refine (${when}).`;
 }
 
 // ------------------------------------------------------------------ Refinement: fields of the method in use
@@ -749,6 +778,7 @@ async function main() {
   window.addEventListener("beforeunload", (ev) => { if (state.dirty) ev.preventDefault(); });
 
   await loadTable();
+  await followNewestModel();
   await refreshJobs();
   if (state.jobs.length) selectJob(state.jobs[0].id);
   showPage("prep");
