@@ -272,7 +272,7 @@ def mrc_to_zarr(mrc_path: str | Path, zarr_path: str | Path, chunks: tuple[int, 
     with atomic_path(zarr_path) as tmp:
         builder = _StoreBuilder(tmp, info.shape, info.dtype.newbyteorder("="), chunks, info.voxel_size,
                                 info.origin, levels, compression_level, extra={"source": source_key(info.path)},
-                                name=Path(zarr_path).stem)
+                                name=f"{info.path.parent.name}/{info.path.stem}".lstrip("/"))
         for (z0, _), (y0, _), block in iter_blocks(info, depth, rows):
             builder.write(block, z0, y0)
             with np.errstate(invalid="ignore"):  # min/max only: NaN and infinities show in them
@@ -492,12 +492,26 @@ def zarr_to_mrc(zarr_path: str | Path, mrc_path: str | Path, level: int = 0) -> 
     return dask_to_mrc(store.dask(level), mrc_path, vs, store.origin)
 
 
+#: How viewers colour a mask label (RGBA, 0-255): the specimen in translucent orange.
+LABEL_COLOURS = [{"label-value": 1, "rgba": [255, 140, 0, 128]}]
+LABEL_PROPERTIES = [{"label-value": 1, "name": "specimen"}]
+
+
+def _max_bin(block: np.ndarray, f: int) -> np.ndarray:
+    """The largest value of each f×f×f block (a coarse voxel is labelled when any of its voxels is); the
+    trailing voxels that do not fill a block are dropped, as the image's levels drop them."""
+    z, y, x = (s // f for s in block.shape)
+    return block[:z * f, :y * f, :x * f].reshape(z, f, y, f, x, f).max(axis=(1, 3, 5))
+
+
 def add_label(image: TomogramStore, name: str, label: TomogramStore,
               compression_level: int = DEFAULT_COMPRESSION_LEVEL) -> None:
     """Store ``label``'s full-resolution volume as the OME-Zarr label image ``labels/<name>`` of ``image``.
 
-    NGFF 0.5 labels: viewers that read OME-Zarr (napari-ome-zarr) show the mask over its tomogram. Copied slab
-    by slab (never whole in memory); a label of that name is replaced.
+    NGFF 0.5 labels: viewers that read OME-Zarr (napari-ome-zarr) show the mask over its tomogram. The label has
+    the image's resolution levels (each the maximum over 2^level voxels, so a coarse level keeps thin parts of
+    the mask) and colours (:data:`LABEL_COLOURS`). Copied slab by slab (never whole in memory); a label of that
+    name is replaced.
     """
     source = label.zarr_array(0)
     if tuple(source.shape) != tuple(image.shape):
@@ -507,14 +521,24 @@ def add_label(image: TomogramStore, name: str, label: TomogramStore,
     if name in labels:
         del labels[name]
     target = labels.create_group(name)
-    array = target.create_array("0", shape=source.shape, chunks=source.chunks, dtype=source.dtype,
-                                compressors=[ZstdCodec(level=compression_level)], fill_value=0,
-                                dimension_names=("z", "y", "x"))
-    step = source.chunks[0]
+    shapes = [tuple(image.zarr_array(level).shape) for level in range(image.levels)]
+    arrays = [target.create_array(str(level), shape=shape, chunks=tuple(min(c, s) for c, s in zip(
+        source.chunks, shape, strict=True)), dtype=source.dtype, compressors=[ZstdCodec(level=compression_level)],
+        fill_value=0, dimension_names=("z", "y", "x")) for level, shape in enumerate(shapes)]
+    coarsest = 2 ** (len(shapes) - 1)
+    step = -(-source.chunks[0] // coarsest) * coarsest  # slabs that bin evenly at every level
     for z in range(0, source.shape[0], step):
-        array[z:z + step] = source[z:z + step]
-    ome = _ngff_metadata(name, 1, image.voxel_size, image.origin)
-    ome["image-label"] = {"version": "0.5", "source": {"image": "../../"}}
+        slab = np.asarray(source[z:z + step])
+        for level, array in enumerate(arrays):
+            f = 2 ** level
+            part = slab if level == 0 else _max_bin(slab, f)
+            z0 = z // f
+            part = part[:max(0, min(part.shape[0], shapes[level][0] - z0))]
+            if part.size:
+                array[z0:z0 + part.shape[0], :part.shape[1], :part.shape[2]] = part
+    ome = _ngff_metadata(name, len(shapes), image.voxel_size, image.origin)
+    ome["image-label"] = {"version": "0.5", "source": {"image": "../../"}, "colors": LABEL_COLOURS,
+                          "properties": LABEL_PROPERTIES}
     target.attrs["ome"] = ome
     names = list(dict(labels.attrs.get("ome", {})).get("labels", []))
     labels.attrs["ome"] = {"version": "0.5", "labels": sorted({*names, name})}
