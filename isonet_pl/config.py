@@ -103,8 +103,9 @@ class PrepareStarConfig(TiltRange):
                                                   "deconvolution (e.g. phase plate).")
     number_subtomos: int = Field(100, ge=1, le=100_000, description="Subtomograms to extract per tomogram.")
     even: str | None = Field(None, description="Folder of even half tomograms, paired with --odd by name (identical, "
-                                               "or <name>_EVN*/<name>_ODD*, <name>_even*/<name>_odd*); FOLDER_NAME "
-                                               "then receives their averages where missing.")
+                                               "or <name>_EVN*/<name>_ODD*, <name>_even*/<name>_odd*, "
+                                               "<name>_half1*/<name>_half2*; --even and --odd may be one folder); "
+                                               "FOLDER_NAME then receives their averages where missing.")
     odd: str | None = Field(None, description="Folder of odd half tomograms (see --even).")
     overwrite: bool = Field(False, description="Replace an existing --output_star (the results recorded in its "
                                                "rows are then lost from it).")

@@ -292,10 +292,13 @@ def test_bad_halves(run_cli, tmp_path, problem):
 def test_error_after_an_open_progress_line_starts_a_fresh_line(monkeypatch, capsys):
     """An error raised while a progress bar's line is open ("\\r 45%") is printed on a line of its own, so
     logs (and the GUI, which shows the last Error: line) get it whole."""
+    import importlib
+
     from isonet_pl.cli.main import main
 
     from isonet_pl.errors import InputError
-    from isonet_pl.workflows import convert as convert_module
+
+    convert_module = importlib.import_module("isonet_pl.workflows.convert")
 
     def failing(*args, **kwargs):
         import sys
