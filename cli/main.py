@@ -240,7 +240,7 @@ def gui_cmd(project_dir: str, host: str, port: int, no_browser: bool) -> None:
     from isonet_pl.gui import serve
 
     serve(project_dir, host=host, port=port, open_browser=not no_browser,
-          announce=lambda line: click.echo(line, err=True))
+          announce=lambda line: click.echo(line, err=True), commands=cli)
 
 
 @cli.command("config", context_settings=CONTEXT)

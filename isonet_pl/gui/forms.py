@@ -1,6 +1,6 @@
 """The GUI's forms, read from the CLI's own definitions, and their validation.
 
-A form is a click command of ``isonet_pl.cli.main``: its arguments (STAR file, folder,
+A form is a click command of the CLI (the group the GUI is given): its arguments (STAR file, folder,
 model) and its options, whose types, defaults, choices and help come from the
 command's settings section (:func:`isonet_pl.fields.section_fields`). Validation parses
 the command line the form makes with that same click command and applies the settings
@@ -37,12 +37,10 @@ class FormError(Exception):
     """A form the CLI would reject; the message is the CLI's (``Error: ...``)."""
 
 
-def _command(name: str) -> click.Command:
-    from isonet_pl.cli.main import cli
-
+def _command(group: click.Group, name: str) -> click.Command:
     if name not in COMMANDS:
         raise FormError(f"Error: no such command {name!r} (one of {', '.join(COMMANDS)})")
-    return cli.commands[name]
+    return group.commands[name]
 
 
 def _section(name: str):
@@ -67,9 +65,9 @@ def _option(spec: FieldSpec) -> dict[str, Any]:
             "nullable": spec.nullable, "group": spec.group}
 
 
-def command_form(name: str) -> dict[str, Any]:
-    """The form of one command: its help, arguments and options with the CLI's defaults."""
-    command = _command(name)
+def command_form(group: click.Group, name: str) -> dict[str, Any]:
+    """The form of one command of ``group`` (the CLI): its help, arguments and options with the CLI's defaults."""
+    command = _command(group, name)
     fields = {spec.name: spec for spec in section_fields(_section(name))}
     arguments, options = [], []
     for param in command.params:
@@ -87,9 +85,9 @@ def command_form(name: str) -> dict[str, Any]:
     return {"name": name, "help": help_text, "arguments": arguments, "options": options}
 
 
-def schema() -> dict[str, Any]:
+def schema(group: click.Group) -> dict[str, Any]:
     """The forms of every command the GUI runs, keyed by command name."""
-    return {name: command_form(name) for name in COMMANDS}
+    return {name: command_form(group, name) for name in COMMANDS}
 
 
 def _text(value: Any) -> str | None:
@@ -102,7 +100,7 @@ def _text(value: Any) -> str | None:
     return text.strip() or None
 
 
-def command_line(name: str, arguments: dict[str, Any], options: dict[str, Any],
+def command_line(group: click.Group, name: str, arguments: dict[str, Any], options: dict[str, Any],
                  folder: Path | None = None) -> list[str]:
     """The command line of a form, checked as the CLI checks it; with ``folder`` (where the job will run),
     input files named by the arguments (STAR files, the model) must exist there, so a missing one is
@@ -122,7 +120,7 @@ def command_line(name: str, arguments: dict[str, Any], options: dict[str, Any],
         With the CLI's message for a missing argument, an unknown option, a value of the
         wrong type or a setting outside its range.
     """
-    form = command_form(name)
+    form = command_form(group, name)
     known = {o["name"]: o for o in form["options"]}
     unknown = sorted(set(options) - set(known))
     if unknown:
@@ -158,7 +156,7 @@ def command_line(name: str, arguments: dict[str, Any], options: dict[str, Any],
                 raise FormError(f"Error: {exc}") from None
         if text != known[opt_name]["default"]:
             argv.append(f"--{opt_name}={text}")  # one word: a value can never become an option
-    validate(argv)
+    validate(group, argv)
     return argv
 
 
@@ -198,7 +196,7 @@ def _checked_value(option: dict[str, Any], text: str) -> str:
     return text
 
 
-def validate(argv: list[str]) -> None:
+def validate(group: click.Group, argv: list[str]) -> None:
     """Parse ``argv`` with the click command and validate its settings, as the CLI would.
 
     Raises
@@ -206,12 +204,10 @@ def validate(argv: list[str]) -> None:
     FormError
         With the line the CLI would print.
     """
-    from isonet_pl.cli.main import cli
-
     name, args = argv[0], argv[1:]
-    command = _command(name)
+    command = _command(group, name)
     try:
-        with click.Context(cli, info_name="isonet-pl", obj={}) as parent:
+        with click.Context(group, info_name="isonet-pl", obj={}) as parent:
             ctx = command.make_context(name, list(args), parent=parent)
     except click.ClickException as exc:
         raise FormError(f"Error: {exc.format_message()}") from None

@@ -1,6 +1,6 @@
 """Background jobs: ``isonet-pl`` commands run one at a time in subprocesses.
 
-Each job runs ``python -m isonet_pl.gui.runner EXIT_FILE COMMAND ARGS...`` (the CLI, which
+Each job runs ``python -m isonet_pl.cli.runner EXIT_FILE COMMAND ARGS...`` (the CLI, which
 then writes its exit code to ``<id>.exit``) in the project folder, in its own process
 group (so cancelling stops its worker processes too), with stdout and stderr going to
 ``<project>/.isonet_gui/jobs/<id>.log``. Its record (command line, state, times, process
@@ -286,7 +286,7 @@ class JobQueue:
                     self._finish(job, FAILED, None, f"Error: the job could not start ({exc})")
 
     def _run(self, job: Job) -> None:
-        cmd = [sys.executable, "-m", "isonet_pl.gui.runner", str(self.exit_path(job.id)), *job.argv]
+        cmd = [sys.executable, "-m", "isonet_pl.cli.runner", str(self.exit_path(job.id)), *job.argv]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with self._wake, open(self.log_path(job.id), "ab") as log:
             if job.state != QUEUED:  # cancelled between being picked and started

@@ -103,12 +103,15 @@ class GuiServer(ThreadingHTTPServer):
         Interface to bind (127.0.0.1: this machine only).
     port : int
         Port; 0 picks a free one.
+    commands : click.Group
+        The CLI whose commands the forms show and the jobs run (given by the caller: the GUI sits below the CLI).
     """
 
     daemon_threads = True
 
-    def __init__(self, project: Path, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, project: Path, host: str = "127.0.0.1", port: int = 0, *, commands):
         self.project = Path(project).resolve()
+        self.commands = commands
         if not self.project.is_dir():
             raise IsoNetError(f"{self.project}: project folder does not exist; create it or choose another")
         self.token = secrets.token_urlsafe(16)
@@ -363,7 +366,7 @@ class Handler(BaseHTTPRequestHandler):
             self._json({"project": str(srv.project), "version": __version__,
                         "has_3dmod": shutil.which("3dmod") is not None}, set_cookie=set_cookie)
         elif route == "schema":
-            self._json(forms.schema())
+            self._json(forms.schema(srv.commands))
         elif route == "files":
             self._json(list_files(srv.project, q.get("kind", "star")))
         elif route == "models":
@@ -382,8 +385,9 @@ class Handler(BaseHTTPRequestHandler):
         elif route == "jobs" and method == "GET":
             self._json([job_json(srv.jobs, j) for j in srv.jobs.jobs()])
         elif route == "jobs" and method == "POST":
-            argv = forms.command_line(str(_field(body, "command", str)), _field(body, "arguments", dict) or {},
-                                      _field(body, "options", dict) or {}, srv.project)
+            argv = forms.command_line(srv.commands, str(_field(body, "command", str)),
+                                      _field(body, "arguments", dict) or {}, _field(body, "options", dict) or {},
+                                      srv.project)
             self._json(job_json(srv.jobs, srv.jobs.submit(argv)))
         elif job_match:
             self._job(job_match.group(1), bool(job_match.group(2)) and method == "POST", q)
@@ -537,7 +541,7 @@ def _has_display() -> bool:
 
 
 def serve(project_dir: str | Path = ".", host: str = "127.0.0.1", port: int | None = None,
-          open_browser: bool = True, announce: Callable[[str], None] | None = None) -> None:
+          open_browser: bool = True, announce: Callable[[str], None] | None = None, *, commands) -> None:
     """Run the GUI in ``project_dir`` (made the current folder) until Ctrl-C; running jobs are then stopped.
 
     Parameters
@@ -552,8 +556,10 @@ def serve(project_dir: str | Path = ".", host: str = "127.0.0.1", port: int | No
         Open the page in the default web browser (when there is a graphical display).
     announce : callable, optional
         Receives the lines that give the URL (default: the INFO log).
+    commands : click.Group
+        The CLI (see :class:`GuiServer`).
     """
-    server = GuiServer(Path(project_dir), host, port or 0)
+    server = GuiServer(Path(project_dir), host, port or 0, commands=commands)
     os.chdir(server.project)  # as the jobs do: paths relative to the project resolve alike (RELION-5's too)
     announce = announce or logger.info
     announce(f"isonet-pl GUI for {server.project} at")

@@ -35,9 +35,11 @@ def project(tmp_path) -> Path:
 @pytest.fixture
 def server(project):
     """A GUI server for ``project`` on a free port, serving in a thread; stopped afterwards."""
+    from isonet_pl.cli.main import cli
+
     from isonet_pl.gui import GuiServer
 
-    srv = GuiServer(project, "127.0.0.1", 0)
+    srv = GuiServer(project, "127.0.0.1", 0, commands=cli)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     yield srv

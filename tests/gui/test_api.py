@@ -97,7 +97,9 @@ def test_bad_form_values_get_the_cli_message(client, run_cli, project, options, 
 
 def test_command_line_leaves_out_defaults_and_empty_fields():
     """Only changed values become options; booleans compare without regard to case."""
-    argv = forms.command_line("refine", {"subtomo_star": "subtomo.star"},
+    from isonet_pl.cli.main import cli
+
+    argv = forms.command_line(cli, "refine", {"subtomo_star": "subtomo.star"},
                               {"batch_normalization": "True", "epochs": "10", "iterations": "2", "gpuID": ""})
     assert argv == ["refine", "subtomo.star", "--iterations=2"]
 

@@ -171,10 +171,12 @@ def test_page_carries_its_csrf_token_and_refuses_framing(server):
 def test_one_gui_per_project(server, project):
     """A second GUI on the same project is refused (job ids and runs cannot collide); after the first
     stops, a new one starts."""
+    from isonet_pl.cli.main import cli
+
     from isonet_pl.gui import GuiServer
 
     with pytest.raises(IsoNetError, match="another isonet-pl GUI serves this project"):
-        GuiServer(project, "127.0.0.1", 0)
+        GuiServer(project, "127.0.0.1", 0, commands=cli)
 
 
 def test_allowed_hosts(server):

@@ -1,5 +1,6 @@
-"""The GUI's job runner: ``python -m isonet_pl.gui.runner EXIT_FILE ARGV...`` runs ``isonet-pl ARGV`` and
-writes its exit code to EXIT_FILE, so a GUI started later can tell how a job it adopted ended."""
+"""The GUI's job runner: ``python -m isonet_pl.cli.runner EXIT_FILE ARGV...`` runs ``isonet-pl ARGV`` and
+writes its exit code to EXIT_FILE, so a GUI started later can tell how a job it adopted ended (beside the CLI:
+the GUI starts it by name and imports nothing of the CLI)."""
 
 from __future__ import annotations
 
