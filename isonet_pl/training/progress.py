@@ -22,6 +22,22 @@ def resume_hint(iteration: int, subtomo_star, result_dir: Path) -> str:
             f"refine {subtomo_star} --continue_from {result_dir}")
 
 
+def next_step(subtomo_star, model: Path) -> str:
+    """What a finished refine says to run next: predict on the tomogram table the subtomograms came from
+    (``_rlnTomogramStarFile``, recorded by extract), or on ``TOMOGRAMS_STAR`` when the table does not say."""
+    from isonet_pl.io.star import Col, read_star
+
+    try:
+        table = read_star(subtomo_star, required=(Col.IMAGE,))
+        stars = {str(table.resolve(v)) for v in table.df[Col.TOMOGRAM_STAR]} if Col.TOMOGRAM_STAR in table.df \
+            else set()
+    except Exception:  # a message only: never fail a finished run on it
+        stars = set()
+    stars.discard("None")
+    star = stars.pop() if len(stars) == 1 else "TOMOGRAMS_STAR"
+    return f"isonet-pl predict {star} {model}"
+
+
 def duration(seconds: float) -> str:
     """``45 s``, ``12 min`` or ``3.2 h``."""
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else \

@@ -206,5 +206,5 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
         raise
     except KeyboardInterrupt:  # between the fits: refilling, predicting, saving
         raise Interrupted(progress.resume_hint(it, subtomo_star, result_dir)) from None
-    logger.info("refine done: the model is %s; next: isonet-pl predict TOMOGRAMS_STAR %s", previous, previous)
+    logger.info("refine done: the model is %s; next: %s", previous, progress.next_step(subtomo_star, previous))
     return previous

@@ -424,3 +424,17 @@ def test_a_cube_that_refine_cannot_use_is_refused_by_extract():
 
     with pytest.raises(Exception, match="cube_size 30 is not a multiple of 8.*use 24 or 32"):
         ExtractConfig(cube_size=30)
+
+
+def test_refine_names_the_tomogram_table_to_predict_on(subtomo_star, tmp_path, caplog):
+    """refine's "next:" line printed a placeholder instead of the STAR file."""
+    import logging
+
+    from isonet_pl.io.star import read_star
+    from isonet_pl.workflows.refine import refine
+
+    source = read_star(subtomo_star).resolve(read_star(subtomo_star).df["rlnTomogramStarFile"].iloc[0])
+    assert source.name == "tomograms.star" and source.exists()
+    with caplog.at_level(logging.INFO):
+        model = refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "r"), **ONE))
+    assert f"next: isonet-pl predict {source} {model}" in caplog.text
