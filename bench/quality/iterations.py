@@ -51,14 +51,14 @@ def score(module, volume: np.ndarray, truth: np.ndarray, tilt: tuple[float, floa
 
     With ``denoise`` also score the output after predict's ``--denoise`` filter (keys ``denoised_overall``,
     ``denoised_in_wedge``, ``denoised_measured``)."""
-    from isonet_pl.preprocess.spectral import NoEmptyRegion, wiener_denoise
+    from isonet_pl.preprocess.spectral import NoNoiseEstimate, wiener_denoise
 
     out = as_predict(module, volume)
     scores = wedge_correlations(out, truth, *tilt, **BAND)
     if denoise:
         try:
             filtered = wiener_denoise(out, tilt, corrected=True)[0].compute()
-        except NoEmptyRegion:  # as predict: the network's output kept as it is
+        except NoNoiseEstimate:  # as predict: the network's output kept as it is
             filtered = out
         scores.update({f"denoised_{k}": v for k, v in wedge_correlations(filtered, truth, *tilt, **BAND).items()})
     return scores

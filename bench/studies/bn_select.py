@@ -43,7 +43,7 @@ def main() -> None:
     import torch
     from quality.iterations import as_predict
 
-    from isonet_pl.preprocess.spectral import NoEmptyRegion, wiener_denoise
+    from isonet_pl.preprocess.spectral import NoNoiseEstimate, wiener_denoise
 
     parser = argparse.ArgumentParser()
     parser.add_argument("out_dirs", nargs="+")
@@ -74,7 +74,7 @@ def main() -> None:
                               ("both", (outputs[0] + outputs[1]) / 2)):
                 try:
                     out = wiener_denoise(out, tilt, corrected=True)[0].compute()
-                except NoEmptyRegion:
+                except NoNoiseEstimate:
                     pass
                 scores[what] = wedge_correlations(out, truth, *tilt, **BAND)
             rows[f"{folder.name} {name}"] = {"criterion": float(criterion), **scores}

@@ -31,7 +31,7 @@ from isonet_pl.io.zarr_store import (
 )
 from isonet_pl.preprocess.ctf import Microscope
 from isonet_pl.preprocess.deconv import DeconvParams, deconvolve_chunked, deconvolve_volume, match_intensity
-from isonet_pl.preprocess.spectral import NoEmptyRegion, wiener_denoise
+from isonet_pl.preprocess.spectral import NoNoiseEstimate, refusals, wiener_denoise
 from isonet_pl.project import Tomogram, check_writable, tomograms
 
 logger = logging.getLogger(__name__)
@@ -145,10 +145,11 @@ def _outputs(tomo: Tomogram, out_dir: Path) -> list[tuple[str, str, Path]]:
             for column, out_column, folder in jobs]
 
 
-def _noise_filter_row(tomo: Tomogram, out_dir: Path, cfg: DeconvConfig, io: IOConfig) -> None:
-    """A row without a CTF: write its Wiener-filtered tomogram (weights from its own empty slices, measured region
-    only: :mod:`isonet_pl.preprocess.spectral`) as its deconvolved tomogram; skip it, with a warning, when it has
-    no empty slices."""
+def _noise_filter_row(tomo: Tomogram, out_dir: Path, cfg: DeconvConfig, io: IOConfig) -> NoNoiseEstimate | None:
+    """A row without a CTF: write its Wiener-filtered tomogram (weights from its own noise estimate, measured region
+    only: the empty slices above and below the specimen, else the tilt-axis model of the specimen slices,
+    :mod:`isonet_pl.preprocess.spectral`) as its deconvolved tomogram. Returns why it was not filtered (no reliable
+    estimate: the row is left as it is), else None."""
     source = tomo.tomogram
     out_mrc = tomo.output_file(out_dir, f"{tomo.key}{source.suffix}", DECONV_COLUMN, "--deconv_folder")
     t0 = time.perf_counter()
@@ -156,10 +157,10 @@ def _noise_filter_row(tomo: Tomogram, out_dir: Path, cfg: DeconvConfig, io: IOCo
     with dask_context(cfg.ncpu, cfg.dask_scheduler):
         try:
             filtered, estimate = wiener_denoise(store.dask(), tomo.tilt_range, corrected=False)
-        except NoEmptyRegion as exc:
-            logger.warning("row %d (%s): defocus 0 and %s: not filtered; reconstruct it thicker than the specimen "
-                           "to have its noise measured", tomo.number, source.name, exc)
-            return
+        except NoNoiseEstimate as exc:
+            logger.info("row %d (%s): defocus 0 and no reliable noise estimate (%s): not filtered", tomo.number,
+                        source.name, exc)
+            return exc
         out_zarr = tomo.output_zarr(out_mrc)
         write_tomogram(filtered, out_zarr, store.voxel_size, store.origin, chunks=io.zarr_chunks,
                        levels=io.zarr_levels, compression_level=io.compression_level,
@@ -167,6 +168,7 @@ def _noise_filter_row(tomo: Tomogram, out_dir: Path, cfg: DeconvConfig, io: IOCo
     tomo.record_output(out_zarr, out_mrc, DECONV_COLUMN)
     logger.info("no CTF (defocus 0): Wiener-filtered %s -> %s in %.1f s; %s", source.name, out_mrc,
                 time.perf_counter() - t0, estimate.describe())
+    return None
 
 
 def deconv(star_file: str | Path, cfg: DeconvConfig | None = None, io: IOConfig | None = None,
@@ -198,6 +200,7 @@ def deconv(star_file: str | Path, cfg: DeconvConfig | None = None, io: IOConfig 
     table.ensure_column(DECONV_COLUMN, "None")
     for tomo in rows:  # before any work: no output replaces a file the table names
         _outputs(tomo, out_dir)
+    unfiltered: list[tuple[str, NoNoiseEstimate]] = []
     for tomo in rows:
         row = tomo.row
         if cfg.snrfalloff is not None:
@@ -208,7 +211,9 @@ def deconv(star_file: str | Path, cfg: DeconvConfig | None = None, io: IOConfig 
         if params is None:
             halves = any(tomo.path(h) is not None for h in HALF_COLUMNS)
             if cfg.noise_filter and not halves:
-                _noise_filter_row(tomo, out_dir, cfg, io)
+                reason = _noise_filter_row(tomo, out_dir, cfg, io)
+                if reason is not None:
+                    unfiltered.append((f"row {tomo.number}, {tomo.tomogram.name}", reason))
             else:
                 logger.warning("row %d: defocus is 0, no CTF to deconvolve: skipped (%s)", row + 1,
                                "the even/odd mode denoises from its halves" if halves else "--noise_filter false")
@@ -232,4 +237,7 @@ def deconv(star_file: str | Path, cfg: DeconvConfig | None = None, io: IOConfig 
                         "strength %g)", source.name, out_mrc, time.perf_counter() - t0, mode, params.pixel_size,
                         params.defocus, params.microscope.describe(), params.snrfalloff, params.deconvstrength)
     table.write()
+    if unfiltered:  # once per command
+        logger.warning("%s. Until then refine trains on, and predict corrects, their raw tomograms, noisier than a "
+                       "low-pass of them", refusals(unfiltered, len(rows), "row(s) without a CTF"))
     return table.path

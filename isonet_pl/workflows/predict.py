@@ -26,7 +26,7 @@ from isonet_pl.model.checkpoint import load_module
 from isonet_pl.normalization import Normalization
 from isonet_pl.predict.adapt import adapt_batch_norm, batch_norms
 from isonet_pl.predict.predictor import fastest_precision, predict_tomogram, tile_plan
-from isonet_pl.preprocess.spectral import NoEmptyRegion, wiener_denoise
+from isonet_pl.preprocess.spectral import EMPTY_SLICES, NoNoiseEstimate, refusals, wiener_denoise
 from isonet_pl.project import Tomogram, check_writable, tomograms
 
 logger = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
     out_dir = check_output_dir(cfg.output_dir, option="--output_dir")
     table.ensure_column(CORRECTED_COLUMN, "None")
     outputs = {tomo.row: _output_files(tomo, out_dir, cfg) for tomo in rows}  # before any work
+    unfiltered: list[tuple[str, NoNoiseEstimate]] = []
     for number, tomo in enumerate(rows, 1):
         column = tomo.source_column(cfg.use_deconv_tomo)
         source = tomo.path(column, required=True)
@@ -145,10 +146,17 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
             for path in half_zarrs:
                 remove(path)
         if cfg.denoise:
-            _denoise(out_zarr, tomo.tilt_range, source, run, NOISY_BACKGROUND if card.method == "n2n" else None,
-                     reference=store.dask() if card.method == "n2n" else None)
+            reason = _denoise(out_zarr, tomo.tilt_range, source, run,
+                              NOISY_BACKGROUND if card.method == "n2n" else None,
+                              reference=store.dask() if card.method == "n2n" else None)
+            if reason is not None:
+                unfiltered.append((f"row {tomo.number}, {source.name}", reason))
         tomo.record_output(out_zarr, out_mrc, CORRECTED_COLUMN)
         logger.info("corrected %s -> %s in %.1f s", source.name, out_mrc, time.perf_counter() - t0)
+    if unfiltered:  # once per command
+        logger.warning("%s; or compare the output with its input, and predict with --denoise false to silence this. "
+                       "The network's output is kept as it is, which for a single-tomogram model can be noisier than "
+                       "its input", refusals(unfiltered, len(rows), "corrected tomogram(s)"))
     return table.path
 
 
@@ -215,13 +223,15 @@ SLAB_PROFILE = 0.7
 
 
 def _denoise(out_zarr: Path, tilt_range: tuple[float, float], source: Path, run,
-             warn_share: float | None = None, reference=None) -> None:
+             warn_share: float | None = None, reference=None) -> NoNoiseEstimate | None:
     """Replace the network's output in ``out_zarr`` by its Wiener-filtered version (noise measured on its own
-    empty slices, :mod:`isonet_pl.preprocess.spectral`); leave it as it is when it has no empty slices.
-    Warn when the output's ``empty_share`` exceeds ``warn_share`` (n2n models: the threshold was set on their
-    runs; a short single-tomogram run such as the demo's keeps ~15 % without having collapsed), and when the
-    Z profile of the output disagrees with that of ``reference`` (the (nz, ny, nx) input, lazy) by more than
-    :data:`SLAB_PROFILE` allows (one more read of the input: the slice means, no copy in memory)."""
+    empty slices, else by the tilt-axis model of its specimen slices, :mod:`isonet_pl.preprocess.spectral`); leave
+    it as it is, returning why, when neither gives a reliable estimate (None otherwise).
+    Warn when the share of the specimen's variance left in the output's empty slices exceeds ``warn_share`` (n2n
+    models: the threshold was set on their runs; a short single-tomogram run such as the demo's keeps ~15 % without
+    having collapsed), and when the Z profile of the output disagrees with that of ``reference`` (the (nz, ny, nx)
+    input, lazy) by more than :data:`SLAB_PROFILE` allows (one more read of the input: the slice means, no copy in
+    memory)."""
     network = out_zarr.with_name(f"{out_zarr.stem}_network.zarr")
     remove(network)
     os.replace(out_zarr, network)
@@ -229,13 +239,12 @@ def _denoise(out_zarr: Path, tilt_range: tuple[float, float], source: Path, run,
         volume = open_tomogram(network).dask()
         try:
             filtered, estimate = wiener_denoise(volume, tilt_range, corrected=True)
-        except NoEmptyRegion as exc:
-            logger.warning("%s: not filtered (%s): the network's output is kept as it is; reconstruct the tomogram "
-                           "thicker than the specimen to have noise measured, or --denoise false", source.name, exc)
+        except NoNoiseEstimate as exc:
+            logger.info("%s: not filtered (%s): the network's output is kept as it is", source.name, exc)
             os.replace(network, out_zarr)
-            return
+            return exc
         logger.info("%s: %s", source.name, estimate.describe())
-        if warn_share is not None and estimate.empty_share > warn_share:
+        if warn_share is not None and estimate.source == EMPTY_SLICES and estimate.empty_share > warn_share:
             logger.warning("%s: the network's output keeps %.0f %% of the specimen's variance in the empty slices "
                            "above and below it (a model that denoises leaves them nearly flat: under 8 %% in our "
                            "runs): the model passes noise where there is no specimen; check the corrected tomogram, "
@@ -253,6 +262,7 @@ def _denoise(out_zarr: Path, tilt_range: tuple[float, float], source: Path, run,
         run(filtered, out_zarr, denoise=estimate.describe())
     finally:
         remove(network)
+    return None
 
 
 def _write_disagreement(diff, out_mrc: Path, tomo: Tomogram, run) -> Path:

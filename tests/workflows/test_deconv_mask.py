@@ -296,3 +296,44 @@ def test_rows_without_ctf_get_the_measured_wiener_filter(tmp_path, caplog):
         deconv(star3, DeconvConfig(deconv_folder=str(tmp_path / "halves" / "deconv")), IO)
     assert "the even/odd mode denoises from its halves" in caplog.text
     assert read_tomogram_star(star3).get_path(0, "rlnDeconvTomoName", required=False) is None
+
+
+def test_rows_without_ctf_or_empty_slices_are_filtered_with_the_tilt_axis_model(tmp_path, caplog):
+    """A tomogram trimmed to its specimen (no empty slice) gets the Wiener filter with the noise of the tilt-axis
+    model (logged as such); one whose noise the model does not describe is left as it is, with one warning for the
+    command that gives the reason and the remedy."""
+    from isonet_pl.config import PrepareStarConfig, SimulateConfig
+    from isonet_pl.workflows.prepare import prepare_star
+    from isonet_pl.workflows.simulate import simulate
+
+    star = simulate(tmp_path / "sim", SimulateConfig(shape=(96, 96, 96), slab_fraction=0.9, number_subtomos=4, seed=3))
+    for folder in ("tomos", "ground_truth"):  # trimmed to the specimen: the central 64 of its 86 slices
+        path = tmp_path / "sim" / folder / "sim_00.mrc"
+        write_mrc(path, read_mrc(path)[0][16:80], voxel_size=10.0)
+    with caplog.at_level(logging.INFO, logger="isonet_pl"):
+        deconv(star, DeconvConfig(deconv_folder=str(tmp_path / "sim" / "deconv")), IO)
+    assert "Wiener-filtered sim_00.mrc" in caplog.text and "noise from the tilt-axis model" in caplog.text
+    filtered = read_mrc(read_tomogram_star(star).get_path(0, "rlnDeconvTomoName"))[0]
+    raw = read_mrc(tmp_path / "sim" / "tomos" / "sim_00.mrc")[0]
+    truth = read_mrc(tmp_path / "sim" / "ground_truth" / "sim_00.mrc")[0]
+
+    def corr(a):
+        return np.corrcoef(a.ravel(), truth.ravel())[0, 1]
+
+    assert corr(filtered) > corr(raw) + 0.2
+
+    folder = tmp_path / "lowpassed"  # no empty slice, and a noise no back-projection gives: a low-passed volume
+    folder.mkdir()
+    k = np.sqrt(sum(g**2 for g in np.meshgrid(np.fft.fftfreq(48), np.fft.fftfreq(96), np.fft.rfftfreq(96),
+                                             indexing="ij")))
+    noise = np.random.default_rng(0).standard_normal((48, 96, 96))
+    volume = np.fft.irfftn(np.fft.rfftn(noise) / (1 + (k / 0.25) ** 8), s=noise.shape, axes=(0, 1, 2))
+    write_mrc(folder / "a.mrc", volume.astype(np.float32), voxel_size=10.0)
+    write_mrc(folder / "b.mrc", volume[:, ::-1].astype(np.float32), voxel_size=10.0)
+    star2 = prepare_star(folder, PrepareStarConfig(output_star=str(tmp_path / "lowpassed.star")))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="isonet_pl"):
+        deconv(star2, DeconvConfig(deconv_folder=str(tmp_path / "lowpassed_deconv")), IO)
+    warnings = [r.getMessage() for r in caplog.records if "not denoised" in r.getMessage()]
+    assert len(warnings) == 1 and "2 of 2" in warnings[0] and "a.mrc" in warnings[0] and "Remedy" in warnings[0]
+    assert read_tomogram_star(star2).get_path(0, "rlnDeconvTomoName", required=False) is None

@@ -221,7 +221,8 @@ def test_nan_weights_and_nan_predictions_are_refused(subtomo_star, tmp_path, mon
 def test_denoise_filters_with_the_noise_of_the_empty_slices(subtomo_star, tmp_path, caplog):
     """--denoise (default): the output is the network's, Wiener-filtered with weights measured on its own empty
     slices (less high-frequency power, same low frequencies, recorded in the store); a tomogram without empty
-    slices keeps the network's output, with a warning."""
+    slices is filtered with the noise of the tilt-axis model where that describes the output; one it does not keeps
+    the network's output, with one warning for the command that gives the reason and the remedy."""
     import logging
 
     import mrcfile
@@ -260,22 +261,33 @@ def test_denoise_filters_with_the_noise_of_the_empty_slices(subtomo_star, tmp_pa
                           for s in stores)
     assert not list(tmp_path.rglob("*_network.zarr"))  # the intermediate is gone
 
-    # a tomogram that is all specimen (no empty slices): kept as the network gave it, with a warning
+    # tomograms without empty slices: one of white noise, whose output the tilt-axis model describes (filtered, and
+    # logged so); one low-passed in |k|, whose output it does not: kept as the network gave it, with one warning
     folder = tmp_path / "full"
     folder.mkdir()
-    rng = np.random.default_rng(0)
-    with mrcfile.new(folder / "full.mrc") as mrc:
-        mrc.set_data(rng.standard_normal((40, 64, 64)).astype(np.float32))
-        mrc.voxel_size = 10.0
+    noise = np.random.default_rng(0).standard_normal((40, 64, 64))
+    k = np.sqrt(sum(g**2 for g in np.meshgrid(np.fft.fftfreq(40), np.fft.fftfreq(64), np.fft.rfftfreq(64),
+                                             indexing="ij")))
+    lowpassed = np.fft.irfftn(np.fft.rfftn(noise) / (1 + (k / 0.25) ** 8), s=noise.shape, axes=(0, 1, 2))
+    for name, volume in (("full.mrc", noise), ("lowpassed.mrc", lowpassed)):
+        with mrcfile.new(folder / name) as mrc:
+            mrc.set_data(volume.astype(np.float32))
+            mrc.voxel_size = 10.0
     full_star = prepare_star(folder, PrepareStarConfig(output_star=str(tmp_path / "full.star")))
     caplog.clear()
     for denoise in (False, True):
-        with caplog.at_level(logging.WARNING, logger="isonet_pl"):
+        with caplog.at_level(logging.INFO, logger="isonet_pl"):
             predict(full_star, ckpt, PredictConfig(output_dir=str(tmp_path / f"full_{denoise}"), crop_size=32,
                                                    denoise=denoise), IO)
-    assert "not filtered" in caplog.text and "full.mrc" in caplog.text
-    np.testing.assert_array_equal(read_mrc(tmp_path / "full_True" / "full_corrected.mrc")[0],
-                                  read_mrc(tmp_path / "full_False" / "full_corrected.mrc")[0])
+    assert "full.mrc: noise from the tilt-axis model" in caplog.text
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "not denoised" in
+                r.getMessage()]
+    assert len(warnings) == 1 and "1 of 2" in warnings[0] and "lowpassed.mrc" in warnings[0]
+    assert "Remedy" in warnings[0]
+    np.testing.assert_array_equal(read_mrc(tmp_path / "full_True" / "lowpassed_corrected.mrc")[0],
+                                  read_mrc(tmp_path / "full_False" / "lowpassed_corrected.mrc")[0])
+    assert not np.array_equal(read_mrc(tmp_path / "full_True" / "full_corrected.mrc")[0],
+                              read_mrc(tmp_path / "full_False" / "full_corrected.mrc")[0])
 
 
 @pytest.mark.parametrize("bent", [False, True])
