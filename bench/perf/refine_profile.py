@@ -67,12 +67,17 @@ CLOCK = [Clock()]
 
 def wrap(owner, name: str, phase: str) -> None:
     original = getattr(owner, name)
+    running = set()  # a phase that calls itself (predict_all on halves) is timed once
 
     def timed(*args, **kwargs):
+        if phase in running:
+            return original(*args, **kwargs)
+        running.add(phase)
         t0 = time.perf_counter()
         try:
             return original(*args, **kwargs)
         finally:
+            running.discard(phase)
             CLOCK[0].add(phase, time.perf_counter() - t0)
 
     setattr(owner, name, timed)
