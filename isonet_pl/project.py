@@ -41,7 +41,7 @@ from isonet_pl.io.zarr_store import (
 )
 
 __all__ = ["Tomogram", "tomograms", "tomogram_table", "zarr_cache", "check_inputs", "check_writable",
-           "referenced_files", "VOLUME_COLUMNS", "PREPARE_STAR_COLUMNS"]
+           "referenced_files", "PREPARE_STAR_COLUMNS"]
 
 logger = logging.getLogger(__name__)
 #: (file, STAR pixel size) pairs whose voxel size was already warned about in this process.
@@ -50,8 +50,6 @@ _VOXEL_NOTES: set[tuple[str, float]] = set()
 #: Columns prepare_star writes, in IsoNet's order, followed by the tilt range.
 PREPARE_STAR_COLUMNS = (Col.INDEX, Col.TOMOGRAM, Col.PIXEL_SIZE, Col.DEFOCUS, Col.NUMBER_SUBTOMO,
                         Col.MASK_BOUNDARY, Col.TILT_MIN, Col.TILT_MAX)
-#: Tomogram columns that hold volumes (converted by ``convert``), when present.
-VOLUME_COLUMNS = (TOMOGRAM_COLUMN, DECONV_COLUMN, *HALF_COLUMNS, *DECONV_HALF_COLUMNS)
 
 
 def zarr_cache(table: StarTable, io: IOConfig) -> Path:
@@ -65,7 +63,7 @@ def referenced_files(table: StarTable, io: IOConfig | None = None) -> list[Path]
     with ``io``, its Zarr cache folder: what no output may replace."""
     found = [table.path]
     for column in table.df.columns:
-        if column in PATH_COLUMNS or column in (*DECONV_HALF_COLUMNS, *HALF_COLUMNS):
+        if column in PATH_COLUMNS:
             found += [p for p in map(table.resolve, table.df[column]) if p is not None]
     return found + ([zarr_cache(table, io)] if io is not None else [])
 

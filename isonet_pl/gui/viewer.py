@@ -22,13 +22,10 @@ import zarr
 from isonet_pl.config import IOConfig
 from isonet_pl.errors import InputError
 from isonet_pl.io.mrc import read_mrc_info
-from isonet_pl.io.star import HALF_COLUMNS, Col, read_tomogram_star, relative_to
+from isonet_pl.io.star import VOLUME_LABELS, Col, read_tomogram_star, relative_to
 from isonet_pl.io.zarr_store import TomogramStore, cached_store
 from isonet_pl.plot import encode_png, slice_preview
 
-#: Volumes of a tomogram row the viewer offers, by STAR column.
-VOLUME_COLUMNS = {Col.TOMOGRAM: "tomogram", Col.DECONV: "deconvolved", Col.MASK: "mask",
-                  Col.CORRECTED: "corrected", HALF_COLUMNS[0]: "half 1", HALF_COLUMNS[1]: "half 2"}
 #: Slices wider than this are read from a binned level of the pyramid.
 MAX_EDGE = 1024
 #: Colour and opacity of the mask overlay.
@@ -50,7 +47,7 @@ def list_volumes(star: Path, project: Path) -> list[dict[str, Any]]:
     rows = []
     for i in range(len(table.df)):
         volumes = {}
-        for column, label in VOLUME_COLUMNS.items():
+        for column, label in VOLUME_LABELS.items():
             path = table.get_path(i, column, required=False) if column in table.df.columns else None
             if path is not None and path.is_file():
                 volumes[label] = relative_to(path, project)

@@ -34,6 +34,7 @@ from pathlib import Path
 import pandas as pd
 
 from isonet_pl.errors import InputError
+from isonet_pl.io.star import INPUT_VOLUMES, RESULT_VOLUMES
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +42,6 @@ ISONET, ISONET2, RELION5 = "IsoNet 0.2", "IsoNet2", "RELION-5"
 AVERAGE_FOLDER = "isonet_averages"
 #: Key of a converted row whose tomogram is the average of its halves: (even, odd), to be written.
 AVERAGE_OF = "_average_of"
-#: Columns that hold results of our commands; reset when a tomogram's input files change.
-RESULT_COLUMNS = ("rlnDeconvTomoName", "rlnDeconvTomoHalf1", "rlnDeconvTomoHalf2", "rlnMaskName",
-                  "rlnCorrectedTomoName")
-#: Columns of a derived table that name its input files (the tomogram and its halves).
-INPUT_COLUMNS = ("rlnMicrographName", "rlnTomoReconstructedTomogramHalf1", "rlnTomoReconstructedTomogramHalf2")
 #: IsoNet2 columns taken over as they are (numbers, and paths of earlier results).
 ISONET2_NUMBERS = ("rlnPixelSize", "rlnDefocus", "rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast",
                    "rlnPhaseShift", "rlnTiltMin", "rlnTiltMax", "rlnNumberSubtomo", "rlnSnrFalloff",
@@ -212,7 +208,7 @@ def _input_files(record: dict, folder: Path) -> dict[str, str | None]:
     """{path as recorded: :func:`_fingerprint` (None when missing)} of the volumes a converted row is made from:
     its halves and its tomogram (unless it is an average we make). What a tilt-series file gives (tilt range,
     defocus) is followed through the converted values."""
-    columns = list(INPUT_COLUMNS[1:]) + ([] if record.get(AVERAGE_OF) else [INPUT_COLUMNS[0]])
+    columns = list(INPUT_VOLUMES[1:]) + ([] if record.get(AVERAGE_OF) else [INPUT_VOLUMES[0]])
     found = {}
     for column in columns:
         value = record.get(column)
@@ -224,20 +220,25 @@ def _input_files(record: dict, folder: Path) -> dict[str, str | None]:
 
 
 def _fingerprint(path: Path, sample: int = 1 << 16) -> str | None:
-    """A file's size and a digest of its first, middle and last 64 KiB (its MRC header included): a rewrite
-    with other data shows, a copy or a touch does not, and a tomogram of gigabytes is not read whole."""
+    """What identifies a volume's content cheaply: its shape, type and voxel size and a digest of the first,
+    middle and last 64 KiB of its voxels. A rewrite with other data shows; a copy, a touch or a header rewritten
+    with another date does not, and a tomogram of gigabytes is not read whole."""
     import hashlib
 
+    from isonet_pl.io.mrc import read_mrc_info
+
     try:
-        size = path.stat().st_size
-        digest = hashlib.sha256()
+        info = read_mrc_info(path)
+        digest = hashlib.sha256(repr((info.shape, str(info.dtype), info.voxel_size)).encode())
+        end = info.data_offset + info.nbytes
         with open(path, "rb") as fh:
-            for start in sorted({0, max(size // 2 - sample // 2, 0), max(size - sample, 0)}):
+            for start in sorted({info.data_offset, max(info.data_offset, (info.data_offset + end - sample) // 2),
+                                 max(info.data_offset, end - sample)}):
                 fh.seek(start)
-                digest.update(fh.read(sample))
-    except OSError:
+                digest.update(fh.read(min(sample, end - start)))
+    except (OSError, InputError):
         return None
-    return f"{size}:{digest.hexdigest()[:32]}"
+    return digest.hexdigest()[:32]
 
 
 def _source_state(path: Path, rows: list[dict]) -> dict:
@@ -295,7 +296,7 @@ def merge_rows(own: Path, old: pd.DataFrame, new: list[dict], source: Path, befo
         if rewritten:
             what.append("its input files were rewritten")
         if rewritten or set(changed) - {"rlnNumberSubtomo"}:
-            row.update({c: "None" for c in RESULT_COLUMNS if c in row})
+            row.update({c: "None" for c in RESULT_VOLUMES if c in row})
             if record.get(AVERAGE_OF):
                 remake.add(name)
         if what:

@@ -111,12 +111,84 @@ DECONV_HALF_COLUMNS = (Col.DECONV_HALF1, Col.DECONV_HALF2)
 #: Microscope columns (RELION-5's ``data_global``, IsoNet2's rows) and the :class:`Microscope` field of each.
 MICROSCOPE_COLUMNS = {"rlnVoltage": "voltage_kv", "rlnSphericalAberration": "cs_mm",
                       "rlnAmplitudeContrast": "amplitude_contrast", "rlnPhaseShift": "phase_shift_deg"}
-INT_COLUMNS = {"rlnIndex", "rlnSubtomoIndex", "rlnNumberSubtomo", "rlnCubeSize", "rlnCropSize"}
-FLOAT_COLUMNS = {"rlnPixelSize", "rlnDefocus", "rlnSnrFalloff", "rlnDeconvStrength", "rlnMaskDensityPercentage",
-                 "rlnMaskStdPercentage", "rlnTiltMin", "rlnTiltMax", *MICROSCOPE_COLUMNS}
-PATH_COLUMNS = {"rlnMicrographName", "rlnImageName", "rlnTomogramStarFile", "rlnMaskBoundary", "rlnDeconvTomoName",
-                "rlnMaskName", "rlnCorrectedTomoName", "rlnTomoReconstructedTomogramHalf1",
-                "rlnTomoReconstructedTomogramHalf2"}
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """What a STAR column holds.
+
+    Attributes
+    ----------
+    kind : str
+        ``int``, ``float`` or ``path`` (``None`` for no file).
+    volume : str or None
+        For a volume: ``input`` (brought by the user), ``derived`` (written by a command and read by the next:
+        the deconvolved tomograms) or ``result`` (written by a command: the mask, the corrected tomogram).
+    label : str or None
+        How the viewer names the volume.
+    bounds : (float, float, bool) or None
+        Allowed numbers: lowest, highest, whether the lowest itself is allowed.
+    """
+
+    kind: str
+    volume: str | None = None
+    label: str | None = None
+    bounds: tuple[float, float, bool] | None = None
+
+
+_ANY = (-np.inf, np.inf, True)
+#: The one schema of the columns isonet-pl reads or writes (types, volumes, bounds); every list below comes from it.
+SCHEMA: dict[str, ColumnSpec] = {
+    Col.INDEX: ColumnSpec("int", bounds=(0, np.inf, True)),
+    Col.SUBTOMO_INDEX: ColumnSpec("int", bounds=(0, np.inf, True)),
+    Col.NUMBER_SUBTOMO: ColumnSpec("int", bounds=(1, 100_000, True)),
+    Col.CUBE_SIZE: ColumnSpec("int", bounds=(8, np.inf, True)),
+    Col.CROP_SIZE: ColumnSpec("int", bounds=(8, np.inf, True)),
+    Col.PIXEL_SIZE: ColumnSpec("float", bounds=(0, np.inf, False)),
+    Col.DEFOCUS: ColumnSpec("float", bounds=(0, np.inf, True)),
+    Col.SNR_FALLOFF: ColumnSpec("float", bounds=(0, np.inf, False)),
+    Col.DECONV_STRENGTH: ColumnSpec("float", bounds=(0, np.inf, False)),
+    Col.MASK_DENSITY: ColumnSpec("float", bounds=(0, 100, False)),
+    Col.MASK_STD: ColumnSpec("float", bounds=(0, 100, False)),
+    Col.TILT_MIN: ColumnSpec("float", bounds=(-90, 90, True)),
+    Col.TILT_MAX: ColumnSpec("float", bounds=(-90, 90, True)),
+    "rlnVoltage": ColumnSpec("float", bounds=(0, np.inf, False)),
+    "rlnSphericalAberration": ColumnSpec("float", bounds=(0, np.inf, True)),
+    "rlnAmplitudeContrast": ColumnSpec("float", bounds=(0, 0.999, True)),
+    "rlnPhaseShift": ColumnSpec("float", bounds=(-180, 180, True)),
+    # a tomogram's statistics (any units, but finite and far from float32's overflow)
+    Col.MEAN: ColumnSpec("float", bounds=(-1e15, 1e15, True)),
+    Col.STD: ColumnSpec("float", bounds=(0, 1e15, False)),
+    Col.P4: ColumnSpec("float", bounds=(-1e15, 1e15, True)),
+    Col.P96: ColumnSpec("float", bounds=(-1e15, 1e15, True)),
+    Col.X: ColumnSpec("float", bounds=_ANY),
+    Col.Y: ColumnSpec("float", bounds=_ANY),
+    Col.Z: ColumnSpec("float", bounds=_ANY),
+    Col.TOMOGRAM: ColumnSpec("path", "input", "tomogram"),
+    Col.HALF1: ColumnSpec("path", "input", "half 1"),
+    Col.HALF2: ColumnSpec("path", "input", "half 2"),
+    Col.DECONV: ColumnSpec("path", "derived", "deconvolved"),
+    Col.DECONV_HALF1: ColumnSpec("path", "derived", "deconvolved half 1"),
+    Col.DECONV_HALF2: ColumnSpec("path", "derived", "deconvolved half 2"),
+    Col.MASK: ColumnSpec("path", "result", "mask"),
+    Col.CORRECTED: ColumnSpec("path", "result", "corrected"),
+    Col.MASK_BOUNDARY: ColumnSpec("path"),
+    Col.IMAGE: ColumnSpec("path"),
+    Col.IMAGE_HALF1: ColumnSpec("path"),
+    Col.IMAGE_HALF2: ColumnSpec("path"),
+    Col.TOMOGRAM_STAR: ColumnSpec("path"),
+}
+INT_COLUMNS = {c for c, spec in SCHEMA.items() if spec.kind == "int"}
+FLOAT_COLUMNS = {c for c, spec in SCHEMA.items() if spec.kind == "float"}
+PATH_COLUMNS = {c for c, spec in SCHEMA.items() if spec.kind == "path"}
+#: The volumes a user brings (the tomogram, its halves); a change to them resets every result.
+INPUT_VOLUMES = tuple(c for c, spec in SCHEMA.items() if spec.volume == "input")
+#: The volumes the commands write (deconvolved, mask, corrected), reset when what they were made from changes.
+RESULT_VOLUMES = tuple(c for c, spec in SCHEMA.items() if spec.volume in ("derived", "result"))
+#: The volumes the commands read through Zarr copies (``convert`` makes them ahead).
+READ_VOLUMES = tuple(c for c, spec in SCHEMA.items() if spec.volume in ("input", "derived"))
+#: The viewer's name of each volume column.
+VOLUME_LABELS = {c: spec.label for c, spec in SCHEMA.items() if spec.label}
 
 
 def is_none(value: object) -> bool:
@@ -573,30 +645,7 @@ def read_subtomo_star(path: str | Path) -> StarTable:
 
 
 #: Allowed values of the numeric columns: (lowest, highest, whether the lowest itself is allowed).
-COLUMN_RANGES: dict[str, tuple[float, float, bool]] = {
-    "rlnIndex": (0, np.inf, True),
-    "rlnSubtomoIndex": (0, np.inf, True),
-    "rlnPixelSize": (0, np.inf, False),
-    "rlnDefocus": (0, np.inf, True),
-    "rlnNumberSubtomo": (1, 100_000, True),
-    "rlnSnrFalloff": (0, np.inf, False),
-    "rlnDeconvStrength": (0, np.inf, False),
-    "rlnMaskDensityPercentage": (0, 100, False),
-    "rlnMaskStdPercentage": (0, 100, False),
-    "rlnCubeSize": (8, np.inf, True),
-    "rlnCropSize": (8, np.inf, True),
-    "rlnTiltMin": (-90, 90, True),
-    "rlnTiltMax": (-90, 90, True),
-    "rlnVoltage": (0, np.inf, False),
-    "rlnSphericalAberration": (0, np.inf, True),
-    "rlnAmplitudeContrast": (0, 0.999, True),
-    "rlnPhaseShift": (-180, 180, True),
-    # a tomogram's statistics (any units, but finite and far from float32's overflow)
-    "rlnTomoMean": (-1e15, 1e15, True),
-    "rlnTomoStd": (0, 1e15, False),
-    "rlnTomoP4": (-1e15, 1e15, True),
-    "rlnTomoP96": (-1e15, 1e15, True),
-}
+COLUMN_RANGES: dict[str, tuple[float, float, bool]] = {c: spec.bounds for c, spec in SCHEMA.items() if spec.bounds}
 
 
 def _check_numbers(table: StarTable, columns: tuple[str, ...]) -> None:

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from isonet_pl.config import IOConfig
-from isonet_pl.io.star import TOMOGRAM_COLUMN, read_tomogram_star
-from isonet_pl.project import VOLUME_COLUMNS, tomograms
+from isonet_pl.io.star import READ_VOLUMES, TOMOGRAM_COLUMN, read_tomogram_star
+from isonet_pl.project import tomograms
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def convert(star_file: str | Path, io: IOConfig | None = None, tomo_idx: str | N
     io = io or IOConfig()
     stores = []
     for tomo in tomograms(read_tomogram_star(star_file), io, tomo_idx):
-        for column in VOLUME_COLUMNS:
+        for column in READ_VOLUMES:
             if column == TOMOGRAM_COLUMN or tomo.path(column) is not None:
                 t0 = time.perf_counter()
                 store = tomo.store(column)

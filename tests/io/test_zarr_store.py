@@ -103,7 +103,8 @@ def test_open_tomogram_rejects_other_folders(tmp_path):
 
 def test_cache_names_are_readable_and_unique(tmp_path):
     """Stores mirror the project's tree (x.mrc -> x.zarr, x.rec -> x.rec.zarr); files outside get a hashed name;
-    the NGFF multiscale is named after the final store, not its temporary name."""
+    the NGFF multiscale is named after its source file (folder and stem, so halves of one name are told apart),
+    not the store's temporary name."""
     import zarr
 
     from isonet_pl.io.zarr_store import cached_zarr_path, ensure_zarr
@@ -120,4 +121,4 @@ def test_cache_names_are_readable_and_unique(tmp_path):
     write_mrc(src, np.random.default_rng(0).normal(size=(16, 16, 16)).astype(np.float32), voxel_size=5.0)
     store = ensure_zarr(src, cache, chunks=(16, 16, 16), levels=1)
     assert store.path == cache / "tomos" / "TS_01.zarr"
-    assert zarr.open_group(store.path, mode="r").attrs["ome"]["multiscales"][0]["name"] == "TS_01"
+    assert zarr.open_group(store.path, mode="r").attrs["ome"]["multiscales"][0]["name"] == "tomos/TS_01"
