@@ -35,7 +35,8 @@ def __getattr__(name: str):
 class _API(types.ModuleType):
     """This package, whose command names stay the functions: importing the submodule ``deconv`` (named like
     its function) would otherwise bind the module over the name, and ``from isonet_pl.workflows import deconv``
-    would give a module once anything had imported it."""
+    would give a module once anything had imported it. The modules themselves: ``from
+    isonet_pl.workflows.deconv import ...`` or ``importlib.import_module("isonet_pl.workflows.deconv")``."""
 
     def __setattr__(self, name: str, value) -> None:
         if name in _WHERE and isinstance(value, types.ModuleType):

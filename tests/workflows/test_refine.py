@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -62,7 +63,7 @@ def test_continue_from_resumes_exactly(subtomo_star, tmp_path, monkeypatch, capl
     continuous rotations)."""
     import pytorch_lightning as pl
 
-    from isonet_pl.workflows import refine as refine_module
+    refine_module = importlib.import_module("isonet_pl.workflows.refine")
 
     tiny = dict(TINY, ema_decay=ema, lr_schedule=schedule, preprocessing_ncpus=workers, rotations=rotations)
     full = refine_module.refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "a"), **tiny))
@@ -435,7 +436,7 @@ def test_tracking_batch_norm_changes_the_validation_only(n2n_model, tmp_path, mo
     """With --recalibrate_bn (n2n's default) the batch norms' running statistics follow training at momentum
     0.1 between recalibrations: the validation losses between epochs change, the saved weights and
     statistics do not (training uses batch statistics, and the recalibration replaces the running ones)."""
-    from isonet_pl.workflows import refine as refine_module
+    refine_module = importlib.import_module("isonet_pl.workflows.refine")
 
     _, ckpt, result = n2n_model
     settings = json.loads((result / "refine_iter02.json").read_text())["settings"]
