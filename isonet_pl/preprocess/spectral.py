@@ -40,8 +40,8 @@ from isonet_pl.data.wedge import measured_region
 logger = logging.getLogger(__name__)
 
 __all__ = ["SpectralEstimate", "NoNoiseEstimate", "NoEmptyRegion", "refusals", "empty_slices", "estimate_spectra",
-           "tilt_axis_noise", "wiener_kernel", "wiener_denoise", "apply_kernel", "radial_psd", "EMPTY_SLICES",
-           "TILT_AXIS"]
+           "tilt_axis_noise", "power_ratio", "wiener_kernel", "wiener_denoise", "apply_kernel", "radial_psd",
+           "EMPTY_SLICES", "TILT_AXIS"]
 
 #: lateral block-mean size of the Z profile (voxels)
 PROFILE_BIN = 4
@@ -515,6 +515,25 @@ def estimate_spectra(volume, tilt_range: tuple[float, float] | None = None,
                             wedge_noise=noise[1] if wedge is not None else None,
                             wedge_total=total[1] if wedge is not None else None, source=used, other_std=other_std,
                             misfit=misfit)
+
+
+def power_ratio(volume, reference, tilt_range: tuple[float, float] | None = None,
+                band: tuple[float, float] = (0.25, 0.5)) -> float:
+    """The power of ``volume`` over that of ``reference`` in a band of |k| (cycles/voxel), over the measured region
+    of ``tilt_range`` (all coefficients without one), in the same boxes of the reference's specimen slices.
+
+    Where the specimen has little power (the default band: 0.5–1 of Nyquist) this compares the noise: above 1, a
+    corrected tomogram (``volume``) is noisier than its input (``reference``). Both (nz, ny, nx), the same shape.
+    """
+    _, specimen, _ = _layout(reference)
+    depth = min(MAX_DEPTH, specimen[1] - specimen[0])
+    by, bx = min(BOX, reference.shape[1]), min(BOX, reference.shape[2])
+    regions = [None] if tilt_range is None else [measured_region((depth, by, bx), *tilt_range, rfft=True)]
+    psd = [radial_psd(_boxes(v, [specimen], depth, MAX_BOXES, seed=1), regions) for v in (volume, reference)]
+    shells = (np.arange(psd[0][0].shape[1]) + 0.5) * SHELL
+    keep = (shells >= band[0]) & (shells < band[1])
+    power = [float(np.nansum(p[0][0][keep] * p[1][0][keep])) for p in psd]
+    return power[0] / power[1] if power[1] > 0 else float("inf")
 
 
 def wiener_kernel(estimate: SpectralEstimate, radius: int = KERNEL_RADIUS) -> np.ndarray:

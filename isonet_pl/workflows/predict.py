@@ -26,7 +26,7 @@ from isonet_pl.model.checkpoint import load_module
 from isonet_pl.normalization import Normalization
 from isonet_pl.predict.adapt import adapt_batch_norm, batch_norms
 from isonet_pl.predict.predictor import fastest_precision, predict_tomogram, tile_plan
-from isonet_pl.preprocess.spectral import EMPTY_SLICES, NoNoiseEstimate, refusals, wiener_denoise
+from isonet_pl.preprocess.spectral import EMPTY_SLICES, NoNoiseEstimate, power_ratio, refusals, wiener_denoise
 from isonet_pl.project import Tomogram, check_writable, tomograms
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
     out_dir = check_output_dir(cfg.output_dir, option="--output_dir")
     table.ensure_column(CORRECTED_COLUMN, "None")
     outputs = {tomo.row: _output_files(tomo, out_dir, cfg) for tomo in rows}  # before any work
-    unfiltered: list[tuple[str, NoNoiseEstimate]] = []
+    unfiltered: list[tuple[str, NoNoiseEstimate, float, bool]] = []
     for number, tomo in enumerate(rows, 1):
         column = tomo.source_column(cfg.use_deconv_tomo)
         source = tomo.path(column, required=True)
@@ -146,18 +146,32 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
             for path in half_zarrs:
                 remove(path)
         if cfg.denoise:
-            reason = _denoise(out_zarr, tomo.tilt_range, source, run,
-                              NOISY_BACKGROUND if card.method == "n2n" else None,
-                              reference=store.dask() if card.method == "n2n" else None)
-            if reason is not None:
-                unfiltered.append((f"row {tomo.number}, {source.name}", reason))
+            n2n = card.method == "n2n"
+            refused = _denoise(out_zarr, tomo.tilt_range, source, run, NOISY_BACKGROUND if n2n else None,
+                               reference=store.dask() if n2n else None, network_input=store.dask())
+            if refused is not None:
+                unfiltered.append((f"row {tomo.number}, {source.name}", *refused, column == DECONV_COLUMN))
         tomo.record_output(out_zarr, out_mrc, CORRECTED_COLUMN)
         logger.info("corrected %s -> %s in %.1f s", source.name, out_mrc, time.perf_counter() - t0)
     if unfiltered:  # once per command
-        logger.warning("%s; or compare the output with its input, and predict with --denoise false to silence this. "
-                       "The network's output is kept as it is, which for a single-tomogram model can be noisier than "
-                       "its input", refusals(unfiltered, len(rows), "corrected tomogram(s)"))
+        logger.warning("%s; or predict with --denoise false to silence this. %s",
+                       refusals([u[:2] for u in unfiltered], len(rows), "corrected tomogram(s)"), _kept(unfiltered))
     return table.path
+
+
+def _kept(unfiltered: list[tuple[str, NoNoiseEstimate, float, bool]]) -> str:
+    """What the outputs kept as the network gave them are: their power above 0.25 cycles/voxel against their
+    inputs' (noisier when above :data:`NOISIER`) and whether those inputs were deconvolved or filtered."""
+    ratios = [u[2] for u in unfiltered]
+    span = f"{min(ratios):.2f}-{max(ratios):.2f}" if len(ratios) > 1 else f"{ratios[0]:.2f}"
+    text = f"The network's output is kept as it is: it holds {span} of its input's power above 0.25 cycles/voxel " \
+           "(the noise, where the specimen has little)"
+    if max(ratios) > NOISIER:
+        return text + ": NOISIER than the tomogram it corrected; look at both before using it"
+    if all(u[3] for u in unfiltered):
+        return text + ", no noisier than the tomogram it corrected, which deconv deconvolved or filtered"
+    return text + ", no noisier than the tomogram it corrected, which was not filtered (deconv could not, or was " \
+                  "not run): it is as noisy as a raw tomogram"
 
 
 def _output_files(tomo: Tomogram, out_dir: Path, cfg: PredictConfig) -> Path:
@@ -216,6 +230,12 @@ def _batch_norm_statistics(module, trained: dict | None, tomo: Tomogram, column:
 NOISY_BACKGROUND = 0.1
 
 
+#: The output's power over its input's above 0.25 cycles/voxel above which an output predict could not filter is
+#: called noisier than its input: the single-tomogram networks of bench/RESULTS.md keep 0.91-0.92 of it (they
+#: reproduce the input where it was measured), n2n networks far less.
+NOISIER = 1.2
+
+
 #: Correlation of the Z profiles of an n2n network's output and its input below which predict warns (checked where
 #: the tomogram has empty slices, i.e. a slab with margins): bench/RESULTS.md's runs with the slab kept agree at
 #: 0.87-0.97; two that bent or lost it (profile correlation with the truth 0.10 and 0.65) at 0.09 and 0.57.
@@ -223,10 +243,13 @@ SLAB_PROFILE = 0.7
 
 
 def _denoise(out_zarr: Path, tilt_range: tuple[float, float], source: Path, run,
-             warn_share: float | None = None, reference=None) -> NoNoiseEstimate | None:
+             warn_share: float | None = None, reference=None,
+             network_input=None) -> tuple[NoNoiseEstimate, float] | None:
     """Replace the network's output in ``out_zarr`` by its Wiener-filtered version (noise measured on its own
     empty slices, else by the tilt-axis model of its specimen slices, :mod:`isonet_pl.preprocess.spectral`); leave
-    it as it is, returning why, when neither gives a reliable estimate (None otherwise).
+    it as it is when neither gives a reliable estimate, returning why and the output's power over that of
+    ``network_input`` (the (nz, ny, nx) volume the network ran on, lazy) above 0.25 cycles/voxel
+    (:func:`~isonet_pl.preprocess.spectral.power_ratio`; NaN without it); None when it was filtered.
     Warn when the share of the specimen's variance left in the output's empty slices exceeds ``warn_share`` (n2n
     models: the threshold was set on their runs; a short single-tomogram run such as the demo's keeps ~15 % without
     having collapsed), and when the Z profile of the output disagrees with that of ``reference`` (the (nz, ny, nx)
@@ -240,9 +263,11 @@ def _denoise(out_zarr: Path, tilt_range: tuple[float, float], source: Path, run,
         try:
             filtered, estimate = wiener_denoise(volume, tilt_range, corrected=True)
         except NoNoiseEstimate as exc:
-            logger.info("%s: not filtered (%s): the network's output is kept as it is", source.name, exc)
+            ratio = power_ratio(volume, network_input, tilt_range) if network_input is not None else float("nan")
+            logger.info("%s: not filtered (%s): the network's output is kept as it is; it holds %.2f of its input's "
+                        "power above 0.25 cycles/voxel", source.name, exc, ratio)
             os.replace(network, out_zarr)
-            return exc
+            return exc, ratio
         logger.info("%s: %s", source.name, estimate.describe())
         if warn_share is not None and estimate.source == EMPTY_SLICES and estimate.empty_share > warn_share:
             logger.warning("%s: the network's output keeps %.0f %% of the specimen's variance in the empty slices "

@@ -194,3 +194,14 @@ def test_kernel_response_follows_the_weights():
     along_x = response[0, 0, : n // 2]
     np.testing.assert_allclose(along_x, np.interp(k[: n // 2], est.frequency, weights, left=1.0), atol=0.06)
     assert kernel.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_power_ratio_compares_the_high_frequencies():
+    """Of a volume against itself 1; against a copy with its high frequencies halved in amplitude (k >= 0.25
+    cycles/voxel) a quarter; low frequencies do not count."""
+    volume, _ = _wbp_like(0)
+    assert sp.power_ratio(volume, volume, TILT) == pytest.approx(1.0)
+    k = np.sqrt(sum(g**2 for g in np.meshgrid(*(np.fft.fftfreq(n) for n in WBP_SHAPE[:2]),
+                                             np.fft.rfftfreq(WBP_SHAPE[2]), indexing="ij")))
+    halved = np.fft.irfftn(np.fft.rfftn(volume) * np.where(k >= 0.25, 0.5, 2.0), s=WBP_SHAPE, axes=(0, 1, 2))
+    assert sp.power_ratio(halved.astype(np.float32), volume, TILT) == pytest.approx(0.25, rel=0.1)
