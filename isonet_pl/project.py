@@ -40,8 +40,8 @@ from isonet_pl.io.zarr_store import (
     zarr_to_mrc,
 )
 
-__all__ = ["Tomogram", "tomograms", "tomogram_table", "zarr_cache", "check_inputs", "check_writable",
-           "referenced_files", "PREPARE_STAR_COLUMNS"]
+__all__ = ["Project", "Output", "Tomogram", "tomograms", "tomogram_table", "zarr_cache", "check_inputs",
+           "check_writable", "referenced_files", "PREPARE_STAR_COLUMNS"]
 
 logger = logging.getLogger(__name__)
 #: (file, STAR pixel size) pairs whose voxel size was already warned about in this process.
@@ -221,6 +221,12 @@ class Tomogram:
         return arrays
 
     # ---------------------------------------------------------------- outputs
+    def output(self, folder: str | Path, name: str, column: str | None, option: str) -> Output:
+        """One output volume of this row, checked before any work (:meth:`output_file`): ``folder/name`` and
+        its Zarr store in the project's cache (its folder made); :meth:`Output.record` writes it."""
+        mrc = self.output_file(Path(folder), name, column, option)
+        return Output(self, mrc, self.output_zarr(mrc), column)
+
     def output_file(self, folder: Path, name: str, column: str | None, option: str) -> Path:
         """``folder/name``, checked before any work: it may replace this row's own earlier output in ``column``
         but no other file the table names (a tomogram, a half, another row's output, the table itself).
@@ -252,6 +258,76 @@ class Tomogram:
             self.table.set_value(self.row, column, self.table.relative(out_mrc))
             self.table.write()
         return out_mrc
+
+
+@dataclass(frozen=True)
+class Output:
+    """An output volume of a row: written to its Zarr store :attr:`zarr` by the command, then recorded.
+
+    Attributes
+    ----------
+    tomo : Tomogram
+        The row it belongs to.
+    mrc, zarr : Path
+        The MRC file the user gets, and its Zarr store in the project's cache (written first).
+    column : str or None
+        The STAR column that names it (None: not recorded in the table).
+    """
+
+    tomo: Tomogram
+    mrc: Path
+    zarr: Path
+    column: str | None
+
+    def record(self) -> Path:
+        """Write the MRC of the finished store, stamp it, name it in the row's column and rewrite the table."""
+        return self.tomo.record_output(self.zarr, self.mrc, self.column)
+
+
+@dataclass
+class Project:
+    """A tomogram table opened for a command: its selected rows, checked once before any work.
+
+    Attributes
+    ----------
+    table : StarTable
+        The table (the derived one for an IsoNet2 or RELION-5 file).
+    io : IOConfig
+        Where and how the Zarr copies are kept.
+    rows : list of Tomogram
+        The rows ``tomo_idx`` selects, their input files checked to exist.
+    cache : Path
+        The folder of the Zarr copies.
+    """
+
+    table: StarTable
+    io: IOConfig
+    rows: list[Tomogram]
+    cache: Path
+
+    @classmethod
+    def open(cls, star: str | Path, io: IOConfig | None = None, tomo_idx: str | None = None,
+             columns: tuple[str, ...] = (), writes: bool = True) -> Project:
+        """Read the table, select the rows and check, before any work, that their tomograms, halves and
+        ``columns`` exist and (``writes``) that the table and the Zarr folder can be written.
+
+        Raises
+        ------
+        InputError
+            Naming the file, the row and the fix.
+        """
+        io = io or IOConfig()
+        from isonet_pl.io.star import read_tomogram_star
+
+        table = read_tomogram_star(star)
+        rows = tomograms(table, io, tomo_idx, columns)
+        if writes:
+            check_writable(table, io)
+        return cls(table, io, rows, zarr_cache(table, io))
+
+    def inputs(self) -> list[Path]:
+        """Every file the table names, the table and the Zarr folder: what no output may replace."""
+        return referenced_files(self.table, self.io)
 
 
 def tomogram_table(files: list[Path], output_star: str | Path, cfg: PrepareStarConfig) -> StarTable:

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from isonet_pl.config import IOConfig
-from isonet_pl.io.star import READ_VOLUMES, TOMOGRAM_COLUMN, read_tomogram_star
-from isonet_pl.project import tomograms
+from isonet_pl.io.star import READ_VOLUMES, TOMOGRAM_COLUMN
+from isonet_pl.project import Project
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ def convert(star_file: str | Path, io: IOConfig | None = None, tomo_idx: str | N
     """
     io = io or IOConfig()
     stores = []
-    for tomo in tomograms(read_tomogram_star(star_file), io, tomo_idx):
+    for tomo in Project.open(star_file, io, tomo_idx, writes=False).rows:
         for column in READ_VOLUMES:
             if column == TOMOGRAM_COLUMN or tomo.path(column) is not None:
                 t0 = time.perf_counter()

@@ -26,11 +26,10 @@ from isonet_pl.io.star import (
     Col,
     new_table,
     read_star,
-    read_tomogram_star,
     relative_to,
 )
 from isonet_pl.normalization import STAT_COLUMNS, Normalization
-from isonet_pl.project import referenced_files, tomograms
+from isonet_pl.project import Project
 
 logger = logging.getLogger(__name__)
 
@@ -140,11 +139,11 @@ def extract(star_file: str | Path, cfg: ExtractConfig | None = None, io: IOConfi
     """
     cfg = cfg or ExtractConfig()
     io = io or IOConfig()
-    table = read_tomogram_star(star_file)
-    rows = tomograms(table, io, tomo_idx, (MASK_COLUMN,))
+    project = Project.open(star_file, io, tomo_idx, (MASK_COLUMN,), writes=False)
+    table, rows = project.table, project.rows
     crop = cfg.crop_size or cfg.cube_size + CROP_MARGIN
     _check_sizes(rows, cfg, crop)
-    inputs = referenced_files(table, io)
+    inputs = project.inputs()
     out_star = check_not_input(check_output_file(cfg.subtomo_star, option="--subtomo_star"), inputs,
                                "--subtomo_star")
     _check_subtomo_star_replaceable(out_star)

@@ -13,11 +13,11 @@ from isonet_pl.compute import dask_context, progress_bar
 from isonet_pl.config import IOConfig, MaskConfig
 from isonet_pl.errors import InputError
 from isonet_pl.io.paths import check_output_dir
-from isonet_pl.io.star import DECONV_COLUMN, MASK_COLUMN, Col, read_tomogram_star
+from isonet_pl.io.star import DECONV_COLUMN, MASK_COLUMN, Col
 from isonet_pl.io.zarr_store import add_label, open_tomogram, write_tomogram
 from isonet_pl.preprocess.boundary import read_boundary_points
 from isonet_pl.preprocess.mask import make_mask as compute_mask
-from isonet_pl.project import check_writable, tomograms
+from isonet_pl.project import Project
 
 logger = logging.getLogger(__name__)
 
@@ -43,15 +43,14 @@ def make_mask(star_file: str | Path, cfg: MaskConfig | None = None, io: IOConfig
     """
     cfg = cfg or MaskConfig()
     io = io or IOConfig()
-    table = read_tomogram_star(star_file)
-    rows = tomograms(table, io, tomo_idx, () if cfg.mask_boundary else (Col.MASK_BOUNDARY,))
-    check_writable(table, io)
+    project = Project.open(star_file, io, tomo_idx, () if cfg.mask_boundary else (Col.MASK_BOUNDARY,))
+    table, rows = project.table, project.rows
     out_dir = check_output_dir(cfg.mask_folder, option="--mask_folder")
     table.ensure_column(Col.MASK_DENSITY, 50.0)
     table.ensure_column(Col.MASK_STD, 50.0)
     table.ensure_column(MASK_COLUMN, "None")
     table.ensure_column(Col.MASK_BOUNDARY, "None")
-    outputs = {tomo.row: tomo.output_file(out_dir, f"{tomo.key}_mask.mrc", MASK_COLUMN, "--mask_folder")
+    outputs = {tomo.row: tomo.output(out_dir, f"{tomo.key}_mask.mrc", MASK_COLUMN, "--mask_folder")
                for tomo in rows}  # before any work
     for tomo in rows:
         row = tomo.row
@@ -70,12 +69,11 @@ def make_mask(star_file: str | Path, cfg: MaskConfig | None = None, io: IOConfig
         points = read_boundary_points(table.get_path(row, Col.MASK_BOUNDARY)) if boundary_path else None
         column = tomo.source_column(cfg.use_deconv_tomo)
         source = tomo.path(column, required=True)
-        out_mrc = outputs[row]
+        out = outputs[row]
         t0 = time.perf_counter()
         store = tomo.store(column)
-        out_zarr = tomo.output_zarr(out_mrc)
         with dask_context(cfg.ncpu, cfg.dask_scheduler), tempfile.TemporaryDirectory(
-                dir=out_zarr.parent, prefix=".mask-") as tmp:
+                dir=out.zarr.parent, prefix=".mask-") as tmp:
             try:
                 mask = compute_mask(store.dask().rechunk(MASK_CHUNK), patch_size=cfg.patch_size,
                                     density_percentage=density, std_percentage=std, z_crop=cfg.z_crop,
@@ -87,14 +85,14 @@ def make_mask(star_file: str | Path, cfg: MaskConfig | None = None, io: IOConfig
                     raise
                 raise InputError("tomogram contains NaN values", source, "fix or re-reconstruct it") from None
             with progress_bar(progress, f"make_mask {source.name}"):
-                write_tomogram(mask, out_zarr, store.voxel_size, store.origin, chunks=io.zarr_chunks, levels=1,
+                write_tomogram(mask, out.zarr, store.voxel_size, store.origin, chunks=io.zarr_chunks, levels=1,
                                compression_level=io.compression_level, extra={"mask": {
                                    "patch_size": cfg.patch_size, "density_percentage": density,
                                    "std_percentage": std, "z_crop": cfg.z_crop}})
-        tomo.record_output(out_zarr, out_mrc, MASK_COLUMN)
-        add_label(store, "mask", open_tomogram(out_zarr), io.compression_level)  # for OME-Zarr viewers
-        kept = mask_fraction(out_zarr)
-        logger.info("mask of %s -> %s in %.1f s (from %s; %.1f %% of voxels kept)", tomo.name, out_mrc,
+        out.record()
+        add_label(store, "mask", open_tomogram(out.zarr), io.compression_level)  # for OME-Zarr viewers
+        kept = mask_fraction(out.zarr)
+        logger.info("mask of %s -> %s in %.1f s (from %s; %.1f %% of voxels kept)", tomo.name, out.mrc,
                     time.perf_counter() - t0, "deconvolved" if column == DECONV_COLUMN else "raw",
                     100 * kept)
     table.write()
