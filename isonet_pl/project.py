@@ -317,7 +317,7 @@ class Project:
             Naming the file, the row and the fix.
         """
         io = io or IOConfig()
-        from isonet_pl.io.star import read_tomogram_star
+        from isonet_pl.io.formats import read_tomogram_star
 
         table = read_tomogram_star(star)
         rows = tomograms(table, io, tomo_idx, columns)

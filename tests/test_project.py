@@ -5,8 +5,9 @@ import pytest
 
 from isonet_pl.config import IOConfig, SimulateConfig
 from isonet_pl.errors import InputError
+from isonet_pl.io.formats import read_tomogram_star
 from isonet_pl.io.mrc import read_mrc, write_mrc
-from isonet_pl.io.star import CORRECTED_COLUMN, DECONV_COLUMN, TOMOGRAM_COLUMN, read_tomogram_star
+from isonet_pl.io.star import CORRECTED_COLUMN, DECONV_COLUMN, TOMOGRAM_COLUMN
 from isonet_pl.io.zarr_store import write_tomogram
 from isonet_pl.project import tomograms
 

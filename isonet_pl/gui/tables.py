@@ -1,7 +1,7 @@
 """The tomogram table of the Preparation page: a STAR file as JSON rows, and back.
 
 Reading and writing go through :mod:`isonet_pl.io.star`; a table from the page is
-checked by reading it back with :func:`~isonet_pl.io.star.read_tomogram_star` (the same
+checked by reading it back with :func:`~isonet_pl.io.formats.read_tomogram_star` (the same
 checks every command makes) before it replaces the file, atomically.
 """
 
@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from isonet_pl.errors import InputError
+from isonet_pl.io.formats import read_tomogram_star
 from isonet_pl.io.star import (
     FLOAT_COLUMNS,
     INT_COLUMNS,
@@ -23,7 +24,6 @@ from isonet_pl.io.star import (
     TOMOGRAM_COLUMNS,
     Col,
     read_star,
-    read_tomogram_star,
     table_lock,
     write_star,
 )

@@ -21,8 +21,9 @@ import zarr
 
 from isonet_pl.config import IOConfig
 from isonet_pl.errors import InputError
+from isonet_pl.io.formats import read_tomogram_star
 from isonet_pl.io.mrc import read_mrc_info
-from isonet_pl.io.star import VOLUME_LABELS, Col, read_tomogram_star, relative_to
+from isonet_pl.io.star import VOLUME_LABELS, Col, relative_to
 from isonet_pl.io.zarr_store import TomogramStore, cached_store
 from isonet_pl.plot import encode_png, slice_preview
 

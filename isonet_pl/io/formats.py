@@ -31,17 +31,33 @@ import logging
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from isonet_pl.errors import InputError
-from isonet_pl.io.star import INPUT_VOLUMES, RESULT_VOLUMES
+from isonet_pl.io.relion import AVERAGE_FOLDER, AVERAGE_OF, average_halves, relion5_rows
+from isonet_pl.io.star import (
+    HALF_COLUMNS,
+    INPUT_VOLUMES,
+    MICROSCOPE_COLUMNS,
+    NONE,
+    RESULT_VOLUMES,
+    TOMOGRAM_COLUMNS,
+    StarTable,
+    check_numbers,
+    check_rows,
+    is_none,
+    new_table,
+    read_blocks,
+    read_star,
+    relative_to,
+    table_from_blocks,
+    table_lock,
+)
 
 logger = logging.getLogger(__name__)
 
 ISONET, ISONET2, RELION5 = "IsoNet 0.2", "IsoNet2", "RELION-5"
-AVERAGE_FOLDER = "isonet_averages"
-#: Key of a converted row whose tomogram is the average of its halves: (even, odd), to be written.
-AVERAGE_OF = "_average_of"
 #: IsoNet2 columns taken over as they are (numbers, and paths of earlier results).
 ISONET2_NUMBERS = ("rlnPixelSize", "rlnDefocus", "rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast",
                    "rlnPhaseShift", "rlnTiltMin", "rlnTiltMax", "rlnNumberSubtomo", "rlnSnrFalloff",
@@ -71,7 +87,6 @@ def detect(blocks: dict) -> tuple[str, pd.DataFrame]:
     InputError
         When no block looks like a tomogram table (the caller adds the file name).
     """
-    from isonet_pl.io.star import HALF_COLUMNS
 
     tables = [df for df in blocks.values() if isinstance(df, pd.DataFrame)]
     _refuse_other_tables(tables)
@@ -106,7 +121,6 @@ def _refuse_other_tables(tables: list[pd.DataFrame]) -> None:
         images of a tilt series, or a tilt-series table without reconstructions (RELION's
         ``aligned_tilt_series.star``, WarpTools' ``*_tomograms.star``).
     """
-    from isonet_pl.io.star import HALF_COLUMNS
 
     columns = set().union(*(set(df.columns) for df in tables)) if tables else set()
     reconstructed = "rlnTomoReconstructedTomogram" in columns or set(HALF_COLUMNS) <= columns
@@ -138,7 +152,6 @@ def derived_path(path: Path) -> Path:
 
 
 def _is_none(value) -> bool:
-    from isonet_pl.io.star import is_none
 
     return is_none(value)
 
@@ -146,7 +159,6 @@ def _is_none(value) -> bool:
 def isonet2_rows(path: Path, df: pd.DataFrame) -> list[dict]:
     """Our rows for an IsoNet2 ``tomograms.star``; a halves-only row names the average to make
     (``AVERAGE_OF``: its two halves), written by :func:`derived_table`."""
-    from isonet_pl.io.star import HALF_COLUMNS, StarTable, relative_to
 
     resolver = StarTable(df=df.reset_index(drop=True), path=path)
     ignored = sorted(c for c in df.columns if c not in {"rlnIndex", "rlnTomoName", *HALF_COLUMNS, *ISONET2_NUMBERS,
@@ -322,7 +334,6 @@ MICROSCOPE_DEFAULTS = {"rlnVoltage": 300.0, "rlnSphericalAberration": 2.7, "rlnA
 def _filled(frame: pd.DataFrame) -> pd.DataFrame:
     """Empty cells of a table made from rows with different columns: the column's default (``None`` for paths,
     :data:`MICROSCOPE_DEFAULTS` for the microscope)."""
-    from isonet_pl.io.star import NONE, TOMOGRAM_COLUMNS
 
     for column in frame.columns:
         if frame[column].isna().any():
@@ -339,8 +350,6 @@ def derived_table(path: Path, blocks: dict, kind: str, block: pd.DataFrame):
     import json
 
     from isonet_pl.io.paths import atomic_path
-    from isonet_pl.io.relion import average_halves, relion5_rows
-    from isonet_pl.io.star import TOMOGRAM_COLUMNS, new_table, read_star, table_lock
 
     own = derived_path(path)
     with table_lock(own):
@@ -383,9 +392,37 @@ def derived_table(path: Path, blocks: dict, kind: str, block: pd.DataFrame):
         return table
 
 
+def read_tomogram_star(path: str | Path) -> StarTable:
+    """Read a tomogram STAR file of IsoNet 0.2 (or ours), IsoNet2 or RELION-5; adds ``rlnIndex`` (1..n) if absent.
+
+    The format is told by :func:`detect` and logged in one line. An IsoNet2
+    or RELION-5 file is converted by :func:`derived_table`: the table returned
+    (and written) is ``<stem>_isonet.star`` beside it. Every row is validated here, before any
+    command processes the first one.
+    """
+    checked, blocks = read_blocks(path, "tomogram STAR file")
+    try:
+        kind, block = detect(blocks)
+    except InputError as exc:
+        raise InputError(exc.problem, checked, "add them or make the file with prepare_star") from None
+    if kind == ISONET:
+        table = table_from_blocks(checked, blocks, required=("rlnMicrographName",))
+    else:
+        table = derived_table(checked, blocks, kind, block)
+    if "rlnIndex" not in table.df.columns:
+        table.df.insert(0, "rlnIndex", np.arange(1, len(table.df) + 1))
+    if len(table.df) == 0:
+        raise InputError("the tomogram table is empty", table.path, "add tomograms with prepare_star")
+    check_numbers(table, ("rlnIndex", "rlnPixelSize", "rlnDefocus", "rlnNumberSubtomo", "rlnSnrFalloff",
+                           "rlnDeconvStrength", "rlnMaskDensityPercentage", "rlnMaskStdPercentage", "rlnTiltMin",
+                           "rlnTiltMax", *MICROSCOPE_COLUMNS))
+    check_rows(table)
+    logger.info("%s", describe(kind, table))
+    return table
+
+
 def describe(kind: str, table) -> str:
     """One line on what was read, e.g. ``IsoNet2 tomograms.star: 2 tomograms with halves``."""
-    from isonet_pl.io.star import HALF_COLUMNS
 
     n = len(table.df)
     with_halves = int(sum(not _is_none(v) for v in table.df[HALF_COLUMNS[0]])) if HALF_COLUMNS[0] in table.df else 0
@@ -395,5 +432,5 @@ def describe(kind: str, table) -> str:
     return f"{kind} {table.path.name if kind == ISONET else table.path.name + ' (from ' + kind + ')'}: {what}"
 
 
-__all__ = ["ISONET", "ISONET2", "RELION5", "detect", "derived_path", "derived_table", "half_key", "merge_rows",
-           "isonet2_rows", "describe"]
+__all__ = ["ISONET", "ISONET2", "RELION5", "read_tomogram_star", "detect", "derived_path", "derived_table",
+           "half_key", "merge_rows", "isonet2_rows", "describe"]

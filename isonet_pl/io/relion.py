@@ -31,6 +31,7 @@ import starfile
 
 from isonet_pl.errors import InputError
 from isonet_pl.io.mrc import MrcWriter, iter_blocks, read_block, read_mrc_info
+from isonet_pl.io.star import HALF_COLUMNS, StarTable, is_none, relative_to
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,10 @@ FULL_COLUMN = "rlnTomoReconstructedTomogram"
 TILT_ANGLE_COLUMN = "rlnTomoNominalStageTiltAngle"
 #: The tilt of each image as aligned, which RELION-5 reconstructs from (per tomogram, in its tilt-series file).
 ALIGNED_TILT_COLUMN = "rlnTomoYTilt"
+#: Where the averages of split reconstructions (and IsoNet2's halves-only rows) are written, beside the STAR file.
+AVERAGE_FOLDER = "isonet_averages"
+#: Key of a converted row whose tomogram is the average of its halves: (even, odd), to be written.
+AVERAGE_OF = "_average_of"
 #: Microscope columns of ``data_global`` taken over per tomogram.
 MICROSCOPE = ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast")
 #: How many folders above the STAR file are searched for RELION's project-relative paths.
@@ -92,8 +97,7 @@ def relion5_rows(path: Path, blocks: dict, global_df: pd.DataFrame) -> list[dict
     InputError
         For a tomogram or half that cannot be found, naming the row and where it was looked for.
     """
-    from isonet_pl.io.formats import AVERAGE_FOLDER, AVERAGE_OF
-    from isonet_pl.io.star import HALF_COLUMNS, StarTable, is_none, relative_to
+
 
     resolver = StarTable(df=global_df.reset_index(drop=True), path=path,
                          roots=tuple(path.resolve().parents[1:PROJECT_DEPTH + 1]))

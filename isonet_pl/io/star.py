@@ -469,7 +469,7 @@ def _unique_keys(keys: list[str]) -> list[str]:
     return out
 
 
-def _check_rows(table: StarTable) -> None:
+def check_rows(table: StarTable) -> None:
     """Refuse rows that would write over each other: a repeated ``_rlnIndex``, or two rows naming
     the same tomogram file (through any path or link)."""
     seen: dict[object, int] = {}
@@ -599,37 +599,6 @@ def table_from_blocks(path: Path, data: dict, required: tuple[str, ...] = ()) ->
     return StarTable(df=df, path=path, block=block)
 
 
-def read_tomogram_star(path: str | Path) -> StarTable:
-    """Read a tomogram STAR file of IsoNet 0.2 (or ours), IsoNet2 or RELION-5; adds ``rlnIndex`` (1..n) if absent.
-
-    The format is told by :func:`isonet_pl.io.formats.detect` and logged in one line. An IsoNet2
-    or RELION-5 file is converted by :func:`isonet_pl.io.formats.derived_table`: the table returned
-    (and written) is ``<stem>_isonet.star`` beside it. Every row is validated here, before any
-    command processes the first one.
-    """
-    from isonet_pl.io.formats import ISONET, derived_table, describe, detect
-
-    checked, blocks = read_blocks(path, "tomogram STAR file")
-    try:
-        kind, block = detect(blocks)
-    except InputError as exc:
-        raise InputError(exc.problem, checked, "add them or make the file with prepare_star") from None
-    if kind == ISONET:
-        table = table_from_blocks(checked, blocks, required=("rlnMicrographName",))
-    else:
-        table = derived_table(checked, blocks, kind, block)
-    if "rlnIndex" not in table.df.columns:
-        table.df.insert(0, "rlnIndex", np.arange(1, len(table.df) + 1))
-    if len(table.df) == 0:
-        raise InputError("the tomogram table is empty", table.path, "add tomograms with prepare_star")
-    _check_numbers(table, ("rlnIndex", "rlnPixelSize", "rlnDefocus", "rlnNumberSubtomo", "rlnSnrFalloff",
-                           "rlnDeconvStrength", "rlnMaskDensityPercentage", "rlnMaskStdPercentage", "rlnTiltMin",
-                           "rlnTiltMax", *MICROSCOPE_COLUMNS))
-    _check_rows(table)
-    logger.info("%s", describe(kind, table))
-    return table
-
-
 def read_subtomo_star(path: str | Path) -> StarTable:
     """Read a subtomogram STAR file (``extract`` or ``prepare_subtomo_star``)."""
     table = read_star(path, required=("rlnImageName",), what="subtomogram STAR file")
@@ -639,7 +608,7 @@ def read_subtomo_star(path: str | Path) -> StarTable:
         logger.warning("%s gives no tilt range (_rlnTiltMin/_rlnTiltMax, e.g. a Warp or RELION subtomogram table): "
                        "assuming %g..%g degrees for every subtomogram; add the columns if the data were tilted "
                        "otherwise", table.path, *DEFAULT_TILT_RANGE)
-    _check_numbers(table, ("rlnSubtomoIndex", "rlnCubeSize", "rlnCropSize", "rlnPixelSize", "rlnTiltMin",
+    check_numbers(table, ("rlnSubtomoIndex", "rlnCubeSize", "rlnCropSize", "rlnPixelSize", "rlnTiltMin",
                            "rlnTiltMax", "rlnTomoMean", "rlnTomoStd", "rlnTomoP4", "rlnTomoP96"))
     return table
 
@@ -648,7 +617,7 @@ def read_subtomo_star(path: str | Path) -> StarTable:
 COLUMN_RANGES: dict[str, tuple[float, float, bool]] = {c: spec.bounds for c, spec in SCHEMA.items() if spec.bounds}
 
 
-def _check_numbers(table: StarTable, columns: tuple[str, ...]) -> None:
+def check_numbers(table: StarTable, columns: tuple[str, ...]) -> None:
     """Check every row's value of each numeric column present: a finite number (an integer for
     :data:`INT_COLUMNS`) in its :data:`COLUMN_RANGES`; then a column named twice and tilt ranges
     that run backwards. Converts the columns to int/float.

@@ -12,6 +12,7 @@ import psutil
 from isonet_pl.compute import dask_context, progress_bar, usable_cpus
 from isonet_pl.config import DeconvConfig, IOConfig
 from isonet_pl.errors import InputError
+from isonet_pl.io.formats import read_tomogram_star
 from isonet_pl.io.paths import check_output_dir, remove
 from isonet_pl.io.star import (
     DECONV_COLUMN,
@@ -21,7 +22,6 @@ from isonet_pl.io.star import (
     TOMOGRAM_COLUMN,
     Col,
     StarTable,
-    read_tomogram_star,
 )
 from isonet_pl.io.zarr_store import (
     NonFiniteError,

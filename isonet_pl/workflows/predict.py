@@ -14,8 +14,9 @@ from isonet_pl.compute import dask_context, progress_bar
 from isonet_pl.config import IOConfig, PredictConfig
 from isonet_pl.errors import InputError
 from isonet_pl.evaluate import z_profile_correlation
+from isonet_pl.io.formats import read_tomogram_star
 from isonet_pl.io.paths import check_output_dir, check_readable_file, remove
-from isonet_pl.io.star import CORRECTED_COLUMN, DECONV_COLUMN, read_tomogram_star
+from isonet_pl.io.star import CORRECTED_COLUMN, DECONV_COLUMN
 from isonet_pl.io.zarr_store import (
     NonFiniteError,
     open_tomogram,

@@ -219,8 +219,8 @@ def test_no_generic_cli_module_is_installed(tmp_path):
 
 def test_simulate_writes_tomograms_ground_truth_halves_and_star(run_cli, tmp_path):
     """simulate --halves: MRC files with voxel size, and a STAR file that prepare_star-based steps read."""
+    from isonet_pl.io.formats import read_tomogram_star
     from isonet_pl.io.mrc import read_mrc
-    from isonet_pl.io.star import read_tomogram_star
 
     code, _, err = run_cli(["simulate", tmp_path / "sim", "--shape", "32,48,48", "--halves", "--pixel_size", "8",
                             "--tilt_min", "-50", "--tilt_max", "65", "--seed", "3"])

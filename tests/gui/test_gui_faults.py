@@ -13,7 +13,7 @@ STAR = "sim/tomograms.star"
 
 def _job_records(project, deconv="deconv/sim_00.mrc"):
     """What a deconv job records in the table while the page has it loaded."""
-    from isonet_pl.io.star import read_tomogram_star
+    from isonet_pl.io.formats import read_tomogram_star
 
     table = read_tomogram_star(project / STAR)
     table.ensure_column("rlnDeconvTomoName", "None")

@@ -19,8 +19,8 @@ import starfile
 
 from isonet_pl.config import DeconvConfig, IOConfig, MaskConfig, PrepareStarConfig
 from isonet_pl.errors import InputError
+from isonet_pl.io.formats import read_tomogram_star
 from isonet_pl.io.mrc import read_mrc, write_mrc
-from isonet_pl.io.star import read_tomogram_star
 
 IO = IOConfig(zarr_chunks=(16, 16, 16), zarr_levels=1)
 SHAPE = (16, 32, 32)

@@ -14,8 +14,8 @@ import starfile
 from test_formats import _isonet2_star, _relion, _volume
 
 from isonet_pl.errors import InputError
+from isonet_pl.io.formats import read_tomogram_star
 from isonet_pl.io.mrc import read_mrc
-from isonet_pl.io.star import read_tomogram_star
 
 
 # ------------------------------------------------------------ derived tables follow the user's file

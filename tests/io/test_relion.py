@@ -10,8 +10,8 @@ import pytest
 import starfile
 
 from isonet_pl.errors import InputError
+from isonet_pl.io.formats import read_tomogram_star
 from isonet_pl.io.mrc import read_mrc, write_mrc
-from isonet_pl.io.star import read_tomogram_star
 
 
 def _relion_project(root, with_series=True, full=False):

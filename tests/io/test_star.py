@@ -9,7 +9,8 @@ import pytest
 import starfile
 
 from isonet_pl.errors import InputError
-from isonet_pl.io.star import parse_tomo_idx, read_subtomo_star, read_tomogram_star, write_star
+from isonet_pl.io.formats import read_tomogram_star
+from isonet_pl.io.star import parse_tomo_idx, read_subtomo_star, write_star
 
 PROJECT = "isonet_project"
 

@@ -12,8 +12,8 @@ import starfile
 
 from isonet_pl.config import DeconvConfig, ExtractConfig, IOConfig, MaskConfig
 from isonet_pl.errors import InputError
+from isonet_pl.io.formats import read_tomogram_star
 from isonet_pl.io.mrc import read_mrc, write_mrc
-from isonet_pl.io.star import read_tomogram_star
 from isonet_pl.workflows.deconv import deconv
 from isonet_pl.workflows.extract import extract
 from isonet_pl.workflows.mask import make_mask

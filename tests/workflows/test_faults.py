@@ -109,7 +109,7 @@ def test_output_keys_are_unique_after_every_renaming_pass(tmp_path, names, expec
     import pandas as pd
     import starfile
 
-    from isonet_pl.io.star import read_tomogram_star
+    from isonet_pl.io.formats import read_tomogram_star
 
     star = tmp_path / "t.star"
     starfile.write(pd.DataFrame({"rlnIndex": range(1, len(names) + 1), "rlnMicrographName": names}), star)
@@ -245,7 +245,7 @@ def test_changes_land_on_their_row_after_the_table_was_renumbered(tmp_path):
     import pandas as pd
     import starfile
 
-    from isonet_pl.io.star import read_tomogram_star
+    from isonet_pl.io.formats import read_tomogram_star
 
     star = tmp_path / "t.star"
     names = ["tomos/sim_00.mrc", "tomos/sim_01.mrc", "tomos/sim_02.mrc"]
@@ -266,7 +266,7 @@ def test_a_table_reached_through_a_link_is_updated_where_it_lives(tmp_path):
     import pandas as pd
     import starfile
 
-    from isonet_pl.io.star import read_tomogram_star
+    from isonet_pl.io.formats import read_tomogram_star
 
     real = tmp_path / "real" / "t.star"
     real.parent.mkdir()

@@ -11,8 +11,8 @@ import torch
 
 from isonet_pl.config import IOConfig, PredictConfig, RefineConfig
 from isonet_pl.errors import InputError
+from isonet_pl.io.formats import read_tomogram_star
 from isonet_pl.io.mrc import read_mrc
-from isonet_pl.io.star import read_tomogram_star
 from isonet_pl.normalization import Normalization
 
 UNIT = Normalization.unit()  # N(x) = -x
