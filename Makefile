@@ -19,6 +19,7 @@ $(STAMP): setup.cfg pyproject.toml
 
 test: venv
 	$(BIN)/ruff check isonet_pl cli tests bench
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 demo: venv

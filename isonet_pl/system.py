@@ -84,11 +84,18 @@ def huge_pages() -> str:
             f"{os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')})")
 
 
+def native_bf16() -> bool | None:
+    """Whether this CPU has bf16 instructions (AVX-512 BF16 or AMX); None where torch cannot say."""
+    import torch
+
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    checks = [check for check in checks if check is not None]
+    return any(check() for check in checks) if checks else None
+
+
 def system_report() -> dict:
     """Python, OS, CPU threads (usable by this process) and features, torch threads and CUDA devices."""
     import torch
-
-    from isonet_pl.predict.predictor import native_bf16
 
     try:
         usable = len(os.sched_getaffinity(0))

@@ -106,10 +106,19 @@ def sample_centres(mask: da.Array | None, shape: tuple[int, int, int], crop: int
     return out[order]
 
 
+def read_reflected(source, lo: tuple[int, ...], hi: tuple[int, ...]) -> np.ndarray:
+    """``source[lo:hi]`` (float32), indices beyond the edges mirrored with the edge voxel repeated.
+
+    ``source`` is a numpy or Zarr array; the inside part is one contiguous read.
+    """
+    inner = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(lo, hi, source.shape, strict=False))
+    block = np.asarray(source[inner], dtype=np.float32)
+    pads = [(max(0, -a), max(0, b - n)) for a, b, n in zip(lo, hi, source.shape, strict=False)]
+    return np.pad(block, pads, mode="symmetric") if any(p != (0, 0) for p in pads) else block
+
+
 def crop_around(volume, centre: np.ndarray, crop: int) -> np.ndarray:
     """The ``crop``³ box around ``centre`` from a numpy or Zarr volume (float32), mirrored beyond the faces
-    (:func:`isonet_pl.predict.predictor.read_reflected`; :func:`sample_centres` keeps every box inside)."""
-    from isonet_pl.predict.predictor import read_reflected
-
+    (:func:`read_reflected`; :func:`sample_centres` keeps every box inside)."""
     start = tuple(int(c) - crop // 2 for c in centre)
     return read_reflected(volume, start, tuple(s + crop for s in start))

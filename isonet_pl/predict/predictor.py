@@ -18,7 +18,9 @@ import dask.array as da
 import numpy as np
 import torch
 
+from isonet_pl.data.extraction import read_reflected
 from isonet_pl.normalization import Normalization
+from isonet_pl.system import cache_dir, cpu_features, cpu_name, native_bf16
 
 logger = logging.getLogger(__name__)
 
@@ -84,19 +86,10 @@ def default_core(net, device: str, halo: int) -> int:
     return min(max(core, lo), hi)
 
 
-def native_bf16() -> bool | None:
-    """Whether this CPU has bf16 instructions (AVX-512 BF16 or AMX); None where torch cannot say."""
-    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    checks = [check for check in checks if check is not None]
-    return any(check() for check in checks) if checks else None
-
-
 def _precision_key(module, device: str, edge: int) -> str:
     """What the speed of float32 against bf16 depends on: the CPU (model and features), torch and its threads,
     the network's layers (names and shapes of its weights) and the timed block's edge."""
     import hashlib
-
-    from isonet_pl.system import cpu_features, cpu_name
 
     layers = ";".join(f"{k}:{tuple(v.shape)}" for k, v in module.state_dict().items())
     net = hashlib.sha1(layers.encode()).hexdigest()[:16]
@@ -108,8 +101,6 @@ def _cached_precisions() -> tuple[Path | None, dict]:
     """The cache file of measured precision choices (None where there is no cache folder) and its entries
     ({} where missing or unreadable)."""
     import json
-
-    from isonet_pl.system import cache_dir
 
     folder = cache_dir()
     if folder is None:
@@ -236,17 +227,6 @@ def predict_block(block: np.ndarray, module, norm: Normalization, device: str = 
     back (``norm.invert``).
     """
     return norm.invert(run_flipped(module, norm.apply(block), device, precision, flips))
-
-
-def read_reflected(source, lo: tuple[int, ...], hi: tuple[int, ...]) -> np.ndarray:
-    """``source[lo:hi]`` (float32), indices beyond the edges mirrored with the edge voxel repeated.
-
-    ``source`` is a numpy or Zarr array; the inside part is one contiguous read.
-    """
-    inner = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(lo, hi, source.shape, strict=False))
-    block = np.asarray(source[inner], dtype=np.float32)
-    pads = [(max(0, -a), max(0, b - n)) for a, b, n in zip(lo, hi, source.shape, strict=False)]
-    return np.pad(block, pads, mode="symmetric") if any(p != (0, 0) for p in pads) else block
 
 
 class _Replicas:
