@@ -182,7 +182,8 @@ class DeconvConfig(Compute):
     noise_filter: bool = Field(True, description="Rows without a CTF (defocus 0) and without even/odd halves: write "
                                                  "a Wiener-filtered tomogram instead, with weights measured on its "
                                                  "own empty slices (the single-tomogram denoising, logged; "
-                                                 "bench/RESULTS.md). false: skip those rows, as IsoNet 0.2 does.")
+                                                 "docs/method-isonet.md). false: skip those rows, as IsoNet 0.2 "
+                                                 "does.")
     voltage: float = Field(300.0, gt=0, description="Acceleration voltage (kV).")
     cs: float = Field(2.7, ge=0, description="Spherical aberration (mm).")
     snrfalloff: float | None = Field(None, gt=0, description="SNR fall-off; sets _rlnSnrFalloff of the selected rows "
@@ -282,8 +283,8 @@ class RefineConfig(Section):
     steps_per_epoch: int | None = Field(None, ge=1, description="Steps per epoch; unset: min(6 x subtomograms / "
                                                                 "batch_size, 200).")
     learning_rate: float | None = Field(None, gt=0, description="Adam learning rate; unset: 4e-4 for isonet "
-                                                                "(IsoNet 0.2's), 1e-3 for n2n (measured better at a "
-                                                                "small budget, bench/RESULTS.md).")
+                                                                "(IsoNet 0.2's), 1e-3 for n2n (better at a small "
+                                                                "training budget; docs/method-n2n.md).")
     lr_schedule: Literal["auto", "constant", "cosine"] = Field("auto", description="How the learning rate "
                                                                "changes: constant (IsoNet 0.2), or cosine: along a "
                                                                "half cosine over the whole run to 5 % of it. Auto: "
@@ -298,12 +299,12 @@ class RefineConfig(Section):
     convs_per_depth: int = Field(3, ge=1, description="Convolution blocks per level.")
     kernel: int = Field(3, ge=1, description="Convolution kernel edge (odd).")
     drop_out: float | None = Field(None, ge=0, lt=1, description="Dropout rate in the U-Net's blocks; unset: 0.3 "
-                                                                 "for isonet (IsoNet 0.2's), 0 for n2n (measured "
-                                                                 "better at a small budget, bench/RESULTS.md).")
+                                                                 "for isonet (IsoNet 0.2's), 0 for n2n (better at a "
+                                                                 "small training budget; docs/method-n2n.md).")
     batch_normalization: bool = Field(True, description="Batch normalisation in the convolution blocks.")
     pool: bool = Field(False, description="Max-pooling / up-sampling instead of strided convolutions.")
     residual: bool | None = Field(None, description="Add the input to the network's output (IsoNet's U-Net). Off: "
-                                                    "less high-frequency noise left (bench/RESULTS.md). Unset: on "
+                                                    "less high-frequency noise left. Unset: on "
                                                     "for --method isonet, off for n2n.")
     normalize_percentile: bool = Field(True, description="Normalise by the 4th/96th percentiles (else z-score).")
     method: Literal["auto", "isonet", "n2n"] = Field("auto", description="isonet: IsoNet's single-tomogram "
@@ -317,8 +318,7 @@ class RefineConfig(Section):
                                                              "by |k|^-p for this p (|k| at least one Fourier cell of "
                                                              "the cube), which evens out the noise of a weighted "
                                                              "back-projection, whose power grows with |k|; 0: flat "
-                                                             "(p = 1 scored level with 0 at a small budget, "
-                                                             "bench/RESULTS.md).")
+                                                             "(p = 1 scored level with 0; docs/method-n2n.md).")
     wedge_target: Literal["half", "average"] = Field(
         "half", description="n2n: target of the loss in the input's missing wedge: half = the other half (as in the "
                             "rest of the spectrum); average = the average of both halves (half the noise; the "
@@ -340,12 +340,12 @@ class RefineConfig(Section):
                                                                    "cleaner), so training also sees inputs nearer "
                                                                    "the noise of the average (0.5) that predict runs "
                                                                    "on; 1: the halves themselves. Unset: 0.6 "
-                                                                   "(bench/RESULTS.md).")
+                                                                   "(docs/method-n2n.md).")
     ema_decay: float | None = Field(None, ge=0, lt=1, description="Exponential moving average of the weights, "
                                                                  "updated every step: the averaged weights are "
                                                                  "validated, refill the wedges, start the next "
                                                                  "iteration and are saved; 0 = off. Unset: 0.99 for "
-                                                                 "n2n (steadier and better, bench/RESULTS.md), off "
+                                                                 "n2n (steadier and better; docs/method-n2n.md), off "
                                                                  "for isonet (as IsoNet).")
     recalibrate_bn: bool | None = Field(None, description="After each iteration, set the batch-norm running "
                                                          "statistics to their mean over 128 training inputs for "
@@ -358,7 +358,7 @@ class RefineConfig(Section):
         "auto", description="How the wedge-filled subtomograms are normalised each iteration: subtomogram = each on "
                             "its own percentiles (IsoNet 0.2); tomogram = keep the whole tomogram's statistics "
                             "(level differences between subtomograms stay; needs our extract); auto = subtomogram "
-                            "for --method isonet, tomogram for n2n (measured better, bench/RESULTS.md).")
+                            "for --method isonet, tomogram for n2n (better; docs/method-n2n.md).")
     precision: Literal["32", "bf16-mixed", "16-mixed"] = Field("32", description="Training precision "
                                                                                    "(bf16-mixed: ~2x faster on "
                                                                                    "recent CPUs and GPUs).")
@@ -414,7 +414,7 @@ class PredictConfig(Section):
                                                           "the device's memory allows for one tile (64-512).")
     crop_size: int | None = Field(None, ge=8, description="Edge of the tiles fed to the network (core + context on "
                                                           "both sides); unset: the core + 2 x a quarter of the "
-                                                          "network's receptive radius (bench/RESULTS.md).")
+                                                          "network's receptive radius.")
     batch_size: int | None = Field(None, ge=1, description="Tiles per network call (kept for IsoNet "
                                                            "compatibility; tiles run one by one per worker).")
     normalize_percentile: bool | None = Field(None, description="Normalisation mode; unset: the checkpoint's "
@@ -422,7 +422,7 @@ class PredictConfig(Section):
     use_deconv_tomo: bool = Field(True, description="Correct the deconvolved tomogram when there is one.")
     halves: Literal["both", "average"] = Field(
         "average", description="Tomograms with even/odd halves: average = run the model on the average tomogram "
-                               "(measured better, bench/RESULTS.md); both = run it on each half and average the "
+                               "(better; docs/method-n2n.md); both = run it on each half and average the "
                                "two outputs.")
     disagreement_map: bool = Field(False, description="With halves: also write <name>_disagreement.mrc, the "
                                                       "per-voxel |difference| of the two half predictions "
@@ -431,8 +431,7 @@ class PredictConfig(Section):
         "model", description="Running statistics of the network's batch norms (models trained with them): model = "
                              "the checkpoint's, measured by refine on training cubes; halves = measured again on "
                              "the tomogram's even/odd halves through predict's own tiles; input = measured on what "
-                             "the network runs on. Measuring them again scored higher on some runs and lower on "
-                             "others (bench/RESULTS.md).")
+                             "the network runs on (neither scored higher on every run; docs/method-n2n.md).")
     denoise: bool = Field(True, description="Filter the corrected tomogram with a Wiener filter whose weights are "
                                             "measured on its own empty slices above and below the specimen (noise "
                                             "only), per frequency band, in the measured region and in the filled "
@@ -442,16 +441,14 @@ class PredictConfig(Section):
                                                   "this many flips of each tile that map the tilt geometry onto "
                                                   "itself, for any tilt range (1: none; 2: also flipped along Y, the "
                                                   "tilt axis; 4: also along Z with X, and along all three); as many "
-                                                  "times the network's work. 4 measured +0.003 to +0.005 overall and "
-                                                  "+0.004 to +0.007 in the wedge on six even/odd runs "
-                                                  "(bench/RESULTS.md).")
+                                                  "times the network's work (4 gains a little, docs/method-n2n.md).")
     gpuID: str | None = Field(None, description="GPU to predict on, e.g. 0; unset: the first visible GPU, else "
                                                 "the CPU.")
     precision: Literal["auto", "model", "32", "bf16-mixed", "16-mixed"] | None = Field(
         "auto", description="Inference precision; auto: the faster of float32 and bf16 on this device, measured on "
                             "a first block, logged and kept in the machine's cache for this network (bf16 on GPUs "
                             "that have it, else 16-mixed; on a CPU with bf16 instructions bf16 is about 2x faster "
-                            "and scored the same, bench/RESULTS.md); model (or null): the one the model was "
+                            "and scores the same); model (or null): the one the model was "
                             "trained with (refine --precision).")
     log_level: Literal["info", "debug"] = Field("info", description="Log detail.")
 
