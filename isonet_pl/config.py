@@ -179,9 +179,17 @@ class DeconvConfig(Compute):
     """deconv: CTF deconvolution of the tomograms (IsoNet's Wiener-like filter)."""
 
     deconv_folder: str = Field("./deconv", description="Output folder of the deconvolved tomograms.")
-    noise_filter: bool = Field(True, description="Rows without a CTF (defocus 0) and without even/odd halves: write "
-                                                 "a Wiener-filtered tomogram instead, with weights measured on its "
-                                                 "own empty slices (the single-tomogram denoising, logged; "
+    plane_halves: bool = Field(True, description="Rows without even/odd halves: give them two, made of the "
+                                                 "tomogram's even and odd Y planes (across the tilt axis, whose "
+                                                 "noise a weighted back-projection leaves independent; written to "
+                                                 "<deconv_folder>/planes/ and named in the half columns), so that "
+                                                 "refine trains the even/odd mode on them; checked on the noise, "
+                                                 "and skipped with a warning where neighbouring planes share it "
+                                                 "(docs/single-tomograms.md). false: IsoNet's single-tomogram mode.")
+    noise_filter: bool = Field(True, description="Rows without a CTF (defocus 0) and without even/odd halves (plane "
+                                                 "halves included): write a Wiener-filtered tomogram instead, with "
+                                                 "weights from its own noise, measured on its empty slices, else by "
+                                                 "the tilt-axis model of its specimen slices (logged; "
                                                  "docs/method-isonet.md). false: skip those rows, as IsoNet 0.2 "
                                                  "does.")
     voltage: float = Field(300.0, gt=0, description="Acceleration voltage (kV).")
@@ -433,10 +441,11 @@ class PredictConfig(Section):
                              "the tomogram's even/odd halves through predict's own tiles; input = measured on what "
                              "the network runs on (neither scored higher on every run; docs/method-n2n.md).")
     denoise: bool = Field(True, description="Filter the corrected tomogram with a Wiener filter whose weights are "
-                                            "measured on its own empty slices above and below the specimen (noise "
-                                            "only), per frequency band, in the measured region and in the filled "
-                                            "wedge; logged. Skipped with a warning when the tomogram has no empty "
-                                            "slices. false: the network's output as is (IsoNet 0.2).")
+                                            "measured on its own noise (its empty slices above and below the "
+                                            "specimen, else the tilt-axis model of its specimen slices), per "
+                                            "frequency band, in the measured region and in the filled wedge; "
+                                            "logged. Skipped, with one warning per command, where neither gives a "
+                                            "reliable estimate. false: the network's output as is (IsoNet 0.2).")
     flips: int = Field(1, ge=1, le=4, description="Test-time augmentation: the mean of the network's outputs over "
                                                   "this many flips of each tile that map the tilt geometry onto "
                                                   "itself, for any tilt range (1: none; 2: also flipped along Y, the "
