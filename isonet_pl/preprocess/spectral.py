@@ -131,7 +131,11 @@ class SpectralEstimate:
     other_std : float
         ``noise_std`` by the other source where both exist (NaN otherwise), for the log.
     misfit : float
-        RMS log residual of the tilt-axis model where it was fitted (:func:`tilt_axis_noise`), else NaN.
+        RMS log residual of the tilt-axis model beyond the statistical scatter (:func:`tilt_axis_noise`): at most
+        :data:`MAX_MISFIT` where the model describes the noise.
+    plane_correlation : float
+        Correlation of the noise of neighbouring Y planes that the tilt-axis model implies (measured region):
+        about 0 where weighted back-projection left them independent, 0.5 after a half-voxel linear shift along Y.
     """
 
     frequency: np.ndarray
@@ -149,6 +153,7 @@ class SpectralEstimate:
     source: str = "empty slices"
     other_std: float = float("nan")
     misfit: float = float("nan")
+    plane_correlation: float = float("nan")
 
     @property
     def empty_share(self) -> float:
@@ -488,6 +493,9 @@ def estimate_spectra(volume, tilt_range: tuple[float, float] | None = None,
         misfits.append(misfit)
     axis_noise = spectra.to_shells(np.stack(model))
     misfit = float(max(misfits))
+    weight = model[0] * spectra.cell_counts[0]
+    plane_correlation = float(np.sum(weight * np.cos(2 * np.pi * spectra.ky)[None, :]) / np.sum(weight)) \
+        if np.sum(weight) > 0 else float("nan")
     empty_noise = radial_psd(_boxes(volume, empty, depth, MAX_BOXES), regions)[0] if empty else None
     if empty_noise is not None and source != "tilt_axis":
         noise, used, other = empty_noise, EMPTY_SLICES, axis_noise if misfit <= MAX_MISFIT else None
@@ -514,7 +522,7 @@ def estimate_spectra(volume, tilt_range: tuple[float, float] | None = None,
                             wedge_weights=wedge, tilt_range=tilt_range if wedge is not None else None,
                             wedge_noise=noise[1] if wedge is not None else None,
                             wedge_total=total[1] if wedge is not None else None, source=used, other_std=other_std,
-                            misfit=misfit)
+                            misfit=misfit, plane_correlation=plane_correlation)
 
 
 def power_ratio(volume, reference, tilt_range: tuple[float, float] | None = None,

@@ -12,9 +12,17 @@ Arrays are ZYX; the tilt axis is Y.
 
 from __future__ import annotations
 
+import dask.array as da
 import numpy as np
 
-__all__ = ["split_planes"]
+__all__ = ["split_planes", "plane_half", "MAX_PLANE_CORRELATION"]
+
+#: the largest correlation of the noise of neighbouring Y planes (measured by the tilt-axis noise model,
+#: :attr:`isonet_pl.preprocess.spectral.SpectralEstimate.plane_correlation`) for which a tomogram gets plane halves:
+#: 0 after weighted back-projection, 0.5 after a half-voxel linear shift along Y
+MAX_PLANE_CORRELATION = 0.2
+#: Z slices per block of the lazy halves (each block spans the whole Y and X extent)
+SLAB = 16
 
 
 def split_planes(volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -41,3 +49,25 @@ def split_planes(volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     even[:, 0::2] = volume[:, 0::2]
     odd[:, 1::2] = volume[:, 1::2]
     return even, odd
+
+
+def plane_half(volume, k: int) -> da.Array:
+    """Half ``k`` (0: even planes, 1: odd) of :func:`split_planes`, lazily, block by block along Z.
+
+    Parameters
+    ----------
+    volume : dask array or ndarray, shape (nz, ny, nx)
+    k : int
+        0 or 1.
+
+    Returns
+    -------
+    dask.array.Array
+        float32, shape (nz, ny, nx), in blocks of :data:`SLAB` slices (the whole Y and X extent each, so the
+        planes' parity is the tomogram's).
+    """
+    if k not in (0, 1):
+        raise ValueError(f"k must be 0 or 1, got {k}")
+    arr = volume if isinstance(volume, da.Array) else da.from_array(volume)
+    arr = arr.rechunk({0: SLAB, 1: -1, 2: -1})
+    return arr.map_blocks(lambda block: split_planes(block)[k], dtype=np.float32)

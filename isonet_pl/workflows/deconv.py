@@ -31,7 +31,8 @@ from isonet_pl.io.zarr_store import (
 )
 from isonet_pl.preprocess.ctf import Microscope
 from isonet_pl.preprocess.deconv import DeconvParams, deconvolve_chunked, deconvolve_volume, match_intensity
-from isonet_pl.preprocess.spectral import NoNoiseEstimate, refusals, wiener_denoise
+from isonet_pl.preprocess.spectral import MAX_MISFIT, NoNoiseEstimate, estimate_spectra, refusals, wiener_denoise
+from isonet_pl.preprocess.split import MAX_PLANE_CORRELATION, plane_half
 from isonet_pl.project import Tomogram, check_writable, tomograms
 
 logger = logging.getLogger(__name__)
@@ -134,6 +135,10 @@ def deconvolve_store(store: TomogramStore, params: DeconvParams, out_zarr: Path,
     return f"chunked ({chunk}^3 blocks, overlap {cfg.overlap_rate:g})"
 
 
+def _has_halves(tomo: Tomogram) -> bool:
+    return any(tomo.path(h) is not None for h in HALF_COLUMNS)
+
+
 def _outputs(tomo: Tomogram, out_dir: Path) -> list[tuple[str, str, Path]]:
     """(source column, output column, output file) of a row: the tomogram, then its even/odd halves when the
     table has them (same filter, own sub-folders), each checked by :meth:`Tomogram.output_file`."""
@@ -143,6 +148,49 @@ def _outputs(tomo: Tomogram, out_dir: Path) -> list[tuple[str, str, Path]]:
     return [(column, out_column, tomo.output_file(folder, f"{tomo.key}{tomo.path(column, required=True).suffix}",
                                                   out_column, "--deconv_folder"))
             for column, out_column, folder in jobs]
+
+
+def _plane_outputs(tomo: Tomogram, out_dir: Path) -> list[tuple[str, Path]]:
+    """(half column, output file) of the plane halves of a row without halves, each checked by
+    :meth:`Tomogram.output_file`, with the files their deconvolution would write."""
+    name = f"{tomo.key}{tomo.tomogram.suffix}"
+    for sub, column in zip(("half1", "half2"), DECONV_HALF_COLUMNS, strict=True):
+        tomo.output_file(out_dir / sub, name, column, "--deconv_folder")
+    return [(column, tomo.output_file(out_dir / "planes" / sub, name, column, "--deconv_folder"))
+            for sub, column in zip(("half1", "half2"), HALF_COLUMNS, strict=True)]
+
+
+def _plane_halves(tomo: Tomogram, out_dir: Path, cfg: DeconvConfig, io: IOConfig) -> str | None:
+    """Give a row without halves two made of its tomogram's even and odd Y planes
+    (:mod:`isonet_pl.preprocess.split`), written to ``<deconv_folder>/planes/half1|half2/`` and named in its half
+    columns, where the tilt-axis noise model says that neighbouring planes' noise is independent. Returns why they
+    were not made (None when they were)."""
+    store = tomo.store()
+    t0 = time.perf_counter()
+    with dask_context(cfg.ncpu, cfg.dask_scheduler):
+        try:
+            estimate = estimate_spectra(store.dask(), tomo.tilt_range)
+        except NoNoiseEstimate as exc:
+            return str(exc)
+        if not estimate.misfit <= MAX_MISFIT:
+            return (f"the tilt-axis noise model does not fit its specimen slices (residual {estimate.misfit:.2f}, at "
+                    f"most {MAX_MISFIT}): its noise is not a back-projection's, planes may share it")
+        if estimate.plane_correlation > MAX_PLANE_CORRELATION:
+            return (f"the noise of its neighbouring Y planes correlates {estimate.plane_correlation:.2f} (over "
+                    f"{MAX_PLANE_CORRELATION}; interpolated along Y, e.g. by the alignment?), so its plane halves "
+                    "would share noise")
+        for k, (column, out_mrc) in enumerate(_plane_outputs(tomo, out_dir)):
+            check_output_dir(out_mrc.parent)
+            out_zarr = tomo.output_zarr(out_mrc)
+            write_tomogram(plane_half(store.dask(), k), out_zarr, store.voxel_size, store.origin,
+                           chunks=io.zarr_chunks, levels=io.zarr_levels, compression_level=io.compression_level,
+                           extra={"plane_half": f"{'odd' if k else 'even'} Y planes of {tomo.tomogram.name}"},
+                           require_finite=True)
+            tomo.record_output(out_zarr, out_mrc, column)
+    logger.info("row %d (%s): even/odd halves made of its even and odd Y planes -> %s in %.1f s (neighbouring "
+                "planes' noise correlates %.2f)", tomo.number, tomo.tomogram.name, out_dir / "planes",
+                time.perf_counter() - t0, estimate.plane_correlation)
+    return None
 
 
 def _noise_filter_row(tomo: Tomogram, out_dir: Path, cfg: DeconvConfig, io: IOConfig) -> NoNoiseEstimate | None:
@@ -181,8 +229,10 @@ def deconv(star_file: str | Path, cfg: DeconvConfig | None = None, io: IOConfig 
     ``<deconv_folder>/<tomogram file name>`` (MRC) and its Zarr copy, and sets
     ``_rlnDeconvTomoName``; even/odd halves (RELION-5's half columns) go to
     ``<deconv_folder>/half1|half2/`` and ``_rlnDeconvTomoHalf1|2``. The STAR file is rewritten
-    (atomically) after each volume. Rows without a CTF (defocus 0) and without halves get the
-    data-driven Wiener filter instead (``cfg.noise_filter``, :func:`_noise_filter_row`).
+    (atomically) after each volume. Rows without halves first get halves made of their even and odd
+    Y planes (``cfg.plane_halves``, :func:`_plane_halves`), deconvolved like real ones; rows without a CTF
+    (defocus 0) and without halves of either kind get the data-driven Wiener filter instead
+    (``cfg.noise_filter``, :func:`_noise_filter_row`).
 
     Returns
     -------
@@ -200,17 +250,29 @@ def deconv(star_file: str | Path, cfg: DeconvConfig | None = None, io: IOConfig 
     table.ensure_column(DECONV_COLUMN, "None")
     for tomo in rows:  # before any work: no output replaces a file the table names
         _outputs(tomo, out_dir)
+        if cfg.plane_halves and not _has_halves(tomo):
+            _plane_outputs(tomo, out_dir)
     unfiltered: list[tuple[str, NoNoiseEstimate]] = []
+    no_planes: list[str] = []
     for tomo in rows:
         row = tomo.row
+        planes = False
+        if cfg.plane_halves and not _has_halves(tomo):
+            reason = _plane_halves(tomo, out_dir, cfg, io)
+            planes = reason is None
+            if reason is not None:
+                no_planes.append(f"row {tomo.number} ({tomo.tomogram.name}): {reason}")
         if cfg.snrfalloff is not None:
             table.set_value(row, Col.SNR_FALLOFF, cfg.snrfalloff)
         if cfg.deconvstrength is not None:
             table.set_value(row, Col.DECONV_STRENGTH, cfg.deconvstrength)
         params = filter_params(table, row, cfg)
         if params is None:
-            halves = any(tomo.path(h) is not None for h in HALF_COLUMNS)
-            if cfg.noise_filter and not halves:
+            halves = _has_halves(tomo)
+            if planes:
+                logger.info("row %d: defocus is 0, no CTF to deconvolve: the even/odd mode denoises from its plane "
+                            "halves", row + 1)
+            elif cfg.noise_filter and not halves:
                 reason = _noise_filter_row(tomo, out_dir, cfg, io)
                 if reason is not None:
                     unfiltered.append((f"row {tomo.number}, {tomo.tomogram.name}", reason))
@@ -237,6 +299,12 @@ def deconv(star_file: str | Path, cfg: DeconvConfig | None = None, io: IOConfig 
                         "strength %g)", source.name, out_mrc, time.perf_counter() - t0, mode, params.pixel_size,
                         params.defocus, params.microscope.describe(), params.snrfalloff, params.deconvstrength)
     table.write()
+    if no_planes:  # once per command
+        logger.warning("%d of %d row(s) without even/odd halves got no plane halves, and take IsoNet's "
+                       "single-tomogram mode (refine --method auto): %s. Remedy: reconstruct them with weighted "
+                       "back-projection from a tilt series aligned without interpolation along the tilt axis Y, or "
+                       "reconstruct even/odd halves (prepare_star --even/--odd)", len(no_planes), len(rows),
+                       "; ".join(no_planes))
     if unfiltered:  # once per command
         logger.warning("%s. Until then refine trains on, and predict corrects, their raw tomograms, noisier than a "
                        "low-pass of them", refusals(unfiltered, len(rows), "row(s) without a CTF"))

@@ -157,6 +157,8 @@ def test_tilt_axis_noise_without_empty_slices(seed, transfer):
     assert np.all(np.abs(np.log(est.noise[band] / truth[band])) < np.log(1.25))
     # the Wiener weights follow: near 1 where the specimen dominates, near 0 where the noise does
     assert est.weights[1] > 0.9 and est.weights[-1] < 0.05
+    # neighbouring Y planes: independent noise, or correlated 0.5 by the interpolation (∫cos²·cos(2π ky) / ∫cos²)
+    assert est.plane_correlation == pytest.approx(0.0 if transfer is None else 0.5, abs=0.05)
 
 
 def test_tilt_axis_model_refuses_noise_it_does_not_describe():

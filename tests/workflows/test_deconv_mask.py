@@ -91,12 +91,13 @@ def test_same_result_on_a_distributed_cluster(project, monkeypatch):
 
 
 def test_defocus_zero_is_skipped_with_a_warning(project, monkeypatch, caplog):
-    """With --noise_filter false, rows with defocus 0 are not deconvolved (as IsoNet), with a warning."""
+    """With --noise_filter false (and --plane_halves false), rows with defocus 0 are not deconvolved (as IsoNet),
+    with a warning."""
     monkeypatch.chdir(project)
     df = starfile.read("tomograms.star")
     df.loc[0, "rlnDefocus"] = 0.0
     starfile.write(df, "tomograms.star", overwrite=True)
-    deconv("tomograms.star", DeconvConfig(noise_filter=False), IO)
+    deconv("tomograms.star", DeconvConfig(noise_filter=False, plane_halves=False), IO)
     table = read_tomogram_star("tomograms.star")
     assert "defocus is 0" in caplog.text
     assert table.df["rlnDeconvTomoName"].iloc[0] == "None" and table.df["rlnDeconvTomoName"].iloc[1] != "None"
@@ -274,7 +275,7 @@ def test_rows_without_ctf_get_the_measured_wiener_filter(tmp_path, caplog):
 
     star = simulate(tmp_path / "sim", SimulateConfig(shape=(64, 96, 96), number_subtomos=4, seed=3))
     with caplog.at_level(logging.INFO, logger="isonet_pl"):
-        deconv(star, DeconvConfig(deconv_folder=str(tmp_path / "sim" / "deconv")), IO)
+        deconv(star, DeconvConfig(deconv_folder=str(tmp_path / "sim" / "deconv"), plane_halves=False), IO)
     assert "Wiener-filtered sim_00.mrc" in caplog.text and "noise measured on empty slices" in caplog.text
     table = read_tomogram_star(star)
     filtered = read_mrc(table.get_path(0, "rlnDeconvTomoName"))[0]
@@ -287,7 +288,8 @@ def test_rows_without_ctf_get_the_measured_wiener_filter(tmp_path, caplog):
     assert corr(filtered) > corr(raw) + 0.2  # raw WBP at SNR 0.5 is mostly noise voxel by voxel
 
     star2 = simulate(tmp_path / "off", SimulateConfig(shape=(64, 96, 96), number_subtomos=4, seed=3))
-    deconv(star2, DeconvConfig(deconv_folder=str(tmp_path / "off" / "deconv"), noise_filter=False), IO)
+    deconv(star2, DeconvConfig(deconv_folder=str(tmp_path / "off" / "deconv"), noise_filter=False, plane_halves=False),
+           IO)
     assert "rlnDeconvTomoName" not in read_tomogram_star(star2).df.columns or \
         read_tomogram_star(star2).get_path(0, "rlnDeconvTomoName", required=False) is None
     caplog.clear()
@@ -311,7 +313,7 @@ def test_rows_without_ctf_or_empty_slices_are_filtered_with_the_tilt_axis_model(
         path = tmp_path / "sim" / folder / "sim_00.mrc"
         write_mrc(path, read_mrc(path)[0][16:80], voxel_size=10.0)
     with caplog.at_level(logging.INFO, logger="isonet_pl"):
-        deconv(star, DeconvConfig(deconv_folder=str(tmp_path / "sim" / "deconv")), IO)
+        deconv(star, DeconvConfig(deconv_folder=str(tmp_path / "sim" / "deconv"), plane_halves=False), IO)
     assert "Wiener-filtered sim_00.mrc" in caplog.text and "noise from the tilt-axis model" in caplog.text
     filtered = read_mrc(read_tomogram_star(star).get_path(0, "rlnDeconvTomoName"))[0]
     raw = read_mrc(tmp_path / "sim" / "tomos" / "sim_00.mrc")[0]
@@ -336,4 +338,56 @@ def test_rows_without_ctf_or_empty_slices_are_filtered_with_the_tilt_axis_model(
         deconv(star2, DeconvConfig(deconv_folder=str(tmp_path / "lowpassed_deconv")), IO)
     warnings = [r.getMessage() for r in caplog.records if "not denoised" in r.getMessage()]
     assert len(warnings) == 1 and "2 of 2" in warnings[0] and "a.mrc" in warnings[0] and "Remedy" in warnings[0]
+    # nor plane halves: one warning too, and the rows keep no half columns
+    warnings = [r.getMessage() for r in caplog.records if "got no plane halves" in r.getMessage()]
+    assert len(warnings) == 1 and "2 of 2" in warnings[0] and "tilt-axis noise model does not fit" in warnings[0]
+    assert read_tomogram_star(star2).get_path(0, "rlnTomoReconstructedTomogramHalf1", required=False) is None
     assert read_tomogram_star(star2).get_path(0, "rlnDeconvTomoName", required=False) is None
+
+
+@pytest.mark.parametrize("defocus", [0.0, 30000.0])
+def test_rows_without_halves_get_halves_of_their_even_and_odd_planes(tmp_path, caplog, defocus):
+    """deconv's default for a row without halves: halves made of its even and odd Y planes, named in the half columns
+    (deconvolved like real halves with a CTF; without one the even/odd mode denoises, so no Wiener filter), which
+    extract then cuts; a tomogram interpolated along Y (neighbouring planes share noise) gets none, with a warning,
+    and takes IsoNet's mode (the Wiener filter without a CTF)."""
+    from scipy import ndimage
+
+    from isonet_pl.config import SimulateConfig
+    from isonet_pl.preprocess.split import split_planes
+    from isonet_pl.workflows.simulate import simulate
+
+    star = simulate(tmp_path / "sim", SimulateConfig(shape=(64, 96, 96), number_subtomos=4, seed=3, defocus=defocus))
+    with caplog.at_level(logging.INFO, logger="isonet_pl"):
+        deconv(star, DeconvConfig(deconv_folder=str(tmp_path / "sim" / "deconv")), IO)
+    assert "even/odd halves made of its even and odd Y planes" in caplog.text
+    table = read_tomogram_star(star)
+    raw = read_mrc(tmp_path / "sim" / "tomos" / "sim_00.mrc")[0]
+    for k, column in enumerate(("rlnTomoReconstructedTomogramHalf1", "rlnTomoReconstructedTomogramHalf2")):
+        path = table.get_path(0, column)
+        assert path.parent == tmp_path / "sim" / "deconv" / "planes" / f"half{k + 1}"
+        np.testing.assert_array_equal(read_mrc(path)[0], split_planes(raw)[k])
+    deconvolved = [table.get_path(0, c, required=False) for c in ("rlnDeconvTomoName", "rlnDeconvTomoHalf1",
+                                                                  "rlnDeconvTomoHalf2")]
+    if defocus:
+        assert all(p is not None and p.exists() for p in deconvolved)
+    else:
+        assert deconvolved == [None, None, None] and "Wiener-filtered" not in caplog.text
+    make_mask(star, MaskConfig(mask_folder=str(tmp_path / "sim" / "mask")), IO)
+    sub = extract(star, ExtractConfig(subtomo_folder=str(tmp_path / "sim" / "subtomo"),
+                                      subtomo_star=str(tmp_path / "sim" / "subtomo.star"), cube_size=16), IO)
+    assert {"rlnImageNameHalf1", "rlnImageNameHalf2"} <= set(starfile.read(sub).columns)
+
+    # interpolated along Y: neighbouring planes share noise, so no plane halves
+    shifted = tmp_path / "shifted"
+    star2 = simulate(shifted, SimulateConfig(shape=(64, 96, 96), number_subtomos=4, seed=3, defocus=defocus))
+    path = shifted / "tomos" / "sim_00.mrc"
+    write_mrc(path, ndimage.shift(read_mrc(path)[0], (0, 0.5, 0), order=1, mode="nearest"), voxel_size=10.0)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="isonet_pl"):
+        deconv(star2, DeconvConfig(deconv_folder=str(shifted / "deconv")), IO)
+    warnings = [r.getMessage() for r in caplog.records if "got no plane halves" in r.getMessage()]
+    assert len(warnings) == 1 and "neighbouring Y planes correlates" in warnings[0]
+    table = read_tomogram_star(star2)
+    assert table.get_path(0, "rlnTomoReconstructedTomogramHalf1", required=False) is None
+    assert table.get_path(0, "rlnDeconvTomoName") is not None  # deconvolved, or Wiener-filtered without a CTF
