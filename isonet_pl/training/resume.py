@@ -9,7 +9,7 @@ from pathlib import Path
 from isonet_pl.config import RefineConfig
 from isonet_pl.errors import InputError
 from isonet_pl.io.paths import atomic_path
-from isonet_pl.model.checkpoint import read_checkpoint
+from isonet_pl.model.checkpoint import load_module, read_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -108,3 +108,45 @@ def cleanup(state: Path, it: int, remove_intermediate: bool) -> None:
         n = int(path.stem.removeprefix("estimates_iter"))
         if n < it and (remove_intermediate or n < it - 1):
             path.unlink()
+
+
+def starting_point(cfg: RefineConfig, subs, result_dir: Path, done: int, method: str, batch: int,
+                   renormalize: bool):
+    """(module, estimates, previous checkpoint) a run starts from: after ``done`` iterations, the saved model and
+    its subtomogram estimates (predicted again when they were not kept: a finished run does not predict after
+    its last iteration); else a new network, or the weights of ``--pretrained_model``, with the first estimates.
+
+    Raises
+    ------
+    InputError
+        When the checkpoint or the saved estimates cannot be read.
+    """
+    import numpy as np
+    import torch
+
+    from isonet_pl.training import estimates, setup
+
+    if done:
+        previous = result_dir / f"model_iter{done:02d}.ckpt"
+        saved = result_dir / STATE / f"estimates_iter{done:02d}.npy"
+        try:
+            module = load_module(previous)
+            current = np.load(saved) if saved.exists() else None
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(f"cannot resume after iteration {done} ({exc.__class__.__name__}: {exc})", result_dir,
+                             "the checkpoint or the saved estimates are damaged; resume from an earlier "
+                             "refine_iterNN.json") from None
+        if current is None:
+            logger.info("predicting the subtomograms with the model of iteration %d (its estimates were not kept)",
+                        done)
+            current = estimates.predict_all(module, estimates.originals(subs, method), batch, torch.device("cpu"),
+                                            cfg.precision, renormalize)
+        return module, current, previous
+    module = setup.build_module(cfg, subs)
+    if cfg.pretrained_model:
+        setup.load_pretrained(module, cfg.pretrained_model)
+        return module, estimates.predict_all(module, estimates.originals(subs, method), batch, torch.device("cpu"),
+                                             renormalize=renormalize), None
+    return module, estimates.first_estimates(subs, method, renormalize), None

@@ -37,7 +37,7 @@ from isonet_pl.data.pairs import noise_schedule
 from isonet_pl.errors import InputError, Interrupted
 from isonet_pl.heap import reused_heap
 from isonet_pl.io.paths import check_output_dir
-from isonet_pl.model.checkpoint import WEIGHTS_ONLY, load_module
+from isonet_pl.model.checkpoint import WEIGHTS_ONLY
 from isonet_pl.training import callbacks, devices, estimates, progress, resume, setup, subtomograms
 
 logger = logging.getLogger(__name__)
@@ -107,26 +107,7 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
     if rank == 0:
         resume.save_json(state / "settings.json", cfg.model_dump(mode="json"))
 
-    if done:
-        try:
-            module = load_module(result_dir / f"model_iter{done:02d}.ckpt")
-            current = np.load(state / f"estimates_iter{done:02d}.npy")
-        except InputError:
-            raise
-        except Exception as exc:
-            raise InputError(f"cannot resume after iteration {done} ({exc.__class__.__name__}: {exc})", result_dir,
-                             "the checkpoint or the saved estimates are damaged; resume from an earlier "
-                             "refine_iterNN.json") from None
-        previous = result_dir / f"model_iter{done:02d}.ckpt"
-    else:
-        module = setup.build_module(cfg, subs)
-        previous = None
-        if cfg.pretrained_model:
-            setup.load_pretrained(module, cfg.pretrained_model)
-            current = estimates.predict_all(module, estimates.originals(subs, method), batch, torch.device("cpu"),
-                                            renormalize=renormalize)
-        else:
-            current = estimates.first_estimates(subs, method, renormalize)
+    module, current, previous = resume.starting_point(cfg, subs, result_dir, done, method, batch, renormalize)
     module.schedule_steps = cfg.iterations * cfg.epochs * steps  # the learning-rate schedule's length
     if recalibrate:  # running statistics that follow training, for the validation between epochs
         callbacks.track_batch_norm(module)
@@ -182,11 +163,13 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
             callbacks.check_finite(module, it)  # never saved otherwise: predict and a resume would take it
             ckpt = result_dir / f"model_iter{it:02d}.ckpt"
             trainer.save_checkpoint(ckpt)  # every rank calls it; Lightning writes from rank 0 only
-            current = estimates.predict_all(module, estimates.originals(subs, method), batch, device, cfg.precision,
-                                            renormalize)
+            if it < cfg.iterations:  # the next iteration refills with them (a resume predicts them if needed)
+                current = estimates.predict_all(module, estimates.originals(subs, method), batch, device,
+                                                cfg.precision, renormalize)
             if trainer.is_global_zero:
-                np.save(state / f".estimates_iter{it:02d}.npy", current)
-                (state / f".estimates_iter{it:02d}.npy").replace(state / f"estimates_iter{it:02d}.npy")
+                if it < cfg.iterations:
+                    np.save(state / f".estimates_iter{it:02d}.npy", current)
+                    (state / f".estimates_iter{it:02d}.npy").replace(state / f"estimates_iter{it:02d}.npy")
                 resume.save_json(result_dir / f"refine_iter{it:02d}.json", {
                     "iteration": it, "settings": cfg.model_dump(mode="json"), "resolved": asdict(resolved),
                     "losses": losses["train"],

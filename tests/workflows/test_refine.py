@@ -190,10 +190,11 @@ def test_corrupt_checkpoint_for_continue_from(subtomo_star, tmp_path):
 @pytest.mark.slow
 def test_ddp_with_two_cpu_processes(subtomo_star, tmp_path):
     """Lightning DDP (gloo) on 2 CPU processes trains (pairs from a persistent DataLoader worker per rank, keys
-    sharded by Lightning's sampler wrapper), predicts split across ranks and writes once."""
+    sharded by Lightning's sampler wrapper), predicts split across ranks and writes once (after iteration 1; none
+    after the last)."""
     exe = Path(sys.executable).with_name("isonet-pl")
     args = [exe, "refine", subtomo_star, "--result_dir", tmp_path / "ddp", "--accelerator", "cpu", "--devices", "2",
-            "--iterations", "1", "--epochs", "2", "--steps_per_epoch", "2", "--batch_size", "4", "--filter_base", "4",
+            "--iterations", "2", "--epochs", "1", "--steps_per_epoch", "2", "--batch_size", "4", "--filter_base", "4",
             "--unet_depth", "2", "--convs_per_depth", "1", "--preprocessing_ncpus", "1"]
     proc = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -201,10 +202,12 @@ def test_ddp_with_two_cpu_processes(subtomo_star, tmp_path):
     assert np.isfinite(payload["losses"]).all()
     estimates = np.load(tmp_path / "ddp" / "state" / "estimates_iter01.npy")
     assert estimates.shape == (12, 24, 24, 24) and np.isfinite(estimates).all()
+    assert not (tmp_path / "ddp" / "state" / "estimates_iter02.npy").exists()
 
 
 def test_n2n_refine_on_even_odd_halves(n2n_model):
-    """Subtomograms with halves train in n2n mode (auto): checkpoint says so, estimates exist per half."""
+    """Subtomograms with halves train in n2n mode (auto): checkpoint says so, estimates exist per half (after
+    iteration 1: the last iteration predicts nothing)."""
     from isonet_pl.model.module import IsoNetModule
 
     _, ckpt, result_dir = n2n_model
@@ -213,8 +216,9 @@ def test_n2n_refine_on_even_odd_halves(n2n_model):
     assert model.hparams["frequency_power"] == 0.5  # --frequency_power reaches the loss and its checkpoint
     assert not model.net.residual  # --residual false reaches the network and its checkpoint
     assert model.meta["settings"]["wedge_target"] == "average"
-    estimates = np.load(result_dir / "state" / "estimates_iter02.npy")
+    estimates = np.load(result_dir / "state" / "estimates_iter01.npy")
     assert estimates.shape == (8, 2, 24, 24, 24) and np.isfinite(estimates).all()
+    assert not (result_dir / "state" / "estimates_iter02.npy").exists()
     payload = json.loads((result_dir / "refine_iter02.json").read_text())
     assert np.isfinite(payload["losses"]).all()
 
