@@ -367,9 +367,11 @@ class RefineConfig(Section):
                             "its own percentiles (IsoNet 0.2); tomogram = keep the whole tomogram's statistics "
                             "(level differences between subtomograms stay; needs our extract); auto = subtomogram "
                             "for --method isonet, tomogram for n2n (better; docs/method-n2n.md).")
-    precision: Literal["32", "bf16-mixed", "16-mixed"] = Field("32", description="Training precision "
-                                                                                   "(bf16-mixed: ~2x faster on "
-                                                                                   "recent CPUs and GPUs).")
+    precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = Field(
+        "32", description="Training precision (bf16-mixed: ~2x faster on recent CPUs and GPUs); auto: bf16-mixed "
+                          "where this device runs the network faster in it (timed once per network and machine, as "
+                          "predict does; GPUs: bf16-mixed, or 16-mixed without bf16), else 32; the choice is logged "
+                          "and saved with the run.")
     select_subtomo_number: int | None = Field(None, ge=1, description="Random subset of subtomograms per "
                                                                       "iteration; unset: all.")
     val_fraction: float = Field(0.1, ge=0, lt=1, description="Fraction of subtomograms held out for validation.")

@@ -159,6 +159,20 @@ def resolve(cfg: RefineConfig, subs: Subtomograms, n_devices: int) -> Resolved:
                     workers, max_shift(cfg, method, subs), input_noise(cfg, method))
 
 
+def with_precision(cfg: RefineConfig, subs: Subtomograms, accelerator: str) -> RefineConfig:
+    """``cfg`` with ``precision auto`` resolved for this network and device (:func:`fastest_precision` of predict:
+    bf16-mixed where it runs the network faster, timed once per network and machine). The resolved value is what
+    the run saves, so a resumed run trains in the same precision."""
+    if cfg.precision != "auto":
+        return cfg
+    from isonet_pl.predict.predictor import fastest_precision
+
+    device = "cuda" if accelerator == "gpu" else "cpu"
+    precision = fastest_precision(build_module(cfg, subs), device)
+    logger.info("training precision auto: %s", precision)
+    return cfg.model_copy(update={"precision": precision})
+
+
 def build_module(cfg: RefineConfig, subs: Subtomograms):
     """A fresh IsoNetModule with the network of ``cfg`` and the metadata predict needs."""
     from isonet_pl.model.module import IsoNetModule

@@ -93,6 +93,7 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
                        "and are mirrored there; extract with --crop_size %d or more to avoid that", subs.cube,
                        subs.crop, math.ceil(math.sqrt(3) * subs.cube))
     dev = devices.resolve_devices(cfg)
+    cfg = setup.with_precision(cfg, subs, dev["accelerator"])
     resolved = setup.resolve(cfg, subs, dev["count"])
     method, batch, steps, workers = resolved.method, resolved.batch_size, resolved.steps_per_epoch, \
         resolved.preprocessing_ncpus

@@ -452,3 +452,19 @@ def test_tracking_batch_norm_changes_the_validation_only(n2n_model, tmp_path, mo
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
     val = [json.loads((d / "refine_iter02.json").read_text())["val_losses"] for d in (result, tmp_path / "keras")]
     assert val[0] != val[1]
+
+
+def test_training_precision_auto_is_resolved_and_saved(subtomo_star, tmp_path, caplog):
+    """--precision auto trains in the faster of float32 and bf16 for this network and device; the choice is
+    logged and saved (settings, model card), so a resume and predict's --precision model use it."""
+    import logging
+
+    from isonet_pl.model.module import IsoNetModule
+    from isonet_pl.workflows.refine import refine
+
+    with caplog.at_level(logging.INFO):
+        ckpt = refine(subtomo_star, RefineConfig(result_dir=str(tmp_path / "r"), precision="auto", **TINY))
+    chosen = json.loads((tmp_path / "r" / "refine_iter01.json").read_text())["settings"]["precision"]
+    assert chosen in ("32", "bf16-mixed") and f"training precision auto: {chosen}" in caplog.text
+    model = IsoNetModule.load_from_checkpoint(ckpt, map_location="cpu")
+    assert model.meta["settings"]["precision"] == chosen
