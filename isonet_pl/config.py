@@ -9,6 +9,7 @@ the GUI forms are generated from these models, so nothing is written twice.
 from __future__ import annotations
 
 import re
+from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -275,6 +276,19 @@ def _split_floats(value: Any) -> Any:
     if isinstance(value, (int, float)):
         return (value,)
     return value
+
+
+class Method(str, Enum):
+    """refine's training method. A ``str`` enum: it equals its value, so settings files, saved runs and model
+    cards keep the plain words."""
+
+    ISONET = "isonet"  # IsoNet 0.2's single-tomogram training
+    N2N = "n2n"  # Noise2Noise on even/odd halves
+
+    def __str__(self) -> str:  # logs and messages show the word, as the settings do
+        return self.value
+
+    __format__ = str.__format__
 
 
 #: The largest noise std refine adds (normalised units): far above any useful level, far below an overflow.

@@ -28,12 +28,15 @@ import inspect
 import logging
 import math
 from collections.abc import Mapping
+from enum import Enum
 from pathlib import PurePath
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+
+from isonet_pl.config import Method
 
 from .unet import UNet3D
 
@@ -155,6 +158,8 @@ def _to_builtin(value: Any) -> Any:
     numpy scalars and arrays become Python numbers and lists, paths become strings, pydantic
     models their JSON dump; mappings and sequences are converted recursively.
     """
+    if isinstance(value, Enum):  # a str enum (the method) is stored as its plain value
+        return _to_builtin(value.value)
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, np.generic):
@@ -257,7 +262,7 @@ class IsoNetModule(pl.LightningModule):
             raise ValueError(f"learning_rate must be positive, got {learning_rate}")
         meta = dict(meta or {})
         # checkpoints older than these arguments: the method and weight their meta recorded
-        loss = loss or ("fourier_split" if meta.get("method") == "n2n" else "mae")
+        loss = loss or ("fourier_split" if meta.get("method") == Method.N2N else "mae")
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         if lr_schedule not in LR_SCHEDULES:

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import torch
 
+from isonet_pl.config import Method
 from isonet_pl.data.pairs import wedge_mask
 from isonet_pl.data.wedge import apply_wedge, fill_wedge
 from isonet_pl.normalization import rescale
@@ -57,10 +58,10 @@ def predict_all(module, volumes: np.ndarray, batch_size: int, device: torch.devi
 
 def originals(subs: Subtomograms, method: str) -> np.ndarray:
     """What the estimates stand for: (n, p, p, p) data, or (n, 2, p, p, p) halves for n2n."""
-    return subs.halves if method == "n2n" else subs.data
+    return subs.halves if method == Method.N2N else subs.data
 
 
-def first_estimates(subs: Subtomograms, method: str = "isonet", renormalize: bool = True) -> np.ndarray:
+def first_estimates(subs: Subtomograms, method: str = Method.ISONET, renormalize: bool = True) -> np.ndarray:
     """IsoNet's FIRST_ITER: the wedge-filtered originals (each half for n2n), normalised (unless not
     ``renormalize``)."""
     data = originals(subs, method)
@@ -69,7 +70,7 @@ def first_estimates(subs: Subtomograms, method: str = "isonet", renormalize: boo
                      for a, t in zip(data, subs.tilt_ranges, strict=False)])
 
 
-def filled_volumes(subs: Subtomograms, estimates: np.ndarray, method: str = "isonet",
+def filled_volumes(subs: Subtomograms, estimates: np.ndarray, method: str = Method.ISONET,
                    renormalize: bool = True) -> np.ndarray:
     """C = N(Wmiss(B) + Wmeas(A)) for every subtomogram (every half for n2n); without N unless ``renormalize``."""
     data = originals(subs, method)

@@ -10,7 +10,7 @@ import torch
 
 from isonet_pl import __version__
 from isonet_pl.compute import usable_cpus
-from isonet_pl.config import RefineConfig
+from isonet_pl.config import Method, RefineConfig
 from isonet_pl.errors import InputError
 from isonet_pl.model.card import ModelCard
 from isonet_pl.model.checkpoint import read_checkpoint
@@ -32,32 +32,32 @@ def derived_settings(cfg: RefineConfig, n_subtomos: int, n_devices: int) -> tupl
 
 def method_of(cfg: RefineConfig, subs: Subtomograms) -> str:
     """``isonet`` or ``n2n`` (auto: n2n when the subtomograms have even/odd halves)."""
-    if cfg.method == "n2n" and subs.halves is None:
+    if cfg.method == Method.N2N and subs.halves is None:
         raise InputError("--method n2n needs even/odd half subtomograms (_rlnImageNameHalf1/2)",
                          fix="prepare_star --even/--odd, then deconv/make_mask/extract again")
     if cfg.method == "auto":
-        return "n2n" if subs.halves is not None else "isonet"
-    return cfg.method
+        return Method.N2N if subs.halves is not None else Method.ISONET
+    return Method(cfg.method)
 
 
 def uses_residual(cfg: RefineConfig, method: str) -> bool:
     """``--residual``, unset: IsoNet's residual U-Net for ``isonet``, none for ``n2n`` (bench/RESULTS.md)."""
-    return cfg.residual if cfg.residual is not None else method != "n2n"
+    return cfg.residual if cfg.residual is not None else method != Method.N2N
 
 
 def ema_decay(cfg: RefineConfig, method: str) -> float:
     """``--ema_decay``, unset: 0.99 for ``n2n``, 0 (off) for ``isonet`` (bench/RESULTS.md)."""
-    return cfg.ema_decay if cfg.ema_decay is not None else (0.99 if method == "n2n" else 0.0)
+    return cfg.ema_decay if cfg.ema_decay is not None else (0.99 if method == Method.N2N else 0.0)
 
 
 def learning_rate(cfg: RefineConfig, method: str) -> float:
     """``--learning_rate``, unset: 1e-3 for ``n2n``, IsoNet's 4e-4 for ``isonet`` (bench/RESULTS.md)."""
-    return cfg.learning_rate if cfg.learning_rate is not None else (1e-3 if method == "n2n" else 4e-4)
+    return cfg.learning_rate if cfg.learning_rate is not None else (1e-3 if method == Method.N2N else 4e-4)
 
 
 def dropout(cfg: RefineConfig, method: str) -> float:
     """``--drop_out``, unset: IsoNet's 0.3 for ``isonet``, 0 for ``n2n`` (bench/RESULTS.md)."""
-    return cfg.drop_out if cfg.drop_out is not None else (0.0 if method == "n2n" else 0.3)
+    return cfg.drop_out if cfg.drop_out is not None else (0.0 if method == Method.N2N else 0.3)
 
 
 def lr_schedule(cfg: RefineConfig, method: str) -> str:
@@ -68,18 +68,18 @@ def lr_schedule(cfg: RefineConfig, method: str) -> str:
 def renormalizes(cfg: RefineConfig, method: str, subs: Subtomograms) -> bool:
     """Whether the filled subtomograms are renormalised each on its own (``--fill_normalization``)."""
     mode = cfg.fill_normalization if cfg.fill_normalization != "auto" else \
-        ("tomogram" if method == "n2n" else "subtomogram")
+        ("tomogram" if method == Method.N2N else "subtomogram")
     return mode == "subtomogram" or not subs.per_tomogram
 
 
 def recalibrates_bn(cfg: RefineConfig, method: str) -> bool:
     """``--recalibrate_bn``, unset: on for ``n2n``, off for ``isonet`` (as IsoNet)."""
-    return cfg.recalibrate_bn if cfg.recalibrate_bn is not None else method == "n2n"
+    return cfg.recalibrate_bn if cfg.recalibrate_bn is not None else method == Method.N2N
 
 
 def frequency_power(cfg: RefineConfig, method: str) -> float:
     """``--frequency_power`` for ``n2n`` (its Fourier loss), 0 for ``isonet`` (IsoNet's real-space MAE)."""
-    if method != "n2n":
+    if method != Method.N2N:
         if cfg.frequency_power:
             logger.warning("--frequency_power %g applies to --method n2n only; isonet's loss is IsoNet's mean "
                            "absolute error", cfg.frequency_power)
@@ -95,7 +95,7 @@ def max_shift(cfg: RefineConfig, method: str, subs: Subtomograms) -> int:
     InputError
         When the shift given reaches beyond the subtomograms.
     """
-    if method != "n2n":
+    if method != Method.N2N:
         if cfg.max_shift:
             logger.warning("--max_shift %d applies to --method n2n only; isonet trains on the centre of each "
                            "subtomogram (IsoNet's)", cfg.max_shift)
@@ -109,7 +109,7 @@ def max_shift(cfg: RefineConfig, method: str, subs: Subtomograms) -> int:
 
 def input_noise(cfg: RefineConfig, method: str) -> float:
     """``--input_noise`` for ``n2n``, unset: 0.6 (recorrupted pairs, bench/RESULTS.md); 1 for ``isonet``."""
-    if method != "n2n":
+    if method != Method.N2N:
         if cfg.input_noise is not None and cfg.input_noise != 1:
             logger.warning("--input_noise %g applies to --method n2n only; isonet's inputs carry the tomogram's "
                            "own noise (and the noise it adds)", cfg.input_noise)
@@ -188,7 +188,7 @@ def build_module(cfg: RefineConfig, subs: Subtomograms):
             "pixel_size": subs.pixel_size, "version": __version__, "settings": cfg.model_dump(mode="json")}
     return IsoNetModule(net=net, learning_rate=learning_rate(cfg, method),
                         meta=ModelCard.model_validate(meta).model_dump(),
-                        loss="fourier_split" if method == "n2n" else "mae", mw_weight=cfg.mw_weight,
+                        loss="fourier_split" if method == Method.N2N else "mae", mw_weight=cfg.mw_weight,
                         lr_schedule=lr_schedule(cfg, method), frequency_power=frequency_power(cfg, method))
 
 

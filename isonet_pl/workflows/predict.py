@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from isonet_pl.compute import dask_context, progress_bar
-from isonet_pl.config import IOConfig, PredictConfig
+from isonet_pl.config import IOConfig, Method, PredictConfig
 from isonet_pl.errors import InputError
 from isonet_pl.evaluate import z_profile_correlation
 from isonet_pl.io.formats import read_tomogram_star
@@ -147,7 +147,7 @@ def predict(star_file: str | Path, model: str | Path, cfg: PredictConfig | None 
             for path in half_zarrs:
                 remove(path)
         if cfg.denoise:
-            n2n = card.method == "n2n"
+            n2n = card.method == Method.N2N
             refused = _denoise(out_zarr, tomo.tilt_range, source, run, NOISY_BACKGROUND if n2n else None,
                                reference=store.dask() if n2n else None, network_input=store.dask())
             if refused is not None:

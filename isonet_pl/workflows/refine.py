@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from isonet_pl.config import RefineConfig
+from isonet_pl.config import Method, RefineConfig
 from isonet_pl.data.pairs import noise_schedule
 from isonet_pl.errors import InputError, Interrupted
 from isonet_pl.heap import reused_heap
@@ -123,9 +123,9 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
             active = train_idx
             if cfg.select_subtomo_number and cfg.select_subtomo_number < len(train_idx):
                 active = np.sort(rng.choice(train_idx, cfg.select_subtomo_number, replace=False))
-            if method != "n2n" or (it - 1) % cfg.refill_every == 0 or it == done + 1:
+            if method != Method.N2N or (it - 1) % cfg.refill_every == 0 or it == done + 1:
                 filled = estimates.filled_volumes(subs, current, method, renormalize)
-            noise = 0.0 if method == "n2n" else float(schedule[it])  # n2n: the other half is the noise model
+            noise = 0.0 if method == Method.N2N else float(schedule[it])  # n2n: the other half is the noise model
             dm = IsoNetDataModule(filled, subs.tilt_ranges, active, val_idx, subs.cube, batch // dev["count"], steps,
                                   noise, cfg.noise_mode, workers, (cfg.seed, it), cfg.wedge_target,
                                   cfg.rotations, resolved.max_shift, resolved.input_noise)
