@@ -12,12 +12,12 @@ tile's own statistics and averaging them into its running statistics.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 import numpy as np
 import torch
 
+from isonet_pl.model.batchnorm import batch_norms, collecting_batch_norm
 from isonet_pl.normalization import Normalization
 from isonet_pl.predict.predictor import read_reflected, run_network, tile_region
 
@@ -27,33 +27,6 @@ logger = logging.getLogger(__name__)
 #: (all of its tiles when it has fewer). Each tile holds millions of voxels per channel, so a few give the
 #: means and variances closely; the cost is that of predicting this many tiles per source.
 ADAPT_TILES = 8
-
-
-def batch_norms(module) -> list[torch.nn.Module]:
-    """The batch-norm layers of ``module``."""
-    return [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-
-
-@contextlib.contextmanager
-def collecting_batch_norm(module):
-    """Within the block the module runs as in prediction (eval mode: dropout off) except its batch norms, which
-    normalise with each call's own statistics and set their running statistics to the plain average of those
-    of all calls in the block (reset on entry; equal weight per call). The momenta and the module's mode are
-    restored on exit."""
-    norms = batch_norms(module)
-    was_training = module.training
-    momenta = [m.momentum for m in norms]
-    module.eval()
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-        m.train()
-    try:
-        yield norms
-    finally:
-        for m, momentum in zip(norms, momenta, strict=True):
-            m.momentum = momentum
-        module.train(was_training)
 
 
 def tile_boxes(shape: tuple[int, int, int], core: int, halo: int) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:

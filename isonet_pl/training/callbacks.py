@@ -1,59 +1,71 @@
-"""Lightning callbacks of refine: seeds per epoch, the finite-loss guard, the warmed EMA, batch-norm recalibration."""
+"""Lightning callbacks of refine (module-level classes): seeds per step, the finite guard, the warmed EMA; and the
+batch-norm recalibration after each iteration."""
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import EMAWeightAveraging
 
 from isonet_pl.errors import IsoNetError
-from isonet_pl.predict.adapt import batch_norms, collecting_batch_norm
+from isonet_pl.model.batchnorm import batch_norms, collecting_batch_norm
 from isonet_pl.predict.predictor import AUTOCAST
 
 logger = logging.getLogger(__name__)
 
 
-def epoch_seed_callback(seed: int):
-    """A callback seeding torch before every training step from (seed, step): dropout is then the
-    same whether a run was interrupted and resumed or not (whatever else drew random numbers)."""
-    import pytorch_lightning as pl
+class StepSeed(pl.Callback):
+    """Seeds torch before every training step from (seed, step): dropout is then the same whether a run was
+    interrupted and resumed or not (whatever else drew random numbers)."""
 
-    class StepSeed(pl.Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            torch.manual_seed(int(np.random.default_rng((seed, trainer.global_step, 11)).integers(2**31)))
+    def __init__(self, seed: int):
+        self.seed = seed
 
-    return StepSeed()
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        torch.manual_seed(int(np.random.default_rng((self.seed, trainer.global_step, 11)).integers(2**31)))
+
+
+def epoch_seed_callback(seed: int) -> StepSeed:
+    """refine's step seeding (:class:`StepSeed`)."""
+    return StepSeed(seed)
 
 
 class TrainingDiverged(IsoNetError):
     """The training loss or the weights became NaN or infinite."""
 
 
-def finite_guard(iteration: int, epochs: int):
-    """A callback that stops training at the first non-finite loss (or weights at an epoch's end)
-    with an error naming the iteration, epoch and step and the likely cause."""
-    import pytorch_lightning as pl
+class FiniteGuard(pl.Callback):
+    """Stops training at the first non-finite loss (or weights and buffers at an epoch's end) with an error naming
+    the iteration, epoch and step and the likely cause."""
 
-    def fail(trainer, what: str) -> None:
-        epoch = trainer.current_epoch - (iteration - 1) * epochs + 1
+    def __init__(self, iteration: int, epochs: int):
+        self.iteration, self.epochs = iteration, epochs
+
+    def fail(self, trainer, what: str) -> None:
+        epoch = trainer.current_epoch - (self.iteration - 1) * self.epochs + 1
         raise TrainingDiverged(
-            f"iteration {iteration}, epoch {epoch}/{epochs}, step {trainer.global_step}: {what}; training diverged "
-            "(likely a too high --learning_rate, or --precision 16-mixed overflowing); the last completed "
-            f"iteration's model_iterNN.ckpt is kept: lower --learning_rate or use --precision 32")
+            f"iteration {self.iteration}, epoch {epoch}/{self.epochs}, step {trainer.global_step}: {what}; training "
+            "diverged (likely a too high --learning_rate, or --precision 16-mixed overflowing); the last completed "
+            "iteration's model_iterNN.ckpt is kept: lower --learning_rate or use --precision 32")
 
-    class FiniteGuard(pl.Callback):
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-            if loss is not None and not bool(torch.isfinite(loss.detach()).all()):
-                fail(trainer, f"the training loss is {float(loss.detach()):g}")
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None and not bool(torch.isfinite(loss.detach()).all()):
+            self.fail(trainer, f"the training loss is {float(loss.detach()):g}")
 
-        def on_train_epoch_end(self, trainer, pl_module):
-            bad = non_finite_state(pl_module)
-            if bad:
-                fail(trainer, f"{bad} holds NaN or infinite values")
+    def on_train_epoch_end(self, trainer, pl_module):
+        bad = non_finite_state(pl_module)
+        if bad:
+            self.fail(trainer, f"{bad} holds NaN or infinite values")
 
-    return FiniteGuard()
+
+def finite_guard(iteration: int, epochs: int) -> FiniteGuard:
+    """refine's guard against divergence (:class:`FiniteGuard`)."""
+    return FiniteGuard(iteration, epochs)
 
 
 def non_finite_state(module: torch.nn.Module) -> str | None:
@@ -92,62 +104,46 @@ def warm_ema(average: torch.Tensor, current: torch.Tensor, n_averaged, decay: fl
     return d * average + (1.0 - d) * current
 
 
-def ema_callback(decay: float):
-    """Lightning's EMA of the weights with a warmed-up decay (:func:`warm_ema`), whose checkpoint after fit
-    keeps the trained (not averaged) weights as the state the next iteration continues from.
+class WarmEMA(EMAWeightAveraging):
+    """Lightning's EMA of the weights with a warmed-up decay (:func:`warm_ema`), whose checkpoint after fit keeps
+    the trained (not averaged) weights as the state the next iteration continues from.
 
     Lightning copies the average over the trained weights at the end of ``fit``, so each iteration would
     restart from the lagging average: with decay 0.99 and 54 steps per iteration only ~12 steps' worth of
     progress per iteration would remain. The averaged weights are still what refills the wedges, is
     validated and is saved (``state_dict``); the trained ones go to ``current_model_state``.
     """
-    import functools
 
-    from pytorch_lightning.callbacks import EMAWeightAveraging
+    def __init__(self, decay: float):
+        super().__init__(decay=decay)
+        self._kwargs["avg_fn"] = functools.partial(warm_ema, decay=decay)
+        self._trained = None
 
-    class WarmEMA(EMAWeightAveraging):
-        def __init__(self):
-            super().__init__(decay=decay)
-            self._kwargs["avg_fn"] = functools.partial(warm_ema, decay=decay)
-            self._trained = None
+    def on_train_end(self, trainer, pl_module):
+        self._trained = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+        super().on_train_end(trainer, pl_module)
 
-        def on_train_end(self, trainer, pl_module):
-            self._trained = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
-            super().on_train_end(trainer, pl_module)
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+        if self._trained is not None and "current_model_state" in checkpoint:
+            checkpoint["current_model_state"] = self._trained
 
-        def on_save_checkpoint(self, trainer, pl_module, checkpoint):
-            super().on_save_checkpoint(trainer, pl_module, checkpoint)
-            if self._trained is not None and "current_model_state" in checkpoint:
-                checkpoint["current_model_state"] = self._trained
+    def take_buffers(self, pl_module):
+        """Copy the module's buffers (recalibrated batch-norm statistics) into the average and the trained
+        state, so that the saved checkpoint and the next iteration use them."""
+        buffers = zip(pl_module.named_buffers(), self._average_model.module.buffers(), strict=True)
+        for (name, value), average in buffers:
+            average.data.copy_(value.data)
+            if self._trained is not None and name in self._trained:
+                self._trained[name] = value.detach().clone()
 
-        def take_buffers(self, pl_module):
-            """Copy the module's buffers (recalibrated batch-norm statistics) into the average and the trained
-            state, so that the saved checkpoint and the next iteration use them."""
-            buffers = zip(pl_module.named_buffers(), self._average_model.module.buffers(), strict=True)
-            for (name, value), average in buffers:
-                average.data.copy_(value.data)
-                if self._trained is not None and name in self._trained:
-                    self._trained[name] = value.detach().clone()
 
-    return WarmEMA()
+def ema_callback(decay: float) -> WarmEMA:
+    """refine's EMA of the weights (:class:`WarmEMA`)."""
+    return WarmEMA(decay)
 
 
 BN_SAMPLES = 128  # training inputs over which --recalibrate_bn averages the batch-norm statistics
-
-
-#: Batch-norm momentum (torch's: the weight of each new batch) while training where the statistics are
-#: recalibrated after every iteration: the running statistics then only serve the validation between epochs
-#: (training uses batch statistics; the refill, the checkpoint and predict use the recalibrated ones), and
-#: with Keras's 0.01 they lagged so far behind that one validation read 158.6 against ~0.45 (bench/RESULTS.md).
-TRACKING_MOMENTUM = 0.1
-
-
-def track_batch_norm(module, momentum: float = TRACKING_MOMENTUM) -> None:
-    """Let every batch norm's running statistics follow training at ``momentum`` (not saved with the
-    model: set again after loading a checkpoint). The trained and recalibrated weights do not change."""
-    for m in module.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.momentum = momentum
 
 
 @torch.no_grad()

@@ -22,10 +22,11 @@ from isonet_pl.io.zarr_store import (
     open_tomogram,
     write_tomogram,
 )
+from isonet_pl.model.batchnorm import batch_norms
 from isonet_pl.model.card import check_tomogram, read_card
 from isonet_pl.model.checkpoint import load_module
 from isonet_pl.normalization import Normalization
-from isonet_pl.predict.adapt import adapt_batch_norm, batch_norms
+from isonet_pl.predict.adapt import adapt_batch_norm
 from isonet_pl.predict.predictor import fastest_precision, predict_tomogram, tile_plan
 from isonet_pl.preprocess.spectral import EMPTY_SLICES, NoNoiseEstimate, power_ratio, refusals, wiener_denoise
 from isonet_pl.project import Tomogram, check_writable, tomograms

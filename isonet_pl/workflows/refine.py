@@ -37,6 +37,7 @@ from isonet_pl.data.pairs import noise_schedule
 from isonet_pl.errors import InputError, Interrupted
 from isonet_pl.heap import reused_heap
 from isonet_pl.io.paths import check_output_dir
+from isonet_pl.model.batchnorm import track_batch_norm
 from isonet_pl.model.checkpoint import WEIGHTS_ONLY
 from isonet_pl.training import callbacks, devices, estimates, progress, resume, setup, subtomograms
 
@@ -111,7 +112,7 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
     module, current, previous = resume.starting_point(cfg, subs, result_dir, done, method, batch, renormalize)
     module.schedule_steps = cfg.iterations * cfg.epochs * steps  # the learning-rate schedule's length
     if recalibrate:  # running statistics that follow training, for the validation between epochs
-        callbacks.track_batch_norm(module)
+        track_batch_norm(module)
     device = torch.device("cuda", dev["devices"][0] if isinstance(dev["devices"], list) else 0) \
         if dev["accelerator"] == "gpu" else torch.device("cpu")
 

@@ -6,8 +6,9 @@ import dask.array as da
 import numpy as np
 import torch
 
+from isonet_pl.model.batchnorm import batch_norms, collecting_batch_norm
 from isonet_pl.normalization import Normalization
-from isonet_pl.predict.adapt import adapt_batch_norm, batch_norms, collecting_batch_norm, spread, tile_boxes
+from isonet_pl.predict.adapt import adapt_batch_norm, spread, tile_boxes
 
 
 def _module(batch_norm: bool = True):

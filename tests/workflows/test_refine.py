@@ -445,7 +445,7 @@ def test_tracking_batch_norm_changes_the_validation_only(n2n_model, tmp_path, mo
     _, ckpt, result = n2n_model
     settings = json.loads((result / "refine_iter02.json").read_text())["settings"]
     star = result.parent / "st.star"
-    monkeypatch.setattr(refine_module.callbacks, "track_batch_norm", lambda module: None)
+    monkeypatch.setattr(refine_module, "track_batch_norm", lambda module: None)
     keras = refine_module.refine(star, RefineConfig(**dict(settings, result_dir=str(tmp_path / "keras"))))
     a, b = _weights(ckpt), _weights(keras)
     for key in a:
