@@ -23,9 +23,12 @@ in-wedge correlation against samples seen) per method, side by side. E.g.
 ``bench/quality/quality.py --phantoms sheets,nosheets,ctf,snr1,asym --seeds 0,1 --samples 4320``; kinds combine with
 ``+`` (``nosheets+asym``: no sheets and the asymmetric tilt range −45°…+60°, a 75° wedge; ``shift``: −50°…+70°,
 asymmetric with the 60° wedge of ±60°).
-Methods there: ``n2n`` (on the halves), ``isonet`` (the same simulation as single-tomogram data, i.e. without
-its half columns: deconv Wiener-filters it when it has no CTF, the new default) and ``isonet-raw`` (IsoNet
-0.2's single-tomogram path: no filter without a CTF; skipped with a CTF, where it equals ``isonet``). Every
+Methods there: ``n2n`` (on the halves); on the same simulation as single-tomogram data, i.e. without its half
+columns (:func:`single_project`): ``single`` (the defaults: deconv gives it halves made of its even and odd Y
+planes, refine --method auto then trains the even/odd mode on them; issue #42), ``isonet`` (IsoNet's
+single-tomogram mode with isonet-pl's filters: ``deconv --plane_halves false`` Wiener-filters it when it has no CTF;
+the defaults until issue #42) and ``isonet-raw`` (IsoNet 0.2's single-tomogram path: no filter without a CTF; skipped
+with a CTF, where it equals ``isonet``). Every
 scored checkpoint is reported as the network's output (IsoNet 0.2's predict), computed through predict's
 own tiling (``bench/quality/iterations.as_predict``; before 2026-12-02 a mirrored whole-volume forward, which scored
 lower, bench/RESULTS.md) with the checkpoint's batch-norm statistics, and after predict's ``--denoise`` (the
@@ -73,7 +76,20 @@ PHANTOMS = {
     # sheets tilted up to 60° from the slab plane: some cross the slab and are partly measured, so a network can
     # learn them and fill the flat ones (the flat sheets of "sheets" hold 94 % of their power in the wedge)
     "tiltsheets": {"membrane_tilt": 60.0},
+    "asym65": {"tilt_min": -50.0, "tilt_max": 65.0},  # the range of issue #42's second tomogram (65° wedge)
+    # tomograms cropped to the specimen (issue #42): simulated 32 slices thicker with the specimen filling all but
+    # N slices per side of the central nz, then cut to those nz slices (weighted back-projection is local, so this
+    # is the tomogram a reconstruction of those slices gives); "empty0" has objects cut by both faces
+    "empty0": {"_empty": 0},
+    "empty3": {"_empty": 3},
+    "empty6": {"_empty": 6},
+    # the halves replaced by the two halves of the tomogram's own Y planes (isonet_pl.preprocess.split): n2n from
+    # one tomogram (issue #42)
+    "ysplit": {"_ysplit": True},
 }
+
+#: slices simulated beyond the kept nz in the cropped kinds (split between both sides)
+CROP_MARGIN = 32
 
 
 def phantom(kind: str) -> dict:
@@ -86,6 +102,56 @@ def phantom(kind: str) -> dict:
     return settings
 
 
+def simulate_cropped(out: Path, cfg, empty: int) -> None:
+    """Simulate ``cfg.simulate`` (nz = the kept slices) :data:`CROP_MARGIN` slices thicker with the specimen
+    ``nz − 2·empty`` slices thick, then cut every volume written (tomogram, ground truth, halves) to the central
+    nz slices: a tomogram trimmed to its specimen with ``empty`` empty slices on each side."""
+    from isonet_pl.io.mrc import write_mrc
+    from isonet_pl.workflows.simulate import simulate
+
+    sim = cfg.simulate
+    nz = sim.shape[0]
+    full = nz + CROP_MARGIN
+    simulate(out, sim.model_copy(update={"shape": (full, *sim.shape[1:]), "slab_fraction": (nz - 2 * empty) / full}))
+    first = CROP_MARGIN // 2
+    for folder in ("tomos", "ground_truth", "even", "odd"):
+        for path in sorted((out / folder).glob("*.mrc")):
+            volume, info = read_mrc(path)
+            write_mrc(path, np.ascontiguousarray(volume[first:first + nz]), voxel_size=info.voxel_size)
+    meta = json.loads((out / "simulation.json").read_text())
+    meta.update({"shape": list(sim.shape), "cropped_from": [full, *sim.shape[1:]], "empty_slices_per_side": empty})
+    (out / "simulation.json").write_text(json.dumps(meta, indent=1))
+
+
+def phantom_inputs(out: Path, cfg, empty: int | None, ysplit: bool):
+    """:func:`isonet_pl.demo.demo_inputs` with the simulation cropped (:func:`simulate_cropped`, ``empty`` not
+    None) and/or its halves replaced by the Y-plane halves of its tomogram (``ysplit``)."""
+    from isonet_pl.io.mrc import write_mrc
+    from isonet_pl.preprocess.split import split_planes
+    from isonet_pl.workflows.deconv import deconv
+    from isonet_pl.workflows.extract import extract
+    from isonet_pl.workflows.mask import make_mask
+    from isonet_pl.workflows.simulate import simulate
+
+    if empty is None:
+        simulate(out, cfg.simulate)
+    else:
+        simulate_cropped(out, cfg, empty)
+    star = out / "tomograms.star"
+    yield f"simulate{f': cropped to {empty} empty slices per side' if empty is not None else ''} -> {star}"
+    if ysplit:
+        volume, info = read_mrc(out / "tomos" / "sim_00.mrc")
+        for folder, half in zip(("even", "odd"), split_planes(volume), strict=True):
+            write_mrc(out / folder / "sim_00.mrc", half, voxel_size=info.voxel_size)
+        yield "halves replaced by the tomogram's even and odd Y planes"
+    if cfg.simulate.defocus > 0:
+        deconv(star, cfg.deconv.model_copy(update={"deconv_folder": str(out / "deconv")}), cfg.io)
+    make_mask(star, cfg.make_mask.model_copy(update={"mask_folder": str(out / "mask")}), cfg.io)
+    extract(star, cfg.extract.model_copy(update={"subtomo_folder": str(out / "subtomo"),
+                                                 "subtomo_star": str(out / "subtomo.star")}), cfg.io)
+    yield f"extract -> {out / 'subtomo.star'}"
+
+
 def _value(text: str):
     """A --set value: int, float, bool, None or string."""
     import yaml
@@ -93,10 +159,16 @@ def _value(text: str):
     return yaml.safe_load(text)
 
 
-def single_project(out: Path, cfg, noise_filter: bool) -> tuple[Path, Path]:
-    """The simulation of ``out`` as single-tomogram data (its STAR file without the half columns): deconv (which
-    Wiener-filters a tomogram without CTF when ``noise_filter``; IsoNet 0.2 skipped it), the same mask, extract.
-    Returns (tomogram STAR, subtomogram STAR)."""
+#: the single-tomogram methods of the fixed-budget mode: how their project is made (see :func:`single_project`)
+SINGLE = {"single": "planes", "isonet": "filter", "isonet-raw": "raw"}
+
+
+def single_project(out: Path, cfg, mode: str) -> tuple[Path, Path]:
+    """The simulation of ``out`` as single-tomogram data (its STAR file without the half columns), through deconv and
+    extract (the same mask). ``mode``: ``planes``, the defaults (deconv from the tomogram: halves made of its even and
+    odd Y planes, deconvolved with a CTF); ``filter``, IsoNet's mode with isonet-pl's filter (``--plane_halves
+    false``: Wiener-filtered without a CTF, the CTF deconvolution of the simulation's average with one); ``raw``,
+    IsoNet 0.2 (no filter without a CTF). Returns (tomogram STAR, subtomogram STAR)."""
     import starfile
 
     from isonet_pl.config import DeconvConfig
@@ -104,17 +176,19 @@ def single_project(out: Path, cfg, noise_filter: bool) -> tuple[Path, Path]:
     from isonet_pl.workflows.deconv import deconv
     from isonet_pl.workflows.extract import extract
 
-    tag = "single" if noise_filter else "single_raw"
+    tag = {"planes": "single_planes", "filter": "single", "raw": "single_raw"}[mode]
     star, sub = out / f"tomograms_{tag}.star", out / f"subtomo_{tag}.star"
     if sub.exists():
         return star, sub
     df = starfile.read(out / "tomograms.star")
     df = df.drop(columns=[c for c in (*HALF_COLUMNS, *DECONV_HALF_COLUMNS) if c in df.columns])
-    if cfg.simulate.defocus == 0 and "rlnDeconvTomoName" in df.columns:
+    if (cfg.simulate.defocus == 0 or mode == "planes") and "rlnDeconvTomoName" in df.columns:
         df = df.drop(columns=["rlnDeconvTomoName"])
     starfile.write(df, star, overwrite=True)
-    if cfg.simulate.defocus == 0 and noise_filter:
-        deconv(star, DeconvConfig(deconv_folder=str(out / "deconv_single")), cfg.io)
+    if mode == "planes":
+        deconv(star, cfg.deconv.model_copy(update={"deconv_folder": str(out / "deconv_planes")}), cfg.io)
+    elif cfg.simulate.defocus == 0 and mode == "filter":
+        deconv(star, DeconvConfig(deconv_folder=str(out / "deconv_single"), plane_halves=False), cfg.io)
     extract(star, cfg.extract.model_copy(update={"subtomo_folder": str(out / f"subtomo_{tag}"),
                                                  "subtomo_star": str(sub)}), cfg.io)
     return star, sub
@@ -155,7 +229,7 @@ def curve(args) -> None:
     import torch
 
     from isonet_pl.config import IsoNetConfig
-    from isonet_pl.io.star import read_tomogram_star
+    from isonet_pl.io.formats import read_tomogram_star
     from isonet_pl.training.setup import derived_settings
     from isonet_pl.workflows.predict import load_model
     from quality.iterations import score
@@ -173,9 +247,12 @@ def curve(args) -> None:
     for kind in args.phantoms.split(","):
         for seed in [int(s) for s in args.seeds.split(",")]:
             base = IsoNetConfig()
+            settings = phantom(kind)
+            empty = settings.pop("_empty", None)
+            ysplit = settings.pop("_ysplit", False)
             sim = base.simulate.model_copy(update={"shape": tuple(args.shape), "snr": 0.5, "halves": True,
                                                    "number_subtomos": args.subtomos, "seed": seed,
-                                                   "defocus": 0.0, **phantom(kind)})
+                                                   "defocus": 0.0, **settings})
             cfg = base.model_copy(update={
                 "simulate": sim,
                 "extract": type(base.extract).model_validate({**base.extract.model_dump(), "cube_size": 32,
@@ -187,7 +264,8 @@ def curve(args) -> None:
                     "preprocessing_ncpus": 0, **overrides}})})
             out = root / f"{kind}_seed{seed}"
             if not (out / "subtomo.star").exists():
-                for item in demo_inputs(out, cfg):
+                plain = empty is None and not ysplit
+                for item in demo_inputs(out, cfg) if plain else phantom_inputs(out, cfg, empty, ysplit):
                     if isinstance(item, str):
                         print(item, flush=True)
             sub_star = out / "subtomo.star"
@@ -207,10 +285,10 @@ def curve(args) -> None:
             for method in methods:
                 result_dir = out / f"results_{method}{args.tag}"
                 train_star, volume = sub_star, n2n_volume
-                if method.startswith("isonet"):  # single-tomogram data: no halves
+                if method in SINGLE:  # single-tomogram data: no halves
                     if method == "isonet-raw" and cfg.simulate.defocus > 0:
                         continue  # with a CTF both deconvolve alike: the same as isonet
-                    star, train_star = single_project(out, cfg, noise_filter=method == "isonet")
+                    star, train_star = single_project(out, cfg, SINGLE[method])
                     table = read_tomogram_star(star)
                     deconvolved = table.get_path(0, "rlnDeconvTomoName", required=False)
                     volume = read_mrc(deconvolved)[0] if deconvolved else raw_volume
@@ -218,8 +296,9 @@ def curve(args) -> None:
                 if done.exists():  # a finished run of an earlier call: scored again, not trained again
                     print(f"{result_dir.name}: reusing the finished run", flush=True)
                 else:
-                    refine(train_star, cfg.refine.model_copy(update={"method": method.split("-")[0],
-                                                                     "result_dir": str(result_dir)}))
+                    refine(train_star, cfg.refine.model_copy(update={
+                        "method": "auto" if method == "single" else method.split("-")[0],
+                        "result_dir": str(result_dir)}))
                 seconds = sum(json.loads((result_dir / f"refine_iter{it:02d}.json").read_text())["seconds"]
                               for it in range(1, args.iterations + 1))
                 points = []
@@ -239,7 +318,7 @@ def curve(args) -> None:
                     points.append(point)
                     print(f"{kind} seed {seed} {method}{args.tag} iter {it:2d} samples {samples:5d} val {val:.4f}"
                           + text, flush=True)
-                tomo_star = out / "tomograms.star" if not method.startswith("isonet") else star
+                tomo_star = out / "tomograms.star" if method not in SINGLE else star
                 rows[method + args.tag] = {"curve": points, "refine_seconds": seconds,
                                            "predict": predicted(tomo_star, result_dir, args.iterations, cfg, truth,
                                                                 tilt)}
