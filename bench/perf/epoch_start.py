@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from isonet_pl.data.datamodule import IsoNetDataModule
+from isonet_pl.data.datamodule import IsoNetDataModule, PairSettings
 
 
 def main():
@@ -26,7 +26,7 @@ def main():
     filled = rng.normal(size=(n, p, p, p)).astype(np.float32)
     tilts = np.tile([-60.0, 60.0], (n, 1))
     for persistent in (True, False):
-        dm = IsoNetDataModule(filled, tilts, np.arange(n - 4), np.arange(n - 4, n), cube, 4, 3, 0.0, "noFilter", 1,
+        dm = IsoNetDataModule(filled, tilts, np.arange(n - 4), np.arange(n - 4, n), PairSettings(cube), 4, 3, 1,
                               (0, 1))
         dm.setup("fit")
         dm.trainer = SimpleNamespace(global_step=0)

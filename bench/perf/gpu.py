@@ -81,7 +81,7 @@ def train_step(dry: bool, limit: float) -> dict:
 def pipeline(work: Path, dry: bool, limit: float) -> dict:
     """Pairs per second from refine's DataLoader with its default workers."""
     from isonet_pl.compute import usable_cpus
-    from isonet_pl.data.datamodule import IsoNetDataModule
+    from isonet_pl.data.datamodule import IsoNetDataModule, PairSettings
     from isonet_pl.training.estimates import filled_volumes, first_estimates
     from isonet_pl.training.subtomograms import load_subtomograms, split
     from isonet_pl.workflows.extract import extract
@@ -97,8 +97,8 @@ def pipeline(work: Path, dry: bool, limit: float) -> dict:
     filled = filled_volumes(subs, first_estimates(subs))
     train_idx, val_idx = split(len(filled), 0.1, 0)
     workers = min(8, max(0, usable_cpus() - 1))
-    dm = IsoNetDataModule(filled, subs.tilt_ranges, train_idx, val_idx, cube, 4, 10 if dry else 60, 0.1,
-                          "noFilter", workers, (0, 1))
+    dm = IsoNetDataModule(filled, subs.tilt_ranges, train_idx, val_idx, PairSettings(cube, 0.1), 4,
+                          10 if dry else 60, workers, (0, 1))
     dm.setup("fit")
     n, t0, end = 0, time.perf_counter(), time.monotonic() + limit
     for item in dm.train_dataloader():

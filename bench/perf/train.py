@@ -24,7 +24,7 @@ import torch
 
 from isonet_pl.compute import usable_cpus
 from isonet_pl.config import ExtractConfig, IOConfig, RefineConfig, SimulateConfig
-from isonet_pl.data.datamodule import IsoNetDataModule
+from isonet_pl.data.datamodule import IsoNetDataModule, PairSettings
 from isonet_pl.training.estimates import filled_volumes, first_estimates
 from isonet_pl.training.setup import build_module
 from isonet_pl.training.subtomograms import load_subtomograms, split
@@ -50,7 +50,7 @@ def main() -> None:
     train_idx, val_idx = split(len(filled), 0.1, 0)
     workers = args.workers if args.workers is not None else min(8, max(0, usable_cpus() - 1))
     batch = 4
-    dm = IsoNetDataModule(filled, subs.tilt_ranges, train_idx, val_idx, 64, batch, args.batches, 0.1, "noFilter",
+    dm = IsoNetDataModule(filled, subs.tilt_ranges, train_idx, val_idx, PairSettings(64, 0.1), batch, args.batches,
                           workers, (0, 1))
     dm.setup("fit")
     loader = dm.train_dataloader()

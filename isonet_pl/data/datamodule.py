@@ -9,12 +9,53 @@ workers (forked) share them copy-on-write.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from isonet_pl.data.pairs import draw_rotation, make_n2n_pair, make_pair
+
+
+@dataclass(frozen=True)
+class PairSettings:
+    """How training pairs are made from a filled subtomogram (one iteration's settings, fixed).
+
+    Attributes
+    ----------
+    cube : int
+        Edge of the training cubes.
+    noise_level : float
+        Noise std (normalised units) added to the inputs (single-tomogram pairs).
+    noise_mode : str
+        Back-projection filter of the noise.
+    wedge_target : str
+        Even/odd pairs: ``half`` or ``average`` (see :func:`isonet_pl.data.pairs.make_n2n_pair`).
+    rotations : str
+        ``cube`` (IsoNet's 20 rotations by 90°) or ``continuous`` (uniform; see
+        :func:`isonet_pl.data.pairs.draw_rotation`).
+    max_shift : int
+        Even/odd pairs: each cube is cut at a random offset of up to this many voxels from the rotated
+        subtomogram's centre along each axis (uniform; :func:`isonet_pl.data.pairs.crop_at`); 0: the centre.
+    input_noise : float
+        Even/odd pairs: the noise variance of each input, relative to one half's, is drawn uniformly between
+        this and 1 (recorrupted pairs, :func:`isonet_pl.data.pairs.make_n2n_pair`'s ``alpha``), so training
+        also sees inputs nearer the average's noise (0.5), which is what predict runs on; 1: the halves.
+    """
+
+    cube: int
+    noise_level: float = 0.0
+    noise_mode: str = "noFilter"
+    wedge_target: str = "half"
+    rotations: str = "cube"
+    max_shift: int = 0
+    input_noise: float = 1.0
+
+    def __post_init__(self):
+        if not 0.5 < self.input_noise <= 1:
+            raise ValueError(f"input_noise must lie in (0.5, 1], got {self.input_noise}")
 
 
 class PairDataset(Dataset):
@@ -32,49 +73,24 @@ class PairDataset(Dataset):
         Subtomograms this dataset draws from.
     length : int
         Number of samples.
-    cube : int
-        Edge of the training cubes.
-    noise_level : float
-        Noise std (normalised units) added to the inputs.
-    noise_mode : str
-        Back-projection filter of the noise.
+    pairs : PairSettings
+        How the pairs are made.
     seed : tuple of int
         Keys the generator of every sample, with the sample's key (its index, or a tuple such as
         :class:`StepKeys` yields).
-    wedge_target : str
-        Even/odd pairs: ``half`` or ``average`` (see :func:`isonet_pl.data.pairs.make_n2n_pair`).
-    rotations : str
-        ``cube`` (IsoNet's 20 rotations by 90°) or ``continuous`` (uniform; see
-        :func:`isonet_pl.data.pairs.draw_rotation`).
-    max_shift : int
-        Even/odd pairs: each cube is cut at a random offset of up to this many voxels from the rotated
-        subtomogram's centre along each axis (uniform; :func:`isonet_pl.data.pairs.crop_at`); 0: the centre.
-    input_noise : float
-        Even/odd pairs: the noise variance of each input, relative to one half's, is drawn uniformly between
-        this and 1 (recorrupted pairs, :func:`isonet_pl.data.pairs.make_n2n_pair`'s ``alpha``), so training
-        also sees inputs nearer the average's noise (0.5), which is what predict runs on; 1: the halves.
     """
 
-    def __init__(self, filled: np.ndarray, tilt_ranges: np.ndarray, indices: np.ndarray, length: int, cube: int,
-                 noise_level: float, noise_mode: str, seed: tuple[int, ...], wedge_target: str = "half",
-                 rotations: str = "cube", max_shift: int = 0, input_noise: float = 1.0):
+    def __init__(self, filled: np.ndarray, tilt_ranges: np.ndarray, indices: np.ndarray, length: int,
+                 pairs: PairSettings, seed: tuple[int, ...]):
         self.filled = filled
         self.tilt_ranges = tilt_ranges
         self.indices = np.asarray(indices)
         self.length = int(length)
-        self.cube = cube
-        self.noise_level = float(noise_level)
-        self.noise_mode = noise_mode
+        self.pairs = pairs
         self.seed = tuple(int(s) for s in seed)
-        self.wedge_target = wedge_target
-        self.rotations = rotations
-        self.max_shift = int(max_shift)
-        self.input_noise = float(input_noise)
-        if not 0.5 < self.input_noise <= 1:
-            raise ValueError(f"input_noise must lie in (0.5, 1], got {input_noise}")
-        if self.max_shift and 2 * self.max_shift > filled.shape[-1] - cube:
-            raise ValueError(f"max_shift {self.max_shift} reaches beyond the {filled.shape[-1]}³ subtomograms for "
-                             f"cubes of {cube}")
+        if pairs.max_shift and 2 * pairs.max_shift > filled.shape[-1] - pairs.cube:
+            raise ValueError(f"max_shift {pairs.max_shift} reaches beyond the {filled.shape[-1]}³ subtomograms "
+                             f"for cubes of {pairs.cube}")
 
     def __len__(self) -> int:
         return self.length
@@ -83,23 +99,24 @@ class PairDataset(Dataset):
         key = tuple(int(k) for k in key) if isinstance(key, tuple) else (int(key),)
         rng = np.random.default_rng((*self.seed, *key))
         i = int(self.indices[rng.integers(len(self.indices))])
-        rotation = draw_rotation(self.rotations, rng)
+        p = self.pairs
+        rotation = draw_rotation(p.rotations, rng)
         tilt = (float(self.tilt_ranges[i, 0]), float(self.tilt_ranges[i, 1]))
         if self.filled.ndim == 5:  # even/odd halves: (n, 2, p, p, p)
             swap = bool(rng.random() < 0.5)
-            m = self.max_shift
+            m = p.max_shift
             offset = tuple(int(v) for v in rng.integers(-m, m + 1, 3)) if m else (0, 0, 0)
             alpha = 1.0
-            if self.input_noise < 1:  # drawn only then, so runs without it draw as before; v < 1 so alpha < 1
-                alpha = float(np.sqrt(2 * rng.uniform(self.input_noise, 1.0) - 1))
-            inp, target, regions, *wedge = make_n2n_pair(self.filled[i], rotation, swap, tilt, self.cube,
-                                                         self.wedge_target, offset, alpha)
+            if p.input_noise < 1:  # drawn only then, so runs without it draw as before; v < 1 so alpha < 1
+                alpha = float(np.sqrt(2 * rng.uniform(p.input_noise, 1.0) - 1))
+            inp, target, regions, *wedge = make_n2n_pair(self.filled[i], rotation, swap, tilt, p.cube,
+                                                         p.wedge_target, offset, alpha)
             sample = {"input": torch.from_numpy(inp)[None], "target": torch.from_numpy(target)[None],
                       "regions": torch.from_numpy(regions)}
             if wedge:
                 sample["target_wedge"] = torch.from_numpy(wedge[0])[None]
             return sample
-        inp, target = make_pair(self.filled[i], rotation, tilt, self.cube, self.noise_level, self.noise_mode, rng)
+        inp, target = make_pair(self.filled[i], rotation, tilt, p.cube, p.noise_level, p.noise_mode, rng)
         return {"input": torch.from_numpy(inp)[None], "target": torch.from_numpy(target)[None]}
 
 
@@ -140,35 +157,30 @@ class IsoNetDataModule(pl.LightningDataModule):
         See :class:`PairDataset`.
     train_indices, val_indices : numpy.ndarray
         The split of the subtomograms.
-    cube, batch_size, steps_per_epoch, noise_level, noise_mode :
-        Training settings of this iteration.
+    pairs : PairSettings
+        How this iteration's pairs are made (validation pairs always use the halves themselves, input_noise 1).
+    batch_size, steps_per_epoch : int
+        Per device.
     num_workers : int
         DataLoader worker processes.
     seed : tuple of int
         (run seed, iteration).
-    wedge_target, rotations, max_shift, input_noise :
-        See :class:`PairDataset` (validation pairs always use the halves themselves, input_noise 1).
     """
 
     def __init__(self, filled: np.ndarray, tilt_ranges: np.ndarray, train_indices: np.ndarray,
-                 val_indices: np.ndarray, cube: int, batch_size: int, steps_per_epoch: int, noise_level: float,
-                 noise_mode: str, num_workers: int, seed: tuple[int, ...], wedge_target: str = "half",
-                 rotations: str = "cube", max_shift: int = 0, input_noise: float = 1.0):
+                 val_indices: np.ndarray, pairs: PairSettings, batch_size: int, steps_per_epoch: int,
+                 num_workers: int, seed: tuple[int, ...]):
         super().__init__()
         self.filled, self.tilt_ranges = filled, tilt_ranges
         self.train_indices, self.val_indices = train_indices, val_indices
-        self.cube, self.batch_size, self.steps_per_epoch = cube, batch_size, steps_per_epoch
-        self.noise_level, self.noise_mode = noise_level, noise_mode
+        self.pairs, self.batch_size, self.steps_per_epoch = pairs, batch_size, steps_per_epoch
         self.num_workers, self.seed = num_workers, tuple(seed)
-        self.wedge_target, self.rotations, self.max_shift = wedge_target, rotations, max_shift
-        self.input_noise = input_noise
 
     def setup(self, stage: str | None = None) -> None:
         """Build the validation set (training pairs are drawn anew each epoch, see train_dataloader)."""
         n_val = max(self.batch_size, int(np.ceil(0.1 * self.steps_per_epoch)) * self.batch_size)
-        self.val_set = PairDataset(self.filled, self.tilt_ranges, self.val_indices, n_val, self.cube,
-                                   self.noise_level, self.noise_mode, (*self.seed, 1), self.wedge_target,
-                                   self.rotations, self.max_shift)
+        self.val_set = PairDataset(self.filled, self.tilt_ranges, self.val_indices, n_val,
+                                   replace(self.pairs, input_noise=1.0), (*self.seed, 1))
 
     def _loader(self, dataset: Dataset, sampler: Sampler | None = None) -> DataLoader:
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, shuffle=False,
@@ -183,9 +195,8 @@ class IsoNetDataModule(pl.LightningDataModule):
         step count (restored from a checkpoint) makes a resumed run draw the same pairs.
         """
         n_train = self.steps_per_epoch * self.batch_size
-        train_set = PairDataset(self.filled, self.tilt_ranges, self.train_indices, n_train, self.cube,
-                                self.noise_level, self.noise_mode, (*self.seed, 0), self.wedge_target,
-                                self.rotations, self.max_shift, self.input_noise)
+        train_set = PairDataset(self.filled, self.tilt_ranges, self.train_indices, n_train, self.pairs,
+                                (*self.seed, 0))
         return self._loader(train_set, StepKeys(n_train, self))
 
     def val_dataloader(self) -> DataLoader:

@@ -63,7 +63,7 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    from isonet_pl.data.datamodule import IsoNetDataModule, PairDataset
+    from isonet_pl.data.datamodule import IsoNetDataModule, PairDataset, PairSettings
 
     done = 0
     if cfg.continue_from:
@@ -127,9 +127,10 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
             if method != Method.N2N or (it - 1) % cfg.refill_every == 0 or it == done + 1:
                 filled = estimates.filled_volumes(subs, current, method, renormalize)
             noise = 0.0 if method == Method.N2N else float(schedule[it])  # n2n: the other half is the noise model
-            dm = IsoNetDataModule(filled, subs.tilt_ranges, active, val_idx, subs.cube, batch // dev["count"], steps,
-                                  noise, cfg.noise_mode, workers, (cfg.seed, it), cfg.wedge_target,
-                                  cfg.rotations, resolved.max_shift, resolved.input_noise)
+            pairs = PairSettings(subs.cube, noise, cfg.noise_mode, cfg.wedge_target, cfg.rotations,
+                                 resolved.max_shift, resolved.input_noise)
+            dm = IsoNetDataModule(filled, subs.tilt_ranges, active, val_idx, pairs, batch // dev["count"], steps,
+                                  workers, (cfg.seed, it))
             epoch_ckpt = ModelCheckpoint(dirpath=state, filename="epoch", save_last=False, save_top_k=1,
                                          monitor=None, every_n_epochs=1, enable_version_counter=False,
                                          save_on_train_epoch_end=True)
@@ -156,9 +157,7 @@ def _refine(subtomo_star: str | Path, cfg: RefineConfig) -> Path:
                 raise Interrupted(progress.resume_hint(it, subtomo_star, result_dir))
             losses = progress.epoch_losses(result_dir / "logs" / f"iter{it:02d}" / "metrics.csv", it, cfg.epochs)
             if recalibrate:  # the statistics of the weights that refill, are saved and predict
-                samples = PairDataset(filled, subs.tilt_ranges, active, callbacks.BN_SAMPLES, subs.cube, noise,
-                                      cfg.noise_mode, (cfg.seed, it, 2), cfg.wedge_target, cfg.rotations,
-                                      resolved.max_shift, resolved.input_noise)
+                samples = PairDataset(filled, subs.tilt_ranges, active, callbacks.BN_SAMPLES, pairs, (cfg.seed, it, 2))
                 callbacks.recalibrate_batch_norm(module, samples, batch, device, cfg.precision)
                 if ema:
                     ema.take_buffers(module)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from isonet_pl.data import datamodule as dm_mod
-from isonet_pl.data.datamodule import IsoNetDataModule, PairDataset
+from isonet_pl.data.datamodule import IsoNetDataModule, PairDataset, PairSettings
 
 
 def _module(workers: int, halves: bool = False) -> IsoNetDataModule:
@@ -18,7 +18,7 @@ def _module(workers: int, halves: bool = False) -> IsoNetDataModule:
     shape = (6, 2, 16, 16, 16) if halves else (6, 16, 16, 16)
     filled = rng.normal(size=shape).astype(np.float32)
     tilts = np.tile([-60.0, 60.0], (6, 1))
-    dm = IsoNetDataModule(filled, tilts, np.arange(5), np.array([5]), 16, 2, 3, 0.0, "noFilter", workers, (7, 4))
+    dm = IsoNetDataModule(filled, tilts, np.arange(5), np.array([5]), PairSettings(16), 2, 3, workers, (7, 4))
     dm.setup("fit")
     return dm
 
@@ -38,7 +38,7 @@ def test_train_pairs_keyed_by_steps_at_epoch_start(workers):
     dm.trainer.global_step = 3
     second = _epoch(loader)
     for steps, batches in ((0, first), (3, second)):
-        direct = PairDataset(dm.filled, dm.tilt_ranges, dm.train_indices, 6, 16, 0.0, "noFilter", (7, 4, 0, steps))
+        direct = PairDataset(dm.filled, dm.tilt_ranges, dm.train_indices, 6, PairSettings(16), (7, 4, 0, steps))
         expected = torch.stack([direct[k]["input"] for k in range(6)])
         got = torch.cat([b["input"] for b in batches])
         assert torch.equal(got, expected)
@@ -75,7 +75,7 @@ def test_continuous_rotations(halves):
     rng = np.random.default_rng(1)
     filled = rng.normal(size=(3, 2, 24, 24, 24) if halves else (3, 24, 24, 24)).astype(np.float32)
     tilts = np.tile([-45.0, 60.0], (3, 1))
-    data = PairDataset(filled, tilts, np.arange(3), 4, 16, 0.0, "noFilter", (0, 1), rotations="continuous")
+    data = PairDataset(filled, tilts, np.arange(3), 4, PairSettings(16, rotations="continuous"), (0, 1))
     a, b = data[(5, 2)], data[(5, 2)]
     assert a["input"].shape == a["target"].shape == (1, 16, 16, 16)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -94,8 +94,8 @@ def test_max_shift_cuts_input_and_target_at_one_offset():
     rng = np.random.default_rng(2)
     filled = rng.normal(size=(3, 2, 24, 24, 24)).astype(np.float32)
     tilts = np.tile([-60.0, 60.0], (3, 1))
-    centred = PairDataset(filled, tilts, np.arange(3), 8, 16, 0.0, "noFilter", (0, 1))
-    shifted = PairDataset(filled, tilts, np.arange(3), 8, 16, 0.0, "noFilter", (0, 1), max_shift=3)
+    centred = PairDataset(filled, tilts, np.arange(3), 8, PairSettings(16), (0, 1))
+    shifted = PairDataset(filled, tilts, np.arange(3), 8, PairSettings(16, max_shift=3), (0, 1))
     moved = 0
     for key in range(8):
         draw = np.random.default_rng((0, 1, key))
@@ -109,12 +109,11 @@ def test_max_shift_cuts_input_and_target_at_one_offset():
         moved += any(offset)
     assert moved >= 6
     same = np.repeat(filled[:, :1], 2, axis=1)  # both halves equal, no missing wedge: input = target anywhere
-    whole = PairDataset(same, np.tile([-90.0, 90.0], (3, 1)), np.arange(3), 4, 16, 0.0, "noFilter", (0, 1),
-                        max_shift=4)
+    whole = PairDataset(same, np.tile([-90.0, 90.0], (3, 1)), np.arange(3), 4, PairSettings(16, max_shift=4), (0, 1))
     for key in range(4):
         assert np.allclose(whole[key]["input"].numpy(), whole[key]["target"].numpy(), atol=1e-5)
     with pytest.raises(ValueError, match="max_shift 5"):
-        PairDataset(filled, tilts, np.arange(3), 4, 16, 0.0, "noFilter", (0, 1), max_shift=5)
+        PairDataset(filled, tilts, np.arange(3), 4, PairSettings(16, max_shift=5), (0, 1))
 
 
 def test_input_noise_draws_recorrupted_pairs_and_leaves_validation_alone():
@@ -123,17 +122,17 @@ def test_input_noise_draws_recorrupted_pairs_and_leaves_validation_alone():
     rng = np.random.default_rng(4)
     filled = rng.normal(size=(3, 2, 24, 24, 24)).astype(np.float32)
     tilts = np.tile([-60.0, 60.0], (3, 1))
-    plain = PairDataset(filled, tilts, np.arange(3), 16, 16, 0.0, "noFilter", (0, 1))
-    default = PairDataset(filled, tilts, np.arange(3), 16, 16, 0.0, "noFilter", (0, 1), input_noise=1.0)
-    mixed = PairDataset(filled, tilts, np.arange(3), 16, 16, 0.0, "noFilter", (0, 1), input_noise=0.6)
+    plain = PairDataset(filled, tilts, np.arange(3), 16, PairSettings(16), (0, 1))
+    default = PairDataset(filled, tilts, np.arange(3), 16, PairSettings(16, input_noise=1.0), (0, 1))
+    mixed = PairDataset(filled, tilts, np.arange(3), 16, PairSettings(16, input_noise=0.6), (0, 1))
     assert all(torch.equal(plain[k]["input"], default[k]["input"]) for k in range(4))
     batch = torch.utils.data.default_collate([mixed[k] for k in range(16)])
     assert batch["target_wedge"].shape == batch["target"].shape
     ratio = batch["input"].var() / torch.stack([plain[k]["input"] for k in range(16)]).var()
     assert 0.6 < ratio < 0.95
-    dm = IsoNetDataModule(filled, tilts, np.arange(2), np.array([2]), 16, 2, 3, 0.0, "noFilter", 0, (7, 4),
-                          input_noise=0.6)
+    dm = IsoNetDataModule(filled, tilts, np.arange(2), np.array([2]), PairSettings(16, input_noise=0.6), 2, 3, 0,
+                          (7, 4))
     dm.setup()
-    assert dm.val_set.input_noise == 1.0
+    assert dm.val_set.pairs.input_noise == 1.0
     with pytest.raises(ValueError, match="input_noise"):
-        PairDataset(filled, tilts, np.arange(3), 4, 16, 0.0, "noFilter", (0, 1), input_noise=0.5)
+        PairSettings(16, input_noise=0.5)
